@@ -1,0 +1,327 @@
+//! The `bridge` command line: `serve` (the MCP server) and the operator's
+//! subcommands, rendered as tables or, with `--json`, as JSON.
+#![allow(clippy::print_stdout)] // the operator CLI's output is its product
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
+use serde::Serialize;
+
+use crate::auth::ServerSecret;
+use crate::clock::{Clock, SystemClock};
+use crate::config::{Overrides, Settings};
+use crate::service::{Bridge, BridgeParts};
+use crate::store::{Db, Sync};
+use crate::{audit, operator};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "bridge",
+    version,
+    about = "Authenticated, redacting, auditable agent-to-agent MCP bridge"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct Global {
+    /// SQLite database [default: $XDG_DATA_HOME/mcp-bridge/bridge.db]
+    #[arg(long, env = "BRIDGE_DB", global = true)]
+    pub db: Option<PathBuf>,
+    /// TOML config file (keys: db, conversation_ttl, rate_limit, sync, redaction_patterns, [[pattern]])
+    #[arg(long, env = "BRIDGE_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    /// Print JSON instead of tables
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the MCP server on stdin/stdout
+    Serve(ServeArgs),
+    /// List conversations
+    List,
+    /// Show one conversation: sessions and recent messages
+    Show {
+        conversation: String,
+        /// How many recent messages to show
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Show the audit log (`bridge audit [CONV] [--limit N]`), or check its
+    /// hash chain (`bridge audit verify`)
+    Audit {
+        /// A conversation id, or `verify`
+        target: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Delete expired conversations and their messages (the audit log is kept)
+    Cleanup,
+    /// Tokens are stored only as keyed hashes and cannot be shown; `--rotate`
+    /// issues new ones and invalidates the old
+    Tokens {
+        conversation: String,
+        #[arg(long)]
+        rotate: bool,
+    },
+    /// A scripted two-session exchange against a temporary database
+    Demo,
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct ServeArgs {
+    /// Conversation lifetime, e.g. `3h`, `90m` [default: 3h]
+    #[arg(long, env = "BRIDGE_CONVERSATION_TTL")]
+    pub conversation_ttl: Option<String>,
+    /// Send quota per session: `10/1m,100/1h,500/1d` (the default) or `off`
+    #[arg(long, env = "BRIDGE_RATE_LIMIT")]
+    pub rate_limit: Option<String>,
+    /// Extra redaction patterns: a TOML file of [[pattern]] name/regex/placeholder
+    #[arg(long, env = "BRIDGE_REDACTION_PATTERNS")]
+    pub redaction_patterns: Option<PathBuf>,
+    /// Commit durability: `normal` survives process crashes, `full` also power loss
+    #[arg(long, env = "BRIDGE_SYNC", value_enum)]
+    pub sync: Option<Sync>,
+}
+
+pub fn settings(global: &Global, serve: &ServeArgs) -> anyhow::Result<Settings> {
+    Ok(Settings::resolve(Overrides {
+        config: global.config.clone(),
+        db: global.db.clone(),
+        sync: serve.sync,
+        conversation_ttl: serve.conversation_ttl.clone(),
+        rate_limit: serve.rate_limit.clone(),
+        redaction_patterns: serve.redaction_patterns.clone(),
+    })?)
+}
+
+/// Opens the database and the secret beside it, and builds the shared state.
+pub fn open_bridge(settings: &Settings) -> anyhow::Result<Bridge> {
+    let db = Db::open(&settings.db, settings.sync)?;
+    let secret = ServerSecret::load_or_create(&ServerSecret::path_for_db(&settings.db))?;
+    Ok(Bridge::new(BridgeParts {
+        db,
+        secret,
+        redactor: settings.redactor.clone(),
+        limits: settings.limits.clone(),
+        conversation_ttl: settings.conversation_ttl,
+        clock: Arc::new(SystemClock),
+    }))
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let json = cli.global.json;
+    match cli.command {
+        Command::Serve(args) => {
+            let settings = settings(&cli.global, &args)?;
+            crate::serve_stdio(settings).await
+        }
+        Command::Demo => crate::demo::run().await,
+        command => {
+            let settings = settings(&cli.global, &ServeArgs::default())?;
+            operate(command, &settings, json)
+        }
+    }
+}
+
+fn operate(command: Command, settings: &Settings, json: bool) -> anyhow::Result<()> {
+    let db = Db::open(&settings.db, settings.sync)?;
+    let now = SystemClock.now_ms();
+    let red = &settings.redactor;
+    match command {
+        Command::List => {
+            let rows = db.call_blocking(|c| Ok(operator::list(c, now)?))?;
+            emit(json, &rows, || {
+                let mut t = table(&[
+                    "conversation",
+                    "roles",
+                    "created",
+                    "expires",
+                    "messages",
+                    "unread",
+                ]);
+                for r in &rows {
+                    let expires = if r.expired {
+                        format!("{} (expired)", r.expires_at)
+                    } else {
+                        r.expires_at.clone()
+                    };
+                    t.add_row(vec![
+                        r.conversation_id.clone(),
+                        r.roles.join(" / "),
+                        r.created_at.clone(),
+                        expires,
+                        r.messages.to_string(),
+                        r.unread.to_string(),
+                    ]);
+                }
+                format!("{t}\n{} conversation(s)", rows.len())
+            })
+        }
+        Command::Show {
+            conversation,
+            limit,
+        } => {
+            let conv = conversation.clone();
+            let Some(d) = db.call_blocking(|c| Ok(operator::show(c, &conv, now, limit)?))? else {
+                bail!("no conversation `{conversation}`; `bridge list` shows the existing ones");
+            };
+            emit(json, &d, || {
+                let s = &d.summary;
+                let mut out = format!(
+                    "{}  created {}  expires {}{}\n",
+                    s.conversation_id,
+                    s.created_at,
+                    s.expires_at,
+                    if s.expired { " (expired)" } else { "" }
+                );
+                let mut t = table(&["session", "role", "status", "last heartbeat", "token hash"]);
+                for x in &d.sessions {
+                    t.add_row(vec![
+                        x.session_id.clone(),
+                        x.role.clone(),
+                        x.status.clone().unwrap_or_else(|| "-".into()),
+                        x.last_heartbeat.clone().unwrap_or_else(|| "-".into()),
+                        x.token_hash_preview.clone(),
+                    ]);
+                }
+                out.push_str(&format!("{t}\n"));
+                let mut m = table(&["id", "from→to", "kind", "action", "time", "read", "message"]);
+                for x in &d.messages {
+                    m.add_row(vec![
+                        x.id.to_string(),
+                        format!("{}→{}", x.from, x.to),
+                        x.kind.clone(),
+                        x.action_type.clone().unwrap_or_default(),
+                        x.timestamp.clone(),
+                        if x.read_at.is_some() { "yes" } else { "no" }.into(),
+                        shorten(&x.message, 80),
+                    ]);
+                }
+                out.push_str(&m.to_string());
+                out
+            })
+        }
+        Command::Audit {
+            target: Some(t), ..
+        } if t == "verify" => {
+            let v = db.call_blocking(|c| Ok(audit::verify(c)?))?;
+            let ok = v.first_break.is_none();
+            emit(json, &v, || match &v.first_break {
+                None => format!("audit chain intact: {} rows, head {}", v.rows, v.head_hash),
+                Some(b) => format!(
+                    "AUDIT CHAIN BROKEN at row {}: {}\n({} rows checked up to and including it)",
+                    b.id, b.reason, v.rows
+                ),
+            })?;
+            if !ok {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+        Command::Audit { target, limit } => {
+            if let Some(t) = &target
+                && !crate::auth::is_conversation_id(t)
+            {
+                bail!("`{t}` is neither a conversation id (conv_ + 16 hex) nor `verify`");
+            }
+            let rows = db.call_blocking(|c| Ok(audit::tail(c, target.as_deref(), limit)?))?;
+            emit(json, &rows, || {
+                let mut t = table(&[
+                    "id",
+                    "time",
+                    "conversation",
+                    "session",
+                    "action",
+                    "outcome",
+                    "detail",
+                ]);
+                for r in &rows {
+                    t.add_row(vec![
+                        r.id.to_string(),
+                        crate::clock::rfc3339(r.ts),
+                        r.conversation_id.clone().unwrap_or_default(),
+                        r.session_id.clone().unwrap_or_default(),
+                        r.action.clone(),
+                        r.outcome.clone(),
+                        shorten(&r.detail, 80),
+                    ]);
+                }
+                t.to_string()
+            })
+        }
+        Command::Cleanup => {
+            let c = db.call_blocking(|c| operator::cleanup(c, red, now))?;
+            emit(json, &c, || {
+                format!(
+                    "removed {} expired conversation(s) and {} message(s); the audit log is kept",
+                    c.conversations, c.messages
+                )
+            })
+        }
+        Command::Tokens {
+            conversation,
+            rotate,
+        } => {
+            if !rotate {
+                bail!(
+                    "tokens are stored only as keyed hashes and cannot be shown; run `bridge tokens {conversation} --rotate` to issue new ones (the old ones stop working)"
+                );
+            }
+            let secret = ServerSecret::load_or_create(&ServerSecret::path_for_db(&settings.db))
+                .context("loading the server secret")?;
+            let conv = conversation.clone();
+            let Some(r) =
+                db.call_blocking(|c| operator::rotate_tokens(c, &secret, red, &conv, now))?
+            else {
+                bail!("no conversation `{conversation}`; `bridge list` shows the existing ones");
+            };
+            emit(json, &r, || {
+                let mut out = format!(
+                    "New tokens for {} (shown once; the old ones no longer work):\n",
+                    r.conversation_id
+                );
+                for (s, t) in &r.tokens {
+                    out.push_str(&format!("  session {s}: {t}\n"));
+                }
+                out
+            })
+        }
+        Command::Serve(_) | Command::Demo => unreachable!("handled by run"),
+    }
+}
+
+fn emit<T: Serialize>(json: bool, value: &T, text: impl FnOnce() -> String) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(value)?);
+    } else {
+        println!("{}", text());
+    }
+    Ok(())
+}
+
+fn table(header: &[&str]) -> Table {
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED)
+        .set_header(header.to_vec());
+    t
+}
+
+fn shorten(s: &str, max: usize) -> String {
+    let one_line = s.replace('\n', "⏎");
+    if one_line.chars().count() <= max {
+        return one_line;
+    }
+    let mut out: String = one_line.chars().take(max - 1).collect();
+    out.push('…');
+    out
+}

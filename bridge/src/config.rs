@@ -1,0 +1,199 @@
+//! Settings: command-line flags and environment variables (via clap), an
+//! optional TOML config file, and defaults, in that order of precedence.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::ratelimit::Limits;
+use crate::redact::{self, PatternSpec, Redactor};
+use crate::store::Sync;
+
+/// The original bridge's conversation lifetime.
+pub const DEFAULT_TTL: Duration = Duration::from_secs(3 * 3600);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is invalid: {source}")]
+    Parse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Redact(#[from] redact::RedactError),
+    #[error("no user data directory is known on this system; pass --db PATH or set BRIDGE_DB")]
+    NoDataDir,
+}
+
+/// The config file's shape. Every key is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub db: Option<PathBuf>,
+    /// e.g. "3h", "90m".
+    pub conversation_ttl: Option<String>,
+    /// e.g. "10/1m,100/1h,500/1d" or "off".
+    pub rate_limit: Option<String>,
+    pub sync: Option<String>,
+    /// A TOML file of `[[pattern]]` entries.
+    pub redaction_patterns: Option<PathBuf>,
+    /// Inline extra patterns.
+    #[serde(default)]
+    pub pattern: Vec<PatternSpec>,
+}
+
+impl FileConfig {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.into(),
+            source,
+        })
+    }
+}
+
+/// `30s`, `15m`, `3h`, `2d`, or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let bad =
+        || format!("invalid duration `{s}`: use a number with s, m, h or d, e.g. `90m` or `3h`");
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    let mult = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(bad()),
+    };
+    if n == 0 {
+        return Err(format!("duration `{s}` must be above zero"));
+    }
+    Ok(Duration::from_secs(n * mult))
+}
+
+/// The default database: `$XDG_DATA_HOME/mcp-bridge/bridge.db`.
+pub fn default_db() -> Result<PathBuf, ConfigError> {
+    Ok(dirs::data_dir()
+        .ok_or(ConfigError::NoDataDir)?
+        .join("mcp-bridge")
+        .join("bridge.db"))
+}
+
+/// Fully resolved settings for the bridge.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub db: PathBuf,
+    pub sync: Sync,
+    pub conversation_ttl: Duration,
+    pub limits: Limits,
+    pub redactor: Redactor,
+}
+
+/// What the command line said; `None` means "not given".
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub config: Option<PathBuf>,
+    pub db: Option<PathBuf>,
+    pub sync: Option<Sync>,
+    pub conversation_ttl: Option<String>,
+    pub rate_limit: Option<String>,
+    pub redaction_patterns: Option<PathBuf>,
+}
+
+impl Settings {
+    pub fn resolve(o: Overrides) -> Result<Self, ConfigError> {
+        let file = match &o.config {
+            Some(p) => FileConfig::load(p)?,
+            None => FileConfig::default(),
+        };
+        let db = match o.db.or(file.db) {
+            Some(p) => p,
+            None => default_db()?,
+        };
+        let sync = match (o.sync, file.sync.as_deref()) {
+            (Some(s), _) => s,
+            (None, None) => Sync::Normal,
+            (None, Some(s)) => <Sync as clap::ValueEnum>::from_str(s, true).map_err(|_| {
+                ConfigError::Invalid(format!(
+                    "config key `sync` is `{s}`: use `normal` or `full`"
+                ))
+            })?,
+        };
+        let conversation_ttl = match o.conversation_ttl.or(file.conversation_ttl) {
+            Some(s) => parse_duration(&s).map_err(ConfigError::Invalid)?,
+            None => DEFAULT_TTL,
+        };
+        let limits = match o.rate_limit.or(file.rate_limit) {
+            Some(s) => Limits::parse(&s).map_err(ConfigError::Invalid)?,
+            None => Limits::default(),
+        };
+        let mut extra = file.pattern;
+        if let Some(p) = o.redaction_patterns.or(file.redaction_patterns) {
+            extra.extend(redact::load_patterns_file(&p)?);
+        }
+        let redactor = Redactor::with_extra(&extra)?;
+        Ok(Self {
+            db,
+            sync,
+            conversation_ttl,
+            limits,
+            redactor,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("3h").unwrap(), Duration::from_secs(10_800));
+        assert_eq!(parse_duration("45").unwrap(), Duration::from_secs(45));
+        assert!(parse_duration("0m").is_err());
+        assert!(parse_duration("3 weeks").unwrap_err().contains("90m"));
+    }
+
+    #[test]
+    fn flags_override_the_file_and_bad_keys_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("c.toml");
+        std::fs::write(
+            &cfg,
+            "conversation_ttl = \"1h\"\nrate_limit = \"off\"\n[[pattern]]\nname = \"t\"\nregex = 'TKT-[0-9]{4}'\nplaceholder = \"TICKET_REDACTED\"\n",
+        )
+        .unwrap();
+        let s = Settings::resolve(Overrides {
+            config: Some(cfg.clone()),
+            db: Some(dir.path().join("x.db")),
+            rate_limit: Some("5/1m".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(s.conversation_ttl, Duration::from_secs(3600));
+        assert_eq!(s.limits.windows.len(), 1);
+        assert_eq!(s.redactor.redact("id TKT-1234"), "id TICKET_REDACTED");
+
+        std::fs::write(&cfg, "rate_limits = \"off\"\n").unwrap();
+        let err = Settings::resolve(Overrides {
+            config: Some(cfg),
+            db: Some(dir.path().join("x.db")),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("rate_limits"), "{err}");
+    }
+}

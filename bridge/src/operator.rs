@@ -1,0 +1,248 @@
+//! What the operator CLI reads and changes: listings, token rotation,
+//! cleanup. Plain functions over a connection; rendering lives in `cli.rs`.
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use serde::Serialize;
+
+use crate::audit::{self, Entry, Outcome};
+use crate::auth::{self, ServerSecret};
+use crate::clock::{Millis, rfc3339};
+use crate::redact::Redactor;
+use crate::store::StoreError;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ConversationSummary {
+    pub conversation_id: String,
+    pub roles: Vec<String>,
+    pub created_at: String,
+    pub expires_at: String,
+    pub expired: bool,
+    pub messages: i64,
+    pub unread: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SessionView {
+    pub session_id: String,
+    pub role: String,
+    pub status: Option<String>,
+    pub last_heartbeat: Option<String>,
+    /// The first hex digits of the stored keyed hash: enough to tell two
+    /// tokens apart, useless for authenticating.
+    pub token_hash_preview: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MessageView {
+    pub id: i64,
+    pub from: String,
+    pub to: String,
+    pub kind: String,
+    pub action_type: Option<String>,
+    pub message: String,
+    pub files_involved: serde_json::Value,
+    pub redacted: bool,
+    pub timestamp: String,
+    pub read_at: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ConversationDetail {
+    pub summary: ConversationSummary,
+    pub sessions: Vec<SessionView>,
+    pub messages: Vec<MessageView>,
+}
+
+pub fn list(conn: &Connection, now: Millis) -> rusqlite::Result<Vec<ConversationSummary>> {
+    let mut stmt = conn.prepare(
+        "SELECT c.id, c.created_at, c.expires_at,
+                (SELECT group_concat(role, ' / ') FROM (SELECT role FROM sessions WHERE conversation_id = c.id ORDER BY session_id)),
+                (SELECT count(*) FROM messages WHERE conversation_id = c.id),
+                (SELECT count(*) FROM messages WHERE conversation_id = c.id AND read_at IS NULL)
+         FROM conversations c ORDER BY c.created_at",
+    )?;
+    let rows = stmt.query_map([], |r| summary(r, now))?;
+    rows.collect()
+}
+
+fn summary(r: &rusqlite::Row<'_>, now: Millis) -> rusqlite::Result<ConversationSummary> {
+    let roles: Option<String> = r.get(3)?;
+    let expires: Millis = r.get(2)?;
+    Ok(ConversationSummary {
+        conversation_id: r.get(0)?,
+        created_at: rfc3339(r.get(1)?),
+        expires_at: rfc3339(expires),
+        expired: expires <= now,
+        roles: roles
+            .unwrap_or_default()
+            .split(" / ")
+            .map(str::to_owned)
+            .collect(),
+        messages: r.get(4)?,
+        unread: r.get(5)?,
+    })
+}
+
+pub fn show(
+    conn: &Connection,
+    conversation: &str,
+    now: Millis,
+    limit: u32,
+) -> rusqlite::Result<Option<ConversationDetail>> {
+    let summary = conn
+        .query_row(
+            "SELECT c.id, c.created_at, c.expires_at,
+                    (SELECT group_concat(role, ' / ') FROM (SELECT role FROM sessions WHERE conversation_id = c.id ORDER BY session_id)),
+                    (SELECT count(*) FROM messages WHERE conversation_id = c.id),
+                    (SELECT count(*) FROM messages WHERE conversation_id = c.id AND read_at IS NULL)
+             FROM conversations c WHERE c.id = ?1",
+            [conversation],
+            |r| summary(r, now),
+        )
+        .optional()?;
+    let Some(summary) = summary else {
+        return Ok(None);
+    };
+    let sessions = conn
+        .prepare(
+            "SELECT session_id, role, status, last_heartbeat, token_hash FROM sessions
+             WHERE conversation_id = ?1 ORDER BY session_id",
+        )?
+        .query_map([conversation], |r| {
+            let hash: Vec<u8> = r.get(4)?;
+            Ok(SessionView {
+                session_id: r.get(0)?,
+                role: r.get(1)?,
+                status: r.get(2)?,
+                last_heartbeat: r.get::<_, Option<Millis>>(3)?.map(rfc3339),
+                token_hash_preview: auth::preview(&hash),
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let messages = conn
+        .prepare(
+            "SELECT * FROM (
+               SELECT id, sender, recipient, kind, action_type, body, files, redacted, created_at, read_at
+               FROM messages WHERE conversation_id = ?1 ORDER BY id DESC LIMIT ?2
+             ) ORDER BY id",
+        )?
+        .query_map(params![conversation, limit], |r| {
+            let files: String = r.get(6)?;
+            Ok(MessageView {
+                id: r.get(0)?,
+                from: r.get(1)?,
+                to: r.get(2)?,
+                kind: r.get(3)?,
+                action_type: r.get(4)?,
+                message: r.get(5)?,
+                files_involved: serde_json::from_str(&files).unwrap_or_default(),
+                redacted: r.get(7)?,
+                timestamp: rfc3339(r.get(8)?),
+                read_at: r.get::<_, Option<Millis>>(9)?.map(rfc3339),
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(Some(ConversationDetail {
+        summary,
+        sessions,
+        messages,
+    }))
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Cleaned {
+    pub conversations: usize,
+    pub messages: i64,
+}
+
+/// Deletes expired conversations with their sessions and messages. Audit rows
+/// are kept: deleting them would break the chain.
+pub fn cleanup(
+    conn: &mut Connection,
+    redactor: &Redactor,
+    now: Millis,
+) -> Result<Cleaned, StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let ids: Vec<String> = tx
+        .prepare("SELECT id FROM conversations WHERE expires_at <= ?1")?
+        .query_map([now], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut messages = 0;
+    for id in &ids {
+        messages += tx.query_row(
+            "SELECT count(*) FROM messages WHERE conversation_id = ?1",
+            [id],
+            |r| r.get::<_, i64>(0),
+        )?;
+        tx.execute("DELETE FROM conversations WHERE id = ?1", [id])?;
+    }
+    audit::append(
+        &tx,
+        redactor,
+        now,
+        Entry {
+            conversation_id: None,
+            session_id: None,
+            action: "operator.cleanup",
+            outcome: Outcome::Ok,
+            detail: serde_json::json!({ "conversations": ids, "messages": messages }),
+        },
+    )?;
+    tx.commit()?;
+    Ok(Cleaned {
+        conversations: ids.len(),
+        messages,
+    })
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Rotated {
+    pub conversation_id: String,
+    /// session id -> new token (shown once).
+    pub tokens: std::collections::BTreeMap<String, String>,
+}
+
+/// Issues new tokens for every session of a conversation; the old ones stop
+/// working immediately.
+pub fn rotate_tokens(
+    conn: &mut Connection,
+    secret: &ServerSecret,
+    redactor: &Redactor,
+    conversation: &str,
+    now: Millis,
+) -> Result<Option<Rotated>, StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let sessions: Vec<String> = tx
+        .prepare("SELECT session_id FROM sessions WHERE conversation_id = ?1 ORDER BY session_id")?
+        .query_map([conversation], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    if sessions.is_empty() {
+        return Ok(None);
+    }
+    let mut tokens = std::collections::BTreeMap::new();
+    for s in sessions {
+        let token = auth::new_token().map_err(|e| StoreError::Join(e.to_string()))?;
+        tx.execute(
+            "UPDATE sessions SET token_hash = ?1 WHERE conversation_id = ?2 AND session_id = ?3",
+            params![secret.hash_token(&token), conversation, s],
+        )?;
+        tokens.insert(s, token);
+    }
+    audit::append(
+        &tx,
+        redactor,
+        now,
+        Entry {
+            conversation_id: Some(conversation),
+            session_id: None,
+            action: "operator.tokens.rotate",
+            outcome: Outcome::Ok,
+            detail: serde_json::json!({ "sessions": tokens.keys().collect::<Vec<_>>() }),
+        },
+    )?;
+    tx.commit()?;
+    Ok(Some(Rotated {
+        conversation_id: conversation.to_owned(),
+        tokens,
+    }))
+}

@@ -1,0 +1,762 @@
+//! The bridge's behaviour, independent of transport: create conversations,
+//! authenticate sessions, send and receive messages, heartbeats. The MCP
+//! tools (`tools.rs`) and the demo call this; nothing here knows about JSON-RPC.
+//!
+//! Every state change runs in one `BEGIN IMMEDIATE` transaction that also
+//! appends its audit row, so an action and its audit record commit together
+//! or not at all, and the audit chain never forks between processes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use crate::audit::{self, Entry, Outcome};
+use crate::auth::{self, ServerSecret};
+use crate::clock::{Clock, Millis, rfc3339};
+use crate::ratelimit::{Exceeded, Limits};
+use crate::redact::Redactor;
+use crate::store::{Db, StoreError};
+use crate::wake::{BACKSTOP, Wake};
+
+/// A partner whose last heartbeat is older than this is reported not alive.
+pub const ALIVE_SECS: i64 = 120;
+/// At most this many messages come back from one `check_messages`.
+pub const CHECK_BATCH: usize = 100;
+
+/// Why a tool call was refused. Messages are safe to show an agent: they
+/// carry no secret and say what to do next.
+#[derive(Debug, thiserror::Error)]
+pub enum ToolError {
+    #[error("invalid argument `{field}`: {problem}")]
+    Invalid { field: String, problem: String },
+    /// Deliberately uninformative: no oracle for which part was wrong.
+    #[error("invalid or expired session token")]
+    Unauthorized,
+    #[error("{0}")]
+    RateLimited(Exceeded),
+    #[error("internal error: {0}; the request was not applied, retry it")]
+    Internal(String),
+}
+
+impl ToolError {
+    pub fn invalid(field: impl Into<String>, problem: impl Into<String>) -> Self {
+        Self::Invalid {
+            field: field.into(),
+            problem: problem.into(),
+        }
+    }
+}
+
+impl From<StoreError> for ToolError {
+    fn from(e: StoreError) -> Self {
+        tracing::error!(error = %e, "store failure");
+        Self::Internal(e.to_string())
+    }
+}
+
+impl From<rusqlite::Error> for ToolError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::from(e).into()
+    }
+}
+
+/// Who is calling, as claimed; verified by [`Bridge`] on every call.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub conversation_id: String,
+    pub session_id: String,
+    pub token: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ActionType {
+    Question,
+    Info,
+    Proposal,
+    Blocked,
+    Complete,
+}
+
+impl ActionType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Question => "question",
+            Self::Info => "info",
+            Self::Proposal => "proposal",
+            Self::Blocked => "blocked",
+            Self::Complete => "complete",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SessionStatus {
+    Working,
+    Waiting,
+    Blocked,
+    Complete,
+}
+
+impl SessionStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Working => "working",
+            Self::Waiting => "waiting",
+            Self::Blocked => "blocked",
+            Self::Complete => "complete",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Created {
+    /// `conv_` + 16 hex characters.
+    pub conversation_id: String,
+    /// Secret for session "a" (the caller). Shown once; not recoverable.
+    pub session_a_token: String,
+    /// Secret for session "b" (the partner). Hand it over out of band.
+    pub session_b_token: String,
+    /// RFC 3339 UTC.
+    pub expires_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Sent {
+    /// Always "sent".
+    pub status: String,
+    pub message_id: i64,
+    /// True when secrets were found and replaced before storing.
+    pub redacted: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Message {
+    pub id: i64,
+    /// Session id of the sender ("a", "b", or "bridge" for system messages).
+    pub from: String,
+    /// "message", "proposal", "command_result" or "system".
+    pub kind: String,
+    pub message: String,
+    pub action_type: Option<String>,
+    pub files_involved: Vec<String>,
+    /// RFC 3339 UTC.
+    pub timestamp: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Inbox {
+    pub messages: Vec<Message>,
+    /// More messages are waiting; call again.
+    pub has_more: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct MyStatus {
+    pub status: String,
+    /// RFC 3339 UTC.
+    pub last_heartbeat: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct PartnerStatus {
+    pub partner_session_id: String,
+    pub partner_role: String,
+    /// "working", "waiting", "blocked", "complete", or "unknown" before the
+    /// partner's first update.
+    pub status: String,
+    /// RFC 3339 UTC, null before the partner's first update.
+    pub last_heartbeat: Option<String>,
+    pub age_seconds: Option<i64>,
+    /// Heartbeat younger than 120 s.
+    pub alive: bool,
+}
+
+/// What a send should store.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    pub message: String,
+    pub action_type: ActionType,
+    pub files_involved: Vec<String>,
+}
+
+/// The shared state of one bridge process. Cheap to clone.
+#[derive(Clone)]
+pub struct Bridge(Arc<Inner>);
+
+struct Inner {
+    db: Db,
+    secret: ServerSecret,
+    redactor: Redactor,
+    limits: Limits,
+    conversation_ttl_ms: Millis,
+    clock: Arc<dyn Clock>,
+    wake: Wake,
+}
+
+pub struct BridgeParts {
+    pub db: Db,
+    pub secret: ServerSecret,
+    pub redactor: Redactor,
+    pub limits: Limits,
+    pub conversation_ttl: Duration,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Bridge {
+    pub fn new(p: BridgeParts) -> Self {
+        let wake = Wake::watching(p.db.path());
+        Self(Arc::new(Inner {
+            db: p.db,
+            secret: p.secret,
+            redactor: p.redactor,
+            limits: p.limits,
+            conversation_ttl_ms: p.conversation_ttl.as_millis() as Millis,
+            clock: p.clock,
+            wake,
+        }))
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.0.db
+    }
+    pub fn redactor(&self) -> &Redactor {
+        &self.0.redactor
+    }
+    pub fn now(&self) -> Millis {
+        self.0.clock.now_ms()
+    }
+
+    /// Records a refusal that happened before any state was touched (invalid
+    /// input). Failure to audit is logged, never turned into a second error.
+    pub async fn audit_refusal(
+        &self,
+        tool: &str,
+        caller: Option<(String, String)>,
+        reason: String,
+    ) {
+        let this = self.clone();
+        let tool = tool.to_owned();
+        let res = self
+            .0
+            .db
+            .call(move |conn| {
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let (c, s) = caller.unzip();
+                audit::append(
+                    &tx,
+                    &this.0.redactor,
+                    this.now(),
+                    Entry {
+                        conversation_id: c.as_deref(),
+                        session_id: s.as_deref(),
+                        action: "request.invalid",
+                        outcome: Outcome::Refused,
+                        detail: serde_json::json!({ "tool": tool, "reason": reason }),
+                    },
+                )?;
+                tx.commit()?;
+                Ok(())
+            })
+            .await;
+        if let Err(e) = res {
+            tracing::error!(error = %e, "could not audit a refused request");
+        }
+    }
+
+    pub async fn create_conversation(
+        &self,
+        my_role: String,
+        partner_role: String,
+    ) -> Result<Created, ToolError> {
+        let conversation_id = auth::new_conversation_id().map_err(internal)?;
+        let token_a = auth::new_token().map_err(internal)?;
+        let token_b = auth::new_token().map_err(internal)?;
+        let this = self.clone();
+        let (cid, ta, tb) = (conversation_id.clone(), token_a.clone(), token_b.clone());
+        let expires_at = self
+            .0
+            .db
+            .call(move |conn| {
+                let inner = &this.0;
+                let now = this.now();
+                let expires = now + inner.conversation_ttl_ms;
+                let role_a = inner.redactor.redact(&my_role).into_owned();
+                let role_b = inner.redactor.redact(&partner_role).into_owned();
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                tx.execute(
+                    "INSERT INTO conversations (id, created_at, expires_at) VALUES (?1, ?2, ?3)",
+                    params![cid, now, expires],
+                )?;
+                for (sid, role, token) in [("a", &role_a, &ta), ("b", &role_b, &tb)] {
+                    tx.execute(
+                        "INSERT INTO sessions (conversation_id, session_id, role, token_hash) VALUES (?1, ?2, ?3, ?4)",
+                        params![cid, sid, role, inner.secret.hash_token(token)],
+                    )?;
+                }
+                audit::append(
+                    &tx,
+                    &inner.redactor,
+                    now,
+                    Entry {
+                        conversation_id: Some(&cid),
+                        session_id: Some("a"),
+                        action: "conversation.create",
+                        outcome: Outcome::Ok,
+                        detail: serde_json::json!({ "roles": { "a": role_a, "b": role_b }, "expires_at": rfc3339(expires) }),
+                    },
+                )?;
+                tx.commit()?;
+                Ok(expires)
+            })
+            .await?;
+        Ok(Created {
+            conversation_id,
+            session_a_token: token_a,
+            session_b_token: token_b,
+            expires_at: rfc3339(expires_at),
+        })
+    }
+
+    pub async fn send(&self, caller: Caller, out: Outgoing) -> Result<Sent, ToolError> {
+        let this = self.clone();
+        let sent = self
+            .0
+            .db
+            .call(move |conn| {
+                let inner = &this.0;
+                let now = this.now();
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                if !this.authenticate(&tx, &caller, now, "send_to_partner")? {
+                    tx.commit()?;
+                    return Ok(Err(ToolError::Unauthorized));
+                }
+                let (cid, sid) = (&caller.conversation_id, &caller.session_id);
+                if let Err(exceeded) = this.take_quota(&tx, cid, sid, "send", now)? {
+                    audit::append(
+                        &tx,
+                        &inner.redactor,
+                        now,
+                        Entry {
+                            conversation_id: Some(cid),
+                            session_id: Some(sid),
+                            action: "rate.limited",
+                            outcome: Outcome::Refused,
+                            detail: serde_json::json!({ "tool": "send_to_partner", "window_secs": exceeded.window.secs, "max": exceeded.window.max, "retry_after_secs": exceeded.retry_after_secs }),
+                        },
+                    )?;
+                    tx.commit()?;
+                    return Ok(Err(ToolError::RateLimited(exceeded)));
+                }
+                let (body, mut classes) = inner.redactor.redact_report(&out.message);
+                let mut files = serde_json::json!(out.files_involved);
+                if inner.redactor.redact_json(&mut files) {
+                    classes.push("files_involved".into());
+                }
+                let redacted = !classes.is_empty();
+                let ids = insert_to_others(
+                    &tx,
+                    cid,
+                    sid,
+                    "message",
+                    Some(out.action_type.as_str()),
+                    &body,
+                    &files.to_string(),
+                    redacted,
+                    now,
+                )?;
+                audit::append(
+                    &tx,
+                    &inner.redactor,
+                    now,
+                    Entry {
+                        conversation_id: Some(cid),
+                        session_id: Some(sid),
+                        action: "message.send",
+                        outcome: Outcome::Ok,
+                        detail: serde_json::json!({ "message_ids": ids, "action_type": out.action_type.as_str(), "chars": out.message.chars().count(), "files": out.files_involved.len(), "redacted_classes": classes }),
+                    },
+                )?;
+                tx.commit()?;
+                Ok(Ok(Sent {
+                    status: "sent".into(),
+                    message_id: ids.first().copied().unwrap_or_default(),
+                    redacted,
+                }))
+            })
+            .await??;
+        self.0.wake.notify();
+        Ok(sent)
+    }
+
+    /// Returns unread messages (or, with `since_id`, every message after
+    /// it), waiting up to `wait` for the first one to arrive.
+    pub async fn check(
+        &self,
+        caller: Caller,
+        wait: Duration,
+        peek: bool,
+        since_id: Option<i64>,
+        cancel: CancellationToken,
+    ) -> Result<Inbox, ToolError> {
+        let started = tokio::time::Instant::now();
+        let deadline = started + wait;
+        let mut changes = self.0.wake.subscribe();
+        let mut first = true;
+        loop {
+            // Mark the current change as seen *before* querying, so a commit
+            // landing between the query and the wait still wakes us.
+            changes.borrow_and_update();
+            let last_try = tokio::time::Instant::now() >= deadline || cancel.is_cancelled();
+            let this = self.clone();
+            let caller2 = caller.clone();
+            let waited_ms = started.elapsed().as_millis() as u64;
+            let check_auth = first;
+            let found = self
+                .0
+                .db
+                .call(move |conn| {
+                    this.check_once(
+                        conn, &caller2, peek, since_id, check_auth, last_try, waited_ms,
+                    )
+                })
+                .await??;
+            first = false;
+            if let Some(inbox) = found {
+                if !peek && !inbox.messages.is_empty() {
+                    self.0.wake.notify();
+                }
+                return Ok(inbox);
+            }
+            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+            tokio::select! {
+                _ = changes.changed() => {}
+                _ = tokio::time::sleep(remaining.min(BACKSTOP)) => {}
+                _ = cancel.cancelled() => {}
+            }
+        }
+    }
+
+    /// One attempt: `Ok(None)` means "nothing yet, keep waiting".
+    #[allow(clippy::too_many_arguments)]
+    fn check_once(
+        &self,
+        conn: &mut Connection,
+        caller: &Caller,
+        peek: bool,
+        since_id: Option<i64>,
+        check_auth: bool,
+        last_try: bool,
+        waited_ms: u64,
+    ) -> Result<Result<Option<Inbox>, ToolError>, StoreError> {
+        let inner = &self.0;
+        let now = self.now();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        // Re-authenticate every round so a conversation that expires or has
+        // its tokens rotated mid-wait stops being served.
+        if !self.authenticate_quiet(&tx, caller, now)? {
+            if check_auth {
+                self.audit_auth_failure(&tx, caller, now, "check_messages")?;
+            }
+            tx.commit()?;
+            return Ok(Err(ToolError::Unauthorized));
+        }
+        let (cid, sid) = (&caller.conversation_id, &caller.session_id);
+        let sql = if since_id.is_some() {
+            "SELECT id, sender, kind, body, action_type, files, created_at, read_at FROM messages
+             WHERE conversation_id = ?1 AND recipient = ?2 AND id > ?3 ORDER BY id LIMIT ?4"
+        } else {
+            "SELECT id, sender, kind, body, action_type, files, created_at, read_at FROM messages
+             WHERE conversation_id = ?1 AND recipient = ?2 AND read_at IS NULL AND id > ?3 ORDER BY id LIMIT ?4"
+        };
+        let mut rows: Vec<(Message, bool)> = {
+            let mut stmt = tx.prepare_cached(sql)?;
+            stmt.query_map(
+                params![cid, sid, since_id.unwrap_or(0), (CHECK_BATCH + 1) as i64],
+                |r| {
+                    let files: String = r.get(5)?;
+                    let read_at: Option<i64> = r.get(7)?;
+                    Ok((
+                        Message {
+                            id: r.get(0)?,
+                            from: r.get(1)?,
+                            kind: r.get(2)?,
+                            message: r.get(3)?,
+                            action_type: r.get(4)?,
+                            files_involved: serde_json::from_str(&files).unwrap_or_default(),
+                            timestamp: rfc3339(r.get(6)?),
+                        },
+                        read_at.is_none(),
+                    ))
+                },
+            )?
+            .collect::<rusqlite::Result<_>>()?
+        };
+        let has_more = rows.len() > CHECK_BATCH;
+        rows.truncate(CHECK_BATCH);
+        if rows.is_empty() && !last_try {
+            tx.commit()?;
+            return Ok(Ok(None));
+        }
+        if !peek {
+            let mut mark = tx.prepare_cached(
+                "UPDATE messages SET read_at = ?1 WHERE id = ?2 AND read_at IS NULL",
+            )?;
+            for (m, unread) in &rows {
+                if *unread {
+                    mark.execute(params![now, m.id])?;
+                }
+            }
+        }
+        let messages: Vec<Message> = rows.into_iter().map(|(m, _)| m).collect();
+        audit::append(
+            &tx,
+            &inner.redactor,
+            now,
+            Entry {
+                conversation_id: Some(cid),
+                session_id: Some(sid),
+                action: "message.check",
+                outcome: Outcome::Ok,
+                detail: serde_json::json!({ "returned": messages.iter().map(|m| m.id).collect::<Vec<_>>(), "peek": peek, "since_id": since_id, "waited_ms": waited_ms }),
+            },
+        )?;
+        tx.commit()?;
+        Ok(Ok(Some(Inbox { messages, has_more })))
+    }
+
+    pub async fn update_status(
+        &self,
+        caller: Caller,
+        status: SessionStatus,
+    ) -> Result<MyStatus, ToolError> {
+        let this = self.clone();
+        self.0
+            .db
+            .call(move |conn| {
+                let now = this.now();
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                if !this.authenticate(&tx, &caller, now, "update_my_status")? {
+                    tx.commit()?;
+                    return Ok(Err(ToolError::Unauthorized));
+                }
+                tx.execute(
+                    "UPDATE sessions SET status = ?1, last_heartbeat = ?2 WHERE conversation_id = ?3 AND session_id = ?4",
+                    params![status.as_str(), now, caller.conversation_id, caller.session_id],
+                )?;
+                audit::append(
+                    &tx,
+                    &this.0.redactor,
+                    now,
+                    Entry {
+                        conversation_id: Some(&caller.conversation_id),
+                        session_id: Some(&caller.session_id),
+                        action: "status.update",
+                        outcome: Outcome::Ok,
+                        detail: serde_json::json!({ "status": status.as_str() }),
+                    },
+                )?;
+                tx.commit()?;
+                Ok(Ok(MyStatus {
+                    status: status.as_str().into(),
+                    last_heartbeat: rfc3339(now),
+                }))
+            })
+            .await?
+    }
+
+    pub async fn partner_status(&self, caller: Caller) -> Result<PartnerStatus, ToolError> {
+        let this = self.clone();
+        self.0
+            .db
+            .call(move |conn| {
+                let now = this.now();
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                if !this.authenticate(&tx, &caller, now, "check_partner_status")? {
+                    tx.commit()?;
+                    return Ok(Err(ToolError::Unauthorized));
+                }
+                let (partner, role, status, beat): (String, String, Option<String>, Option<i64>) =
+                    tx.query_row(
+                        "SELECT session_id, role, status, last_heartbeat FROM sessions
+                     WHERE conversation_id = ?1 AND session_id != ?2 ORDER BY session_id LIMIT 1",
+                        params![caller.conversation_id, caller.session_id],
+                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                    )?;
+                audit::append(
+                    &tx,
+                    &this.0.redactor,
+                    now,
+                    Entry {
+                        conversation_id: Some(&caller.conversation_id),
+                        session_id: Some(&caller.session_id),
+                        action: "status.check",
+                        outcome: Outcome::Ok,
+                        detail: serde_json::json!({ "partner": partner }),
+                    },
+                )?;
+                tx.commit()?;
+                let age = beat.map(|b| ((now - b) / 1000).max(0));
+                Ok(Ok(PartnerStatus {
+                    partner_session_id: partner,
+                    partner_role: role,
+                    status: status.unwrap_or_else(|| "unknown".into()),
+                    last_heartbeat: beat.map(rfc3339),
+                    age_seconds: age,
+                    alive: age.is_some_and(|a| a < ALIVE_SECS),
+                }))
+            })
+            .await?
+    }
+
+    /// Verifies the caller; on failure appends the refusal to the audit log.
+    fn authenticate(
+        &self,
+        conn: &Connection,
+        caller: &Caller,
+        now: Millis,
+        tool: &str,
+    ) -> Result<bool, StoreError> {
+        if self.authenticate_quiet(conn, caller, now)? {
+            return Ok(true);
+        }
+        self.audit_auth_failure(conn, caller, now, tool)?;
+        Ok(false)
+    }
+
+    fn authenticate_quiet(
+        &self,
+        conn: &Connection,
+        caller: &Caller,
+        now: Millis,
+    ) -> Result<bool, StoreError> {
+        let row: Option<(Vec<u8>, Millis)> = conn
+            .prepare_cached(
+                "SELECT s.token_hash, c.expires_at FROM sessions s JOIN conversations c ON c.id = s.conversation_id
+                 WHERE s.conversation_id = ?1 AND s.session_id = ?2",
+            )?
+            .query_row(params![caller.conversation_id, caller.session_id], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()?;
+        Ok(match row {
+            Some((hash, expires)) => {
+                // Verify before looking at expiry so both paths cost an HMAC.
+                self.0.secret.verify_token(&caller.token, &hash) && now < expires
+            }
+            None => {
+                // Same work as a real check, so timing does not reveal
+                // whether the conversation exists.
+                let _ = self.0.secret.verify_token(&caller.token, &[0u8; 32]);
+                false
+            }
+        })
+    }
+
+    fn audit_auth_failure(
+        &self,
+        conn: &Connection,
+        caller: &Caller,
+        now: Millis,
+        tool: &str,
+    ) -> Result<(), StoreError> {
+        audit::append(
+            conn,
+            &self.0.redactor,
+            now,
+            Entry {
+                conversation_id: Some(&caller.conversation_id),
+                session_id: Some(&caller.session_id),
+                action: "auth.failed",
+                outcome: Outcome::Refused,
+                detail: serde_json::json!({ "tool": tool }),
+            },
+        )?;
+        Ok(())
+    }
+
+    /// Counts one `kind` action against the caller's quota, or says why not.
+    fn take_quota(
+        &self,
+        conn: &Connection,
+        cid: &str,
+        sid: &str,
+        kind: &str,
+        now: Millis,
+    ) -> Result<Result<(), Exceeded>, StoreError> {
+        let limits = &self.0.limits;
+        let Some(longest) = limits.longest_secs() else {
+            return Ok(Ok(()));
+        };
+        let horizon = now - i64::from(longest) * 1000;
+        conn.prepare_cached(
+            "DELETE FROM quota_events WHERE conversation_id = ?1 AND session_id = ?2 AND kind = ?3 AND at <= ?4",
+        )?
+        .execute(params![cid, sid, kind, horizon])?;
+        let recent: Vec<Millis> = conn
+            .prepare_cached(
+                "SELECT at FROM quota_events WHERE conversation_id = ?1 AND session_id = ?2 AND kind = ?3",
+            )?
+            .query_map(params![cid, sid, kind], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        if let Err(e) = limits.check(now, &recent) {
+            return Ok(Err(e));
+        }
+        conn.prepare_cached(
+            "INSERT INTO quota_events (conversation_id, session_id, kind, at) VALUES (?1, ?2, ?3, ?4)",
+        )?
+        .execute(params![cid, sid, kind, now])?;
+        Ok(Ok(()))
+    }
+}
+
+/// Stores one message for every session of the conversation except the
+/// sender; returns the new ids in recipient order.
+#[allow(clippy::too_many_arguments)]
+pub fn insert_to_others(
+    conn: &Connection,
+    cid: &str,
+    sender: &str,
+    kind: &str,
+    action_type: Option<&str>,
+    body: &str,
+    files_json: &str,
+    redacted: bool,
+    now: Millis,
+) -> rusqlite::Result<Vec<i64>> {
+    let recipients: Vec<String> = conn
+        .prepare_cached(
+            "SELECT session_id FROM sessions WHERE conversation_id = ?1 AND session_id != ?2 ORDER BY session_id",
+        )?
+        .query_map(params![cid, sender], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO messages (conversation_id, sender, recipient, kind, action_type, body, files, redacted, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )?;
+    let mut ids = Vec::with_capacity(recipients.len());
+    for r in recipients {
+        insert.execute(params![
+            cid,
+            sender,
+            r,
+            kind,
+            action_type,
+            body,
+            files_json,
+            redacted,
+            now
+        ])?;
+        ids.push(conn.last_insert_rowid());
+    }
+    Ok(ids)
+}
+
+fn internal(e: impl std::fmt::Display) -> ToolError {
+    ToolError::Internal(e.to_string())
+}

@@ -1,0 +1,256 @@
+//! The SQLite database: opening it safely, the versioned schema, and the one
+//! way async code reaches it.
+//!
+//! WAL mode lets readers proceed while one writer commits, and lets several
+//! processes (one `bridge serve` per stdio client, plus the runner) share one
+//! file. `synchronous=NORMAL` in WAL mode makes a commit durable against a
+//! crash of the process (`kill -9`) the moment it returns, which is the
+//! guarantee an acknowledged send needs; surviving power loss too costs an
+//! fsync per commit and is available with `--sync full`.
+//!
+//! rusqlite's `Connection` is `Send` but not `Sync`, and SQLite calls block,
+//! so async code never touches it directly: [`Db::call`] runs a closure on
+//! tokio's blocking pool while holding the connection's mutex. The mutex is
+//! a std one and is never held across an `.await`.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rusqlite::Connection;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open database {path}: {source}; check the path and its permissions")]
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("cannot create database directory {path}: {source}")]
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "database {path} has schema version {found}, newer than this binary understands ({latest}); upgrade the bridge"
+    )]
+    TooNew {
+        path: PathBuf,
+        found: i64,
+        latest: i64,
+    },
+    #[error("database error: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("database task failed: {0}")]
+    Join(String),
+}
+
+/// Durability of each commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Sync {
+    /// Durable against process crashes (kill -9); the default.
+    #[default]
+    Normal,
+    /// Also durable against power loss: one fsync per commit.
+    Full,
+}
+
+/// Schema migrations, applied in order; `PRAGMA user_version` records how
+/// many have run. Never edit a released entry: append a new one.
+const MIGRATIONS: &[&str] = &[
+    // 1: conversations, sessions (not hard-wired to two parties), messages, audit.
+    r#"
+    CREATE TABLE conversations (
+        id          TEXT PRIMARY KEY,
+        created_at  INTEGER NOT NULL,
+        expires_at  INTEGER NOT NULL
+    );
+    CREATE TABLE sessions (
+        conversation_id TEXT NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+        session_id      TEXT NOT NULL,
+        role            TEXT NOT NULL,
+        token_hash      BLOB NOT NULL,
+        status          TEXT,
+        last_heartbeat  INTEGER,
+        PRIMARY KEY (conversation_id, session_id)
+    ) WITHOUT ROWID;
+    CREATE TABLE messages (
+        id              INTEGER PRIMARY KEY AUTOINCREMENT,
+        conversation_id TEXT NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+        sender          TEXT NOT NULL,
+        recipient       TEXT NOT NULL,
+        kind            TEXT NOT NULL,
+        action_type     TEXT,
+        body            TEXT NOT NULL,
+        files           TEXT NOT NULL DEFAULT '[]',
+        redacted        INTEGER NOT NULL,
+        created_at      INTEGER NOT NULL,
+        read_at         INTEGER
+    );
+    CREATE INDEX messages_inbox ON messages (conversation_id, recipient, id);
+    CREATE INDEX messages_unread ON messages (conversation_id, recipient, id) WHERE read_at IS NULL;
+    CREATE INDEX messages_outbox ON messages (conversation_id, sender, created_at);
+    CREATE TABLE audit (
+        id              INTEGER PRIMARY KEY,
+        ts              INTEGER NOT NULL,
+        conversation_id TEXT,
+        session_id      TEXT,
+        action          TEXT NOT NULL,
+        outcome         TEXT NOT NULL,
+        detail          TEXT NOT NULL,
+        prev_hash       TEXT NOT NULL,
+        hash            TEXT NOT NULL
+    );
+    CREATE INDEX audit_conversation ON audit (conversation_id, id);
+    -- One row per rate-limited action, pruned past the longest window.
+    CREATE TABLE quota_events (
+        conversation_id TEXT NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+        session_id      TEXT NOT NULL,
+        kind            TEXT NOT NULL,
+        at              INTEGER NOT NULL
+    );
+    CREATE INDEX quota_events_by_session ON quota_events (conversation_id, session_id, kind, at);
+    CREATE INDEX conversations_expiry ON conversations (expires_at);
+    "#,
+];
+
+pub fn latest_version() -> i64 {
+    MIGRATIONS.len() as i64
+}
+
+/// Brings the schema up to date inside one transaction per step.
+pub fn migrate(conn: &mut Connection) -> rusqlite::Result<i64> {
+    let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current.max(0) as usize) {
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Exclusive)?;
+        // Another process may have migrated while we waited for the lock.
+        let now: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if now > i as i64 {
+            continue;
+        }
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+    }
+    conn.query_row("PRAGMA user_version", [], |r| r.get(0))
+}
+
+/// Opens (creating if needed) and migrates a database file.
+pub fn open(path: &Path, sync: Sync) -> Result<Connection, StoreError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
+            path: dir.into(),
+            source,
+        })?;
+    }
+    let open_err = |source| StoreError::Open {
+        path: path.into(),
+        source,
+    };
+    let mut conn = Connection::open(path).map_err(open_err)?;
+    // Several processes share the file; wait for a writer instead of failing.
+    conn.busy_timeout(Duration::from_secs(10))
+        .map_err(open_err)?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(open_err)?;
+    conn.pragma_update(
+        None,
+        "synchronous",
+        match sync {
+            Sync::Normal => "NORMAL",
+            Sync::Full => "FULL",
+        },
+    )
+    .map_err(open_err)?;
+    conn.pragma_update(None, "foreign_keys", "ON")
+        .map_err(open_err)?;
+    let found: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(open_err)?;
+    if found > latest_version() {
+        return Err(StoreError::TooNew {
+            path: path.into(),
+            found,
+            latest: latest_version(),
+        });
+    }
+    migrate(&mut conn)?;
+    Ok(conn)
+}
+
+/// A cheap-to-clone handle to one connection.
+#[derive(Clone)]
+pub struct Db {
+    conn: Arc<Mutex<Connection>>,
+    path: Arc<PathBuf>,
+}
+
+impl Db {
+    pub fn open(path: &Path, sync: Sync) -> Result<Self, StoreError> {
+        let conn = open(path, sync)?;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+            path: Arc::new(path.to_path_buf()),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs blocking database work off the async threads.
+    pub async fn call<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            // A panic in another closure poisons the mutex but leaves the
+            // connection usable: SQLite rolled back any open transaction.
+            let mut guard = conn.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut guard)
+        })
+        .await
+        .map_err(|e| StoreError::Join(e.to_string()))?
+    }
+
+    /// Runs blocking database work on the current thread (CLI use).
+    pub fn call_blocking<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut guard = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut guard)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_apply_once_and_set_wal() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/dir/b.db");
+        let conn = open(&path, Sync::Normal).unwrap();
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+        drop(conn);
+        let mut conn = open(&path, Sync::Normal).unwrap();
+        assert_eq!(migrate(&mut conn).unwrap(), latest_version());
+    }
+
+    #[test]
+    fn newer_schema_is_refused_with_advice() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("b.db");
+        let conn = open(&path, Sync::Normal).unwrap();
+        conn.pragma_update(None, "user_version", 999).unwrap();
+        drop(conn);
+        let err = open(&path, Sync::Normal).err().unwrap();
+        assert!(err.to_string().contains("upgrade the bridge"), "{err}");
+    }
+}

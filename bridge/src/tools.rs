@@ -1,0 +1,458 @@
+//! The MCP face of the bridge: tool definitions, argument decoding and
+//! validation, and the mapping of outcomes to tool results.
+//!
+//! Tool names and argument names match the original Python bridge so existing
+//! agent prompts keep working. Arguments are decoded here rather than by
+//! rmcp's `Parameters<T>` so that every bad input gets an error naming the
+//! field and its bound, and is audited like any other refusal. Refusals are
+//! tool results with `isError: true` (the agent reads them); only protocol
+//! faults (unknown tool) are JSON-RPC errors.
+
+use std::time::Duration;
+
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
+    JsonObject, ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
+    ToolAnnotations,
+};
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+use crate::auth;
+use crate::service::{
+    ActionType, Bridge, Caller, Created, Inbox, MyStatus, Outgoing, PartnerStatus, Sent,
+    SessionStatus, ToolError,
+};
+
+pub const MAX_MESSAGE_CHARS: usize = 50_000;
+pub const MAX_FILES: usize = 20;
+pub const MAX_FILE_CHARS: usize = 1024;
+pub const MAX_WAIT_SECONDS: u64 = 50;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+pub enum SessionId {
+    #[serde(rename = "a")]
+    A,
+    #[serde(rename = "b")]
+    B,
+}
+
+impl SessionId {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::A => "a",
+            Self::B => "b",
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateConversationArgs {
+    /// Your role in this collaboration, e.g. "backend_developer" (3-100 characters).
+    #[schemars(length(min = 3, max = 100))]
+    pub my_role: String,
+    /// Your partner's role, e.g. "frontend_developer" (3-100 characters).
+    #[schemars(length(min = 3, max = 100))]
+    pub partner_role: String,
+}
+
+/// The three authentication fields every other tool takes.
+macro_rules! auth_args {
+    ($(#[$m:meta])* pub struct $name:ident { $($(#[$fm:meta])* pub $f:ident : $t:ty,)* }) => {
+        $(#[$m])*
+        #[derive(Debug, Deserialize, JsonSchema)]
+        #[serde(deny_unknown_fields)]
+        pub struct $name {
+            /// The conversation id from create_conversation (`conv_` + 16 hex characters).
+            #[schemars(regex(pattern = r"^conv_[0-9a-f]{16}$"))]
+            pub conversation_id: String,
+            /// Your session: "a" (the creator) or "b" (the partner).
+            pub session_id: SessionId,
+            /// Your session token (64 hex characters). Keep it secret.
+            #[schemars(regex(pattern = r"^[0-9a-f]{64}$"))]
+            pub token: String,
+            $($(#[$fm])* pub $f: $t,)*
+        }
+        impl $name {
+            fn caller(&self) -> Result<Caller, ToolError> {
+                if !auth::is_conversation_id(&self.conversation_id) {
+                    return Err(ToolError::invalid("conversation_id", "must be `conv_` followed by 16 lowercase hex characters, as returned by create_conversation"));
+                }
+                if !auth::is_token(&self.token) {
+                    return Err(ToolError::invalid("token", "must be 64 lowercase hex characters, as returned by create_conversation"));
+                }
+                Ok(Caller {
+                    conversation_id: self.conversation_id.clone(),
+                    session_id: self.session_id.as_str().to_owned(),
+                    token: self.token.clone(),
+                })
+            }
+        }
+    };
+}
+
+auth_args! {
+    pub struct SendArgs {
+        /// The message (at most 50 000 characters). Secrets are redacted before storage.
+        #[schemars(length(min = 1, max = 50000))]
+        pub message: String,
+        /// question, info (default), proposal, blocked or complete.
+        #[serde(default)]
+        pub action_type: Option<ActionType>,
+        /// Paths this message is about (at most 20, each at most 1024 characters).
+        #[serde(default)]
+        #[schemars(length(max = 20))]
+        pub files_involved: Option<Vec<String>>,
+    }
+}
+
+auth_args! {
+    pub struct CheckArgs {
+        /// Long poll: wait up to this many seconds (0-50, default 0) for a message to arrive.
+        #[serde(default)]
+        #[schemars(range(min = 0, max = 50))]
+        pub wait_seconds: Option<u64>,
+        /// Return messages without marking them read.
+        #[serde(default)]
+        pub peek: Option<bool>,
+        /// Re-read every message addressed to you with an id above this, read or not (crash recovery).
+        #[serde(default)]
+        #[schemars(range(min = 0))]
+        pub since_id: Option<i64>,
+    }
+}
+
+auth_args! {
+    pub struct UpdateStatusArgs {
+        /// working, waiting, blocked or complete.
+        pub status: SessionStatus,
+    }
+}
+
+auth_args! {
+    pub struct PartnerStatusArgs {}
+}
+
+/// Decodes tool arguments, naming the offending field on failure.
+fn decode<T: DeserializeOwned>(args: Option<JsonObject>) -> Result<T, ToolError> {
+    let value = serde_json::Value::Object(args.unwrap_or_default());
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        // serde names the field itself for missing/unknown fields.
+        let field = if path == "." {
+            field_in(&inner).unwrap_or_else(|| "arguments".into())
+        } else {
+            path
+        };
+        ToolError::invalid(field, inner)
+    })
+}
+
+fn field_in(serde_msg: &str) -> Option<String> {
+    let start = serde_msg.find('`')? + 1;
+    let len = serde_msg[start..].find('`')?;
+    Some(serde_msg[start..start + len].to_owned())
+}
+
+fn check_len(field: &str, value: &str, min: usize, max: usize) -> Result<(), ToolError> {
+    let n = value.chars().count();
+    if n < min || n > max {
+        return Err(ToolError::invalid(
+            field,
+            format!("must be {min} to {max} characters long (got {n})"),
+        ));
+    }
+    Ok(())
+}
+
+/// The MCP server for one client connection. Cheap to clone.
+#[derive(Clone)]
+pub struct BridgeServer {
+    bridge: Bridge,
+}
+
+impl BridgeServer {
+    pub fn new(bridge: Bridge) -> Self {
+        Self { bridge }
+    }
+
+    pub fn tools() -> Vec<Tool> {
+        let read_only = ToolAnnotations::new().read_only(true).destructive(false);
+        vec![
+            Tool::new(
+                "create_conversation",
+                "Start a conversation between two agent sessions. Returns the conversation id and one secret token per session (shown once). Keep your token; give the partner theirs.",
+                JsonObject::new(),
+            )
+            .with_input_schema::<CreateConversationArgs>()
+            .with_output_schema::<Created>(),
+            Tool::new(
+                "send_to_partner",
+                "Send a message to your partner session. Secrets (API keys, private keys, passwords, tokens) are redacted before storage. Rate limited per session.",
+                JsonObject::new(),
+            )
+            .with_input_schema::<SendArgs>()
+            .with_output_schema::<Sent>(),
+            Tool::new(
+                "check_messages",
+                "Read messages addressed to you, oldest first, marking them read. Use wait_seconds (up to 50) to long-poll instead of polling on a timer: the call returns as soon as a message arrives.",
+                JsonObject::new(),
+            )
+            .with_input_schema::<CheckArgs>()
+            .with_output_schema::<Inbox>(),
+            Tool::new(
+                "update_my_status",
+                "Set your status (working, waiting, blocked, complete); also records a heartbeat.",
+                JsonObject::new(),
+            )
+            .with_input_schema::<UpdateStatusArgs>()
+            .with_output_schema::<MyStatus>(),
+            Tool::new(
+                "check_partner_status",
+                "Your partner's last status and heartbeat; alive means a heartbeat within 120 s.",
+                JsonObject::new(),
+            )
+            .with_input_schema::<PartnerStatusArgs>()
+            .with_output_schema::<PartnerStatus>()
+            .with_annotations(read_only),
+        ]
+    }
+
+    /// Runs one tool call; shared by the MCP handler and the demo.
+    pub async fn dispatch(
+        &self,
+        name: &str,
+        args: Option<JsonObject>,
+        cancel: tokio_util::sync::CancellationToken,
+    ) -> Result<CallToolResult, McpError> {
+        // Who the caller claims to be, for auditing refusals of bad input.
+        let claimed = args.as_ref().map(|a| {
+            let s = |k: &str| {
+                a.get(k)
+                    .and_then(|v| v.as_str())
+                    .map(|v| v.chars().take(64).collect::<String>())
+            };
+            (s("conversation_id"), s("session_id"))
+        });
+        let result = match name {
+            "create_conversation" => self.create(args).await.map(|c| {
+                let text = format!(
+                    "Conversation {} created; it expires at {}. Keep session_a_token secret and give session_b_token to your partner out of band.",
+                    c.conversation_id, c.expires_at
+                );
+                structured(text, &c)
+            }),
+            "send_to_partner" => self.send(args).await.map(|s| {
+                let text = if s.redacted {
+                    format!("Message {} sent (secrets were redacted before storing).", s.message_id)
+                } else {
+                    format!("Message {} sent.", s.message_id)
+                };
+                structured(text, &s)
+            }),
+            "check_messages" => self.check(args, cancel).await.map(|inbox| {
+                let text = match inbox.messages.len() {
+                    0 => "No new messages.".to_owned(),
+                    n => format!(
+                        "{n} message(s){}",
+                        if inbox.has_more { "; more are waiting, call again" } else { "" }
+                    ),
+                };
+                structured(text, &inbox)
+            }),
+            "update_my_status" => self.update(args).await.map(|s| {
+                structured(format!("Status set to {} at {}.", s.status, s.last_heartbeat), &s)
+            }),
+            "check_partner_status" => self.partner(args).await.map(|p| {
+                let text = format!(
+                    "Partner ({}) is {}{}.",
+                    p.partner_role,
+                    p.status,
+                    if p.alive { ", alive" } else { ", not seen in the last 120 s" }
+                );
+                structured(text, &p)
+            }),
+            other => {
+                return Err(McpError::invalid_params(
+                    format!("unknown tool `{other}`; call tools/list for the available tools"),
+                    None,
+                ));
+            }
+        };
+        Ok(match result {
+            Ok(r) => r,
+            Err(e) => {
+                if let ToolError::Invalid { .. } = &e {
+                    let caller = claimed.and_then(|(c, s)| Some((c?, s.unwrap_or_default())));
+                    self.bridge.audit_refusal(name, caller, e.to_string()).await;
+                }
+                CallToolResult::error(vec![ContentBlock::text(e.to_string())])
+            }
+        })
+    }
+
+    async fn create(&self, args: Option<JsonObject>) -> Result<Created, ToolError> {
+        let a: CreateConversationArgs = decode(args)?;
+        check_len("my_role", &a.my_role, 3, 100)?;
+        check_len("partner_role", &a.partner_role, 3, 100)?;
+        self.bridge
+            .create_conversation(a.my_role, a.partner_role)
+            .await
+    }
+
+    async fn send(&self, args: Option<JsonObject>) -> Result<Sent, ToolError> {
+        let a: SendArgs = decode(args)?;
+        let caller = a.caller()?;
+        check_len("message", &a.message, 1, MAX_MESSAGE_CHARS)?;
+        let files = a.files_involved.unwrap_or_default();
+        if files.len() > MAX_FILES {
+            return Err(ToolError::invalid(
+                "files_involved",
+                format!("at most {MAX_FILES} entries (got {})", files.len()),
+            ));
+        }
+        for (i, f) in files.iter().enumerate() {
+            check_len(&format!("files_involved[{i}]"), f, 1, MAX_FILE_CHARS)?;
+        }
+        self.bridge
+            .send(
+                caller,
+                Outgoing {
+                    message: a.message,
+                    action_type: a.action_type.unwrap_or(ActionType::Info),
+                    files_involved: files,
+                },
+            )
+            .await
+    }
+
+    async fn check(
+        &self,
+        args: Option<JsonObject>,
+        cancel: tokio_util::sync::CancellationToken,
+    ) -> Result<Inbox, ToolError> {
+        let a: CheckArgs = decode(args)?;
+        let caller = a.caller()?;
+        let wait = a.wait_seconds.unwrap_or(0);
+        if wait > MAX_WAIT_SECONDS {
+            return Err(ToolError::invalid(
+                "wait_seconds",
+                format!("must be between 0 and {MAX_WAIT_SECONDS} (got {wait})"),
+            ));
+        }
+        if let Some(id) = a.since_id
+            && id < 0
+        {
+            return Err(ToolError::invalid(
+                "since_id",
+                format!("must be 0 or more (got {id})"),
+            ));
+        }
+        self.bridge
+            .check(
+                caller,
+                Duration::from_secs(wait),
+                a.peek.unwrap_or(false),
+                a.since_id,
+                cancel,
+            )
+            .await
+    }
+
+    async fn update(&self, args: Option<JsonObject>) -> Result<MyStatus, ToolError> {
+        let a: UpdateStatusArgs = decode(args)?;
+        let caller = a.caller()?;
+        self.bridge.update_status(caller, a.status).await
+    }
+
+    async fn partner(&self, args: Option<JsonObject>) -> Result<PartnerStatus, ToolError> {
+        let a: PartnerStatusArgs = decode(args)?;
+        let caller = a.caller()?;
+        self.bridge.partner_status(caller).await
+    }
+}
+
+fn structured<T: serde::Serialize>(text: String, value: &T) -> CallToolResult {
+    let json = serde_json::to_value(value).unwrap_or_default();
+    let mut r = CallToolResult::structured(json.clone());
+    // A short sentence first for humans, then the JSON for clients that
+    // ignore structuredContent.
+    r.content = vec![
+        ContentBlock::text(text),
+        ContentBlock::text(json.to_string()),
+    ];
+    r
+}
+
+impl ServerHandler for BridgeServer {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(Implementation::new("bridge", env!("CARGO_PKG_VERSION")))
+            .with_instructions(
+                "Agent-to-agent bridge. One session calls create_conversation and shares the conversation_id and session_b_token with its partner. Pass conversation_id, session_id and token to every other tool. Use check_messages with wait_seconds to wait for replies instead of polling.",
+            )
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, McpError> {
+        Ok(ListToolsResult::with_all_items(Self::tools()))
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, McpError> {
+        self.dispatch(&request.name, request.arguments, context.ct)
+            .await
+            .map(Into::into)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decode_errors_name_the_field() {
+        let cases = [
+            (serde_json::json!({"my_role": "abc"}), "partner_role"),
+            (
+                serde_json::json!({"my_role": "abc", "partner_role": 5}),
+                "partner_role",
+            ),
+            (
+                serde_json::json!({"my_role": "abc", "partner_role": "xyz", "extra": 1}),
+                "extra",
+            ),
+        ];
+        for (args, field) in cases {
+            let err = decode::<CreateConversationArgs>(args.as_object().cloned()).unwrap_err();
+            match err {
+                ToolError::Invalid { field: f, .. } => assert_eq!(f, field),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn tool_schemas_are_objects_with_output_schemas() {
+        for t in BridgeServer::tools() {
+            assert_eq!(
+                t.input_schema.get("type").and_then(|v| v.as_str()),
+                Some("object"),
+                "{}",
+                t.name
+            );
+            assert!(t.output_schema.is_some(), "{}", t.name);
+        }
+    }
+}
