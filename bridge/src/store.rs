@@ -112,6 +112,51 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX quota_events_by_session ON quota_events (conversation_id, session_id, kind, at);
     CREATE INDEX conversations_expiry ON conversations (expires_at);
     "#,
+    // 2: YOLO: operator enablements, proposals (which are also the jobs),
+    // single-use approval tokens, and runner heartbeats.
+    r#"
+    CREATE TABLE yolo_enablements (
+        conversation_id TEXT PRIMARY KEY REFERENCES conversations(id) ON DELETE CASCADE,
+        settings        TEXT NOT NULL,
+        enabled_at      INTEGER NOT NULL,
+        expires_at      INTEGER NOT NULL,
+        disabled_at     INTEGER
+    );
+    CREATE TABLE proposals (
+        id              TEXT PRIMARY KEY,
+        conversation_id TEXT NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+        session_id      TEXT NOT NULL,
+        command         TEXT NOT NULL,
+        reason          TEXT,
+        params          TEXT NOT NULL,
+        hash            TEXT NOT NULL,
+        state           TEXT NOT NULL,
+        created_at      INTEGER NOT NULL,
+        updated_at      INTEGER NOT NULL,
+        runner_id       TEXT,
+        lease_until     INTEGER,
+        container_id    TEXT,
+        result          TEXT,
+        failure         TEXT
+    );
+    CREATE INDEX proposals_by_state ON proposals (state, updated_at);
+    CREATE INDEX proposals_by_conversation ON proposals (conversation_id, created_at);
+    CREATE TABLE approvals (
+        token_hash      BLOB PRIMARY KEY,
+        proposal_id     TEXT NOT NULL REFERENCES proposals(id) ON DELETE CASCADE,
+        proposal_hash   TEXT NOT NULL,
+        created_at      INTEGER NOT NULL,
+        expires_at      INTEGER NOT NULL,
+        used_at         INTEGER
+    ) WITHOUT ROWID;
+    CREATE INDEX approvals_by_proposal ON approvals (proposal_id);
+    CREATE TABLE runners (
+        id              TEXT PRIMARY KEY,
+        pid             INTEGER NOT NULL,
+        started_at      INTEGER NOT NULL,
+        heartbeat_at    INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 pub fn latest_version() -> i64 {

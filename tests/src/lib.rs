@@ -3,7 +3,7 @@
 //! to it with rmcp's client.
 
 use std::path::{Path, PathBuf};
-use std::process::Output;
+use std::process::{Output, Stdio};
 use std::sync::OnceLock;
 
 use anyhow::{Context, bail};
@@ -84,7 +84,16 @@ impl Server {
                 c.env(k, v);
             }
         });
-        let transport = TokioChildProcess::new(cmd)?;
+        Self::spawn(cmd, Stdio::inherit()).await
+    }
+
+    /// Spawns any stdio MCP server command and completes the `initialize`
+    /// handshake; returns once the server has answered it. The benchmark
+    /// uses this for the Python original too.
+    pub async fn spawn(mut cmd: tokio::process::Command, stderr: Stdio) -> anyhow::Result<Self> {
+        // A test or benchmark that fails half-way must not leave servers behind.
+        cmd.kill_on_drop(true);
+        let (transport, _) = TokioChildProcess::builder(cmd).stderr(stderr).spawn()?;
         let pid = transport.id().context("child has no pid")?;
         let client = ().serve(transport).await?;
         Ok(Self { client, pid })
@@ -229,4 +238,76 @@ pub fn contains(haystack: &[u8], needle: &str) -> bool {
     haystack
         .windows(needle.len())
         .any(|w| w == needle.as_bytes())
+}
+
+/// A direct SQLite connection to a bridge database, for assertions and for
+/// simulating what tests must not wait for (expiry) or must forge (tampering).
+pub fn sql(db: &Path) -> anyhow::Result<rusqlite::Connection> {
+    let conn = rusqlite::Connection::open(db)?;
+    // A running server may hold the write lock for a moment.
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    Ok(conn)
+}
+
+/// Makes a conversation expired now, instead of sleeping until it is.
+pub fn expire(db: &Path, conversation_id: &str) -> anyhow::Result<()> {
+    let n = sql(db)?.execute(
+        "UPDATE conversations SET expires_at = 0 WHERE id = ?1",
+        [conversation_id],
+    )?;
+    anyhow::ensure!(n == 1, "no conversation {conversation_id} to expire");
+    Ok(())
+}
+
+/// One row of the audit table, as stored.
+#[derive(Debug, Clone)]
+pub struct AuditRow {
+    pub id: i64,
+    pub conversation_id: Option<String>,
+    pub session_id: Option<String>,
+    pub action: String,
+    pub outcome: String,
+    pub detail: String,
+}
+
+/// Every audit row, oldest first.
+pub fn audit_rows(db: &Path) -> anyhow::Result<Vec<AuditRow>> {
+    let conn = sql(db)?;
+    let mut stmt = conn.prepare(
+        "SELECT id, conversation_id, session_id, action, outcome, detail FROM audit ORDER BY id",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(AuditRow {
+            id: r.get(0)?,
+            conversation_id: r.get(1)?,
+            session_id: r.get(2)?,
+            action: r.get(3)?,
+            outcome: r.get(4)?,
+            detail: r.get(5)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// The audit rows with one action, oldest first.
+pub fn audit_rows_for(db: &Path, action: &str) -> anyhow::Result<Vec<AuditRow>> {
+    Ok(audit_rows(db)?
+        .into_iter()
+        .filter(|r| r.action == action)
+        .collect())
+}
+
+/// `n_bytes` from the OS random source as lowercase hex.
+pub fn random_hex(n_bytes: usize) -> String {
+    use std::io::Read;
+    let mut bytes = vec![0u8; n_bytes];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .expect("reading /dev/urandom");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The `messages` array of a `check_messages` result.
+pub fn messages(inbox: &Value) -> Vec<Value> {
+    inbox["messages"].as_array().cloned().unwrap_or_default()
 }
