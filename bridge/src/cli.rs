@@ -75,6 +75,11 @@ pub enum Command {
     },
     /// A scripted two-session exchange against a temporary database
     Demo,
+    /// Operator commands for YOLO mode (require YOLO_MODE=1)
+    Yolo {
+        #[command(subcommand)]
+        command: crate::yolo_cli::YoloCommand,
+    },
 }
 
 #[derive(Debug, Args, Clone, Default)]
@@ -91,6 +96,25 @@ pub struct ServeArgs {
     /// Commit durability: `normal` survives process crashes, `full` also power loss
     #[arg(long, env = "BRIDGE_SYNC", value_enum)]
     pub sync: Option<Sync>,
+    /// Offer the YOLO tools (propose_command, execute_command); same as YOLO_MODE=1
+    #[arg(long)]
+    pub yolo: bool,
+    /// Extra command-policy rules: a TOML file (see YOLO_MODE.md)
+    #[arg(long, env = "BRIDGE_POLICY")]
+    pub policy: Option<PathBuf>,
+    /// Start the runner next to this server (requires YOLO) and stop it on exit
+    #[arg(long)]
+    pub spawn_runner: bool,
+    /// The runner binary [default: `runner` next to this binary]
+    #[arg(long, env = "BRIDGE_RUNNER_BIN")]
+    pub runner_bin: Option<PathBuf>,
+}
+
+impl ServeArgs {
+    /// Stage 1 of the YOLO flow: the operator's flag or environment.
+    pub fn yolo_enabled(&self) -> bool {
+        self.yolo || std::env::var("YOLO_MODE").is_ok_and(|v| v == "1")
+    }
 }
 
 pub fn settings(global: &Global, serve: &ServeArgs) -> anyhow::Result<Settings> {
@@ -105,7 +129,11 @@ pub fn settings(global: &Global, serve: &ServeArgs) -> anyhow::Result<Settings> 
 }
 
 /// Opens the database and the secret beside it, and builds the shared state.
-pub fn open_bridge(settings: &Settings) -> anyhow::Result<Bridge> {
+/// `policy` is `Some` only when YOLO is on for this process.
+pub fn open_bridge(
+    settings: &Settings,
+    policy: Option<crate::policy::Policy>,
+) -> anyhow::Result<Bridge> {
     let db = Db::open(&settings.db, settings.sync)?;
     let secret = ServerSecret::load_or_create(&ServerSecret::path_for_db(&settings.db))?;
     Ok(Bridge::new(BridgeParts {
@@ -115,6 +143,7 @@ pub fn open_bridge(settings: &Settings) -> anyhow::Result<Bridge> {
         limits: settings.limits.clone(),
         conversation_ttl: settings.conversation_ttl,
         clock: Arc::new(SystemClock),
+        yolo: policy,
     }))
 }
 
@@ -123,9 +152,24 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => {
             let settings = settings(&cli.global, &args)?;
-            crate::serve_stdio(settings).await
+            if args.spawn_runner && !args.yolo_enabled() {
+                bail!("--spawn-runner needs YOLO on: pass --yolo or set YOLO_MODE=1");
+            }
+            let policy = if args.yolo_enabled() {
+                Some(match &args.policy {
+                    Some(p) => crate::policy::Policy::with_file(p)?,
+                    None => crate::policy::Policy::builtin(),
+                })
+            } else {
+                None
+            };
+            crate::serve_stdio(settings, policy, &args).await
         }
         Command::Demo => crate::demo::run().await,
+        Command::Yolo { command } => {
+            let settings = settings(&cli.global, &ServeArgs::default())?;
+            crate::yolo_cli::run(command, &settings, json)
+        }
         command => {
             let settings = settings(&cli.global, &ServeArgs::default())?;
             operate(command, &settings, json)
@@ -139,7 +183,7 @@ fn operate(command: Command, settings: &Settings, json: bool) -> anyhow::Result<
     let red = &settings.redactor;
     match command {
         Command::List => {
-            let rows = db.call_blocking(|c| Ok(operator::list(c, now)?))?;
+            let rows = db.call_blocking(|c| operator::list(c, now))?;
             emit(json, &rows, || {
                 let mut t = table(&[
                     "conversation",
@@ -172,7 +216,7 @@ fn operate(command: Command, settings: &Settings, json: bool) -> anyhow::Result<
             limit,
         } => {
             let conv = conversation.clone();
-            let Some(d) = db.call_blocking(|c| Ok(operator::show(c, &conv, now, limit)?))? else {
+            let Some(d) = db.call_blocking(|c| operator::show(c, &conv, now, limit))? else {
                 bail!("no conversation `{conversation}`; `bridge list` shows the existing ones");
             };
             emit(json, &d, || {
@@ -214,7 +258,7 @@ fn operate(command: Command, settings: &Settings, json: bool) -> anyhow::Result<
         Command::Audit {
             target: Some(t), ..
         } if t == "verify" => {
-            let v = db.call_blocking(|c| Ok(audit::verify(c)?))?;
+            let v = db.call_blocking(|c| audit::verify(c))?;
             let ok = v.first_break.is_none();
             emit(json, &v, || match &v.first_break {
                 None => format!("audit chain intact: {} rows, head {}", v.rows, v.head_hash),
@@ -234,7 +278,7 @@ fn operate(command: Command, settings: &Settings, json: bool) -> anyhow::Result<
             {
                 bail!("`{t}` is neither a conversation id (conv_ + 16 hex) nor `verify`");
             }
-            let rows = db.call_blocking(|c| Ok(audit::tail(c, target.as_deref(), limit)?))?;
+            let rows = db.call_blocking(|c| audit::tail(c, target.as_deref(), limit))?;
             emit(json, &rows, || {
                 let mut t = table(&[
                     "id",
@@ -296,7 +340,7 @@ fn operate(command: Command, settings: &Settings, json: bool) -> anyhow::Result<
                 out
             })
         }
-        Command::Serve(_) | Command::Demo => unreachable!("handled by run"),
+        Command::Serve(_) | Command::Demo | Command::Yolo { .. } => unreachable!("handled by run"),
     }
 }
 

@@ -58,6 +58,7 @@ pub async fn run() -> anyhow::Result<()> {
         limits: Limits::default(),
         conversation_ttl: DEFAULT_TTL,
         clock: Arc::new(SystemClock),
+        yolo: None,
     });
     println!(
         "Demo database: {} (deleted afterwards)\n",

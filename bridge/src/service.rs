@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::audit::{self, Entry, Outcome};
 use crate::auth::{self, ServerSecret};
 use crate::clock::{Clock, Millis, rfc3339};
+use crate::policy::Policy;
 use crate::ratelimit::{Exceeded, Limits};
 use crate::redact::Redactor;
 use crate::store::{Db, StoreError};
@@ -38,6 +39,9 @@ pub enum ToolError {
     Unauthorized,
     #[error("{0}")]
     RateLimited(Exceeded),
+    /// A rule said no (policy, YOLO off, bad approval); the text says why.
+    #[error("{0}")]
+    Refused(String),
     #[error("internal error: {0}; the request was not applied, retry it")]
     Internal(String),
 }
@@ -197,6 +201,7 @@ struct Inner {
     conversation_ttl_ms: Millis,
     clock: Arc<dyn Clock>,
     wake: Wake,
+    yolo: Option<Policy>,
 }
 
 pub struct BridgeParts {
@@ -206,6 +211,8 @@ pub struct BridgeParts {
     pub limits: Limits,
     pub conversation_ttl: Duration,
     pub clock: Arc<dyn Clock>,
+    /// `Some` only when the operator started this server with YOLO on.
+    pub yolo: Option<Policy>,
 }
 
 impl Bridge {
@@ -219,7 +226,19 @@ impl Bridge {
             conversation_ttl_ms: p.conversation_ttl.as_millis() as Millis,
             clock: p.clock,
             wake,
+            yolo: p.yolo,
         }))
+    }
+
+    pub(crate) fn secret(&self) -> &ServerSecret {
+        &self.0.secret
+    }
+    pub(crate) fn wake(&self) -> &Wake {
+        &self.0.wake
+    }
+    /// The command policy, when YOLO is on for this server process.
+    pub fn yolo_policy(&self) -> Option<&Policy> {
+        self.0.yolo.as_ref()
     }
 
     pub fn db(&self) -> &Db {
@@ -615,7 +634,7 @@ impl Bridge {
     }
 
     /// Verifies the caller; on failure appends the refusal to the audit log.
-    fn authenticate(
+    pub(crate) fn authenticate(
         &self,
         conn: &Connection,
         caller: &Caller,
@@ -681,7 +700,7 @@ impl Bridge {
     }
 
     /// Counts one `kind` action against the caller's quota, or says why not.
-    fn take_quota(
+    pub(crate) fn take_quota(
         &self,
         conn: &Connection,
         cid: &str,
@@ -757,6 +776,19 @@ pub fn insert_to_others(
     Ok(ids)
 }
 
-fn internal(e: impl std::fmt::Display) -> ToolError {
+/// Stores one message for every session of the conversation (results and
+/// system notices that both sides must see).
+pub fn insert_to_all(
+    conn: &Connection,
+    cid: &str,
+    sender: &str,
+    kind: &str,
+    body: &str,
+    now: Millis,
+) -> rusqlite::Result<Vec<i64>> {
+    insert_to_others(conn, cid, sender, kind, None, body, "[]", false, now)
+}
+
+pub(crate) fn internal(e: impl std::fmt::Display) -> ToolError {
     ToolError::Internal(e.to_string())
 }

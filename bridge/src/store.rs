@@ -261,10 +261,10 @@ impl Db {
     }
 
     /// Runs blocking database work on the current thread (CLI use).
-    pub fn call_blocking<T>(
+    pub fn call_blocking<T, E>(
         &self,
-        f: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
+        f: impl FnOnce(&mut Connection) -> Result<T, E>,
+    ) -> Result<T, E> {
         let mut guard = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         f(&mut guard)
     }

@@ -22,6 +22,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use crate::auth;
+use crate::execution::{Execution, Proposed};
 use crate::service::{
     ActionType, Bridge, Caller, Created, Inbox, MyStatus, Outgoing, PartnerStatus, Sent,
     SessionStatus, ToolError,
@@ -137,6 +138,36 @@ auth_args! {
     pub struct PartnerStatusArgs {}
 }
 
+auth_args! {
+    pub struct ProposeArgs {
+        /// The exact shell command to run in the sandbox (at most 8 KiB; run with /bin/sh -c).
+        #[schemars(length(min = 1, max = 8192))]
+        pub command: String,
+        /// Seconds before the command is killed; at most the operator's limit (default: that limit).
+        #[serde(default)]
+        #[schemars(range(min = 1, max = 3600))]
+        pub timeout_seconds: Option<u32>,
+        /// Why you want to run it; shown to the operator and your partner (at most 1000 characters).
+        #[serde(default)]
+        #[schemars(length(max = 1000))]
+        pub reason: Option<String>,
+    }
+}
+
+auth_args! {
+    pub struct ExecuteArgs {
+        /// The proposal_id returned by propose_command.
+        #[schemars(regex(pattern = r"^prop_[0-9a-f]{16}$"))]
+        pub proposal_id: String,
+        /// The single-use token the operator gave you (`apv_` + 48 hex characters).
+        #[schemars(regex(pattern = r"^apv_[0-9a-f]{48}$"))]
+        pub approval_token: String,
+        /// Check the token without spending it or running anything.
+        #[serde(default)]
+        pub dry_run: Option<bool>,
+    }
+}
+
 /// Decodes tool arguments, naming the offending field on failure.
 fn decode<T: DeserializeOwned>(args: Option<JsonObject>) -> Result<T, ToolError> {
     let value = serde_json::Value::Object(args.unwrap_or_default());
@@ -179,6 +210,36 @@ pub struct BridgeServer {
 impl BridgeServer {
     pub fn new(bridge: Bridge) -> Self {
         Self { bridge }
+    }
+
+    /// The tools this server offers: the YOLO tools only when the operator
+    /// started it with YOLO on.
+    pub fn tools_for(&self) -> Vec<Tool> {
+        let mut tools = Self::tools();
+        if self.bridge.yolo_policy().is_some() {
+            tools.extend(Self::yolo_tools());
+        }
+        tools
+    }
+
+    pub fn yolo_tools() -> Vec<Tool> {
+        vec![
+            Tool::new(
+                "propose_command",
+                "Propose a shell command to run in a throwaway, network-less sandbox container. Nothing runs until a human operator approves it on their terminal and you call execute_command with the approval token they give you.",
+                JsonObject::new(),
+            )
+            .with_input_schema::<ProposeArgs>()
+            .with_output_schema::<Proposed>(),
+            Tool::new(
+                "execute_command",
+                "Run an approved proposal with its single-use approval token. Returns the result (exit code, output) when it finishes in time, else the job id; the result also arrives to both sessions as a command_result message. dry_run checks the token without spending it.",
+                JsonObject::new(),
+            )
+            .with_input_schema::<ExecuteArgs>()
+            .with_output_schema::<Execution>()
+            .with_annotations(ToolAnnotations::new().destructive(true)),
+        ]
     }
 
     pub fn tools() -> Vec<Tool> {
@@ -277,6 +338,13 @@ impl BridgeServer {
                 );
                 structured(text, &p)
             }),
+            "propose_command" | "execute_command" if self.bridge.yolo_policy().is_none() => {
+                Err(ToolError::Refused(crate::yolo::YoloError::OperatorEnvMissing.to_string()))
+            }
+            "propose_command" => self.propose(args).await.map(|p| {
+                structured(format!("Proposal {} is waiting for the operator. {}", p.proposal_id, p.next_step), &p)
+            }),
+            "execute_command" => self.execute(args, cancel).await.map(|e| structured(e.message.clone(), &e)),
             other => {
                 return Err(McpError::invalid_params(
                     format!("unknown tool `{other}`; call tools/list for the available tools"),
@@ -370,6 +438,68 @@ impl BridgeServer {
         self.bridge.update_status(caller, a.status).await
     }
 
+    async fn propose(&self, args: Option<JsonObject>) -> Result<Proposed, ToolError> {
+        let a: ProposeArgs = decode(args)?;
+        let caller = a.caller()?;
+        if a.command.trim().is_empty() {
+            return Err(ToolError::invalid("command", "must not be empty"));
+        }
+        if a.command.len() > crate::yolo::MAX_COMMAND_BYTES {
+            return Err(ToolError::invalid(
+                "command",
+                format!(
+                    "must be at most {} bytes (got {})",
+                    crate::yolo::MAX_COMMAND_BYTES,
+                    a.command.len()
+                ),
+            ));
+        }
+        if a.command.contains('\0') {
+            return Err(ToolError::invalid("command", "must not contain NUL bytes"));
+        }
+        if let Some(r) = &a.reason {
+            check_len("reason", r, 0, 1000)?;
+        }
+        self.bridge
+            .propose(caller, a.command, a.timeout_seconds, a.reason)
+            .await
+    }
+
+    async fn execute(
+        &self,
+        args: Option<JsonObject>,
+        cancel: tokio_util::sync::CancellationToken,
+    ) -> Result<Execution, ToolError> {
+        let a: ExecuteArgs = decode(args)?;
+        let caller = a.caller()?;
+        let id_ok = a.proposal_id.len() == 21
+            && a.proposal_id.starts_with("prop_")
+            && a.proposal_id[5..]
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        if !id_ok {
+            return Err(ToolError::invalid(
+                "proposal_id",
+                "must be `prop_` followed by 16 lowercase hex characters, as returned by propose_command",
+            ));
+        }
+        if !crate::yolo::is_approval_token(&a.approval_token) {
+            return Err(ToolError::invalid(
+                "approval_token",
+                "must be `apv_` followed by 48 lowercase hex characters, as printed by `bridge yolo approve`",
+            ));
+        }
+        self.bridge
+            .execute(
+                caller,
+                a.proposal_id,
+                a.approval_token,
+                a.dry_run.unwrap_or(false),
+                cancel,
+            )
+            .await
+    }
+
     async fn partner(&self, args: Option<JsonObject>) -> Result<PartnerStatus, ToolError> {
         let a: PartnerStatusArgs = decode(args)?;
         let caller = a.caller()?;
@@ -403,7 +533,7 @@ impl ServerHandler for BridgeServer {
         _request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, McpError> {
-        Ok(ListToolsResult::with_all_items(Self::tools()))
+        Ok(ListToolsResult::with_all_items(self.tools_for()))
     }
 
     async fn call_tool(

@@ -22,7 +22,8 @@ fn authenticated_tools() -> [(&'static str, Value); 4] {
 }
 
 fn with_auth(conversation_id: &str, session_id: &str, token: &str, extra: &Value) -> Value {
-    let mut v = json!({"conversation_id": conversation_id, "session_id": session_id, "token": token});
+    let mut v =
+        json!({"conversation_id": conversation_id, "session_id": session_id, "token": token});
     if let (Value::Object(m), Value::Object(e)) = (&mut v, extra.clone()) {
         m.extend(e);
     }
@@ -42,8 +43,18 @@ async fn every_auth_misuse_gets_the_same_answer_on_every_tool_and_is_audited() -
     let missing_conv = format!("conv_{}", random_hex(8));
 
     let cases: Vec<(&str, String, &str, String)> = vec![
-        ("session a with b's token", c.id.clone(), "a", c.token_b.clone()),
-        ("session b with a's token", c.id.clone(), "b", c.token_a.clone()),
+        (
+            "session a with b's token",
+            c.id.clone(),
+            "a",
+            c.token_b.clone(),
+        ),
+        (
+            "session b with a's token",
+            c.id.clone(),
+            "b",
+            c.token_a.clone(),
+        ),
         (
             "a token from another conversation",
             c.id.clone(),
@@ -56,7 +67,12 @@ async fn every_auth_misuse_gets_the_same_answer_on_every_tool_and_is_audited() -
             "a",
             expired.token_a.clone(),
         ),
-        ("a well-formed random token", c.id.clone(), "a", random_hex(32)),
+        (
+            "a well-formed random token",
+            c.id.clone(),
+            "a",
+            random_hex(32),
+        ),
         (
             "a conversation that does not exist",
             missing_conv.clone(),
@@ -117,12 +133,18 @@ async fn tokens_are_stored_only_as_keyed_hashes_with_a_private_secret_file() -> 
     s.ok("send_to_partner", c.args("a", json!({"message": "hi"})))
         .await?;
     s.ok("check_messages", c.args("b", json!({}))).await?;
-    s.ok("update_my_status", c.args("b", json!({"status": "working"})))
-        .await?;
+    s.ok(
+        "update_my_status",
+        c.args("b", json!({"status": "working"})),
+    )
+    .await?;
     s.stop().await?;
 
     let bytes = db_bytes(&db);
-    assert!(contains(&bytes, &c.id), "sanity: the db holds the conversation");
+    assert!(
+        contains(&bytes, &c.id),
+        "sanity: the db holds the conversation"
+    );
     for token in [&c.token_a, &c.token_b] {
         assert!(!contains(&bytes, token), "token stored as hex");
         assert!(
@@ -148,26 +170,54 @@ async fn tokens_are_stored_only_as_keyed_hashes_with_a_private_secret_file() -> 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn tokens_passed_in_the_wrong_field_are_not_stored() -> anyhow::Result<()> {
-    // An agent that mixes up its arguments must not leak its token into
-    // the database through the audit row of the refusal.
+    // An agent that mixes up its arguments must not leak a token into the
+    // database through the audit row of the refusal.
+    type Mistake = fn(&Conv) -> Value;
+    let mistakes: [(&str, Mistake); 4] = [
+        (
+            "token as conversation_id",
+            |c| json!({"conversation_id": c.token_a, "session_id": "a", "token": c.token_b, "message": "hi"}),
+        ),
+        (
+            "token as session_id",
+            |c| json!({"conversation_id": c.id, "session_id": c.token_a, "token": c.token_b, "message": "hi"}),
+        ),
+        (
+            "token under an unknown field name",
+            |c| json!({"conversation_id": c.id, "session_id": "a", "token": c.token_a, "message": "hi", "partner_token": c.token_b}),
+        ),
+        (
+            "token as a field of the wrong type",
+            |c| json!({"conversation_id": c.id, "session_id": "a", "token": c.token_a, "message": "hi", "files_involved": c.token_b}),
+        ),
+    ];
     let dir = tempfile::tempdir()?;
     let db = dir.path().join("b.db");
     let s = Server::start(&db, &[]).await?;
-    let c = Conv::create(&s).await?;
-    let mistakes = [
-        json!({"conversation_id": c.token_a, "session_id": "a", "token": c.id, "message": "hi"}),
-        json!({"conversation_id": c.id, "session_id": c.token_a, "token": c.token_a, "message": "hi"}),
-        json!({"conversation_id": c.id, "session_id": "a", "token": c.token_a, "message": "hi", "token_b": c.token_b}),
-        json!({"conversation_id": c.id, "session_id": "a", "token": c.token_a, "message": "hi", "files_involved": c.token_b}),
-    ];
-    for args in mistakes {
-        s.refused("send_to_partner", args).await?;
+    let mut convs = vec![];
+    for (name, mistake) in &mistakes {
+        let c = Conv::create(&s).await?;
+        s.refused("send_to_partner", mistake(&c))
+            .await
+            .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+        convs.push(c);
     }
     s.stop().await?;
-    assert_eq!(audit_rows_for(&db, "request.invalid")?.len(), 4);
+    assert_eq!(
+        audit_rows_for(&db, "request.invalid")?.len(),
+        mistakes.len()
+    );
     let bytes = db_bytes(&db);
-    assert!(!contains(&bytes, &c.token_a), "session a's token was stored");
-    assert!(!contains(&bytes, &c.token_b), "session b's token was stored");
+    let leaked: Vec<&str> = mistakes
+        .iter()
+        .zip(&convs)
+        .filter(|(_, c)| contains(&bytes, &c.token_a) || contains(&bytes, &c.token_b))
+        .map(|((name, _), _)| *name)
+        .collect();
+    assert!(
+        leaked.is_empty(),
+        "tokens stored in the database: {leaked:?}"
+    );
     Ok(())
 }
 
@@ -212,15 +262,21 @@ async fn rotation_issues_new_tokens_and_invalidates_the_old() -> anyhow::Result<
         }
     }
     let sent = s
-        .ok("send_to_partner", new.args("a", json!({"message": "after rotation"})))
+        .ok(
+            "send_to_partner",
+            new.args("a", json!({"message": "after rotation"})),
+        )
         .await?;
     let inbox = s.ok("check_messages", new.args("b", json!({}))).await?;
     let got = messages(&inbox);
     assert_eq!(got.len(), 1);
     assert_eq!(got[0]["id"], sent["message_id"]);
     assert_eq!(got[0]["message"], "after rotation");
-    s.ok("update_my_status", new.args("b", json!({"status": "waiting"})))
-        .await?;
+    s.ok(
+        "update_my_status",
+        new.args("b", json!({"status": "waiting"})),
+    )
+    .await?;
     s.stop().await?;
 
     let bytes = db_bytes(&db);

@@ -75,7 +75,10 @@ fn message(i: usize) -> String {
 enum Target {
     Bridge,
     /// The Python original, for a same-run baseline.
-    Python { script: PathBuf, python: String },
+    Python {
+        script: PathBuf,
+        python: String,
+    },
 }
 
 impl Target {
@@ -179,7 +182,11 @@ fn word_after(text: &str, label: &str) -> anyhow::Result<String> {
         .split_once(label)
         .with_context(|| format!("no `{label}` in the server's reply: {text}"))?
         .1;
-    Ok(rest.split_whitespace().next().unwrap_or_default().to_owned())
+    Ok(rest
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_owned())
 }
 
 async fn send(s: &Server, c: &Conv, session: &str, msg: String) -> anyhow::Result<()> {
@@ -403,7 +410,10 @@ async fn idle_rss(t: &Target, k: &Counts) -> anyhow::Result<u64> {
     let s = t.spawn(dir.path()).await?;
     let c = t.create(&s).await?;
     t.send(&s, &c, "a", message(0)).await?;
-    ensure!(t.check(&s, &c, "b").await? == 1, "B did not get A's message");
+    ensure!(
+        t.check(&s, &c, "b").await? == 1,
+        "B did not get A's message"
+    );
     t.send(&s, &c, "b", message(1)).await?;
     ensure!(t.check(&s, &c, "a").await? == 1, "A did not get B's reply");
     tokio::time::sleep(k.idle).await;
@@ -451,9 +461,9 @@ fn options() -> anyhow::Result<Options> {
         match a.as_str() {
             "--quick" => quick = true,
             "--python-baseline" => {
-                script = Some(PathBuf::from(
-                    it.next().context("--python-baseline needs the path of the Python server script")?,
-                ));
+                script = Some(PathBuf::from(it.next().context(
+                    "--python-baseline needs the path of the Python server script",
+                )?));
             }
             "--python" => python = it.next().context("--python needs an interpreter")?.clone(),
             "-h" | "--help" => {
@@ -561,13 +571,14 @@ async fn main() -> anyhow::Result<()> {
     line(format!(
         "## Bridge benchmark, {}{}\n",
         chrono::Utc::now().format("%Y-%m-%d"),
-        if opts.quick { " (quick run: small counts)" } else { "" }
+        if opts.quick {
+            " (quick run: small counts)"
+        } else {
+            ""
+        }
     ));
     line(format!("- Machine: {}", machine()));
-    line(format!(
-        "- Built: release `bridge` from {}",
-        revision()
-    ));
+    line(format!("- Built: release `bridge` from {}", revision()));
     line(format!("- Command: `{}`", opts.command));
     line(format!(
         "- Method: rmcp's client over stdio against `bridge serve --rate-limit off`, a fresh temporary database per scenario; messages of {} characters. Ping-pong and delivery use two server processes on one database, one per session.\n",

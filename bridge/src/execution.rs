@@ -1,0 +1,420 @@
+//! The agents' side of YOLO: `propose_command` and `execute_command`.
+//!
+//! Proposing stores a command and tells the partner; it runs nothing.
+//! Executing spends a single-use approval token and queues the job for the
+//! runner, then waits for the runner's result. Both refuse unless the server
+//! process was started with YOLO on *and* the operator enabled YOLO for this
+//! conversation on a terminal.
+
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use crate::audit::{self, Entry, Outcome};
+use crate::auth;
+use crate::clock::Millis;
+use crate::service::{Bridge, Caller, ToolError, insert_to_others, internal};
+use crate::store::StoreError;
+use crate::wake::BACKSTOP;
+use crate::yolo::{self, Event, ExecParams, JobState, YoloError};
+
+/// `execute_command` waits at most this long for a result before returning
+/// the job id; MCP clients time tool calls out at around a minute.
+pub const MAX_RESULT_WAIT: Duration = Duration::from_secs(55);
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Proposed {
+    pub proposal_id: String,
+    /// "pending_approval".
+    pub status: String,
+    /// SHA-256 of the exact command and its execution parameters.
+    pub command_sha256: String,
+    pub mode: String,
+    pub image: String,
+    pub workspace: Option<String>,
+    pub workspace_read_only: bool,
+    pub timeout_seconds: u32,
+    pub next_step: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+pub struct Execution {
+    pub proposal_id: String,
+    /// Same as proposal_id: the job is the approved proposal.
+    pub job_id: String,
+    /// queued, running, done or failed.
+    pub state: String,
+    pub dry_run: bool,
+    pub exit_code: Option<i64>,
+    pub duration_ms: Option<u64>,
+    pub stdout: Option<String>,
+    pub stderr: Option<String>,
+    /// Output was longer than the cap; head and tail were kept.
+    pub truncated: bool,
+    pub timed_out: bool,
+    pub failure: Option<String>,
+    pub message: String,
+}
+
+fn refused(e: YoloError) -> ToolError {
+    match e {
+        YoloError::Store(s) => s.into(),
+        other => ToolError::Refused(other.to_string()),
+    }
+}
+
+const BAD_APPROVAL: &str = "invalid, expired or already used approval token for this proposal; ask the operator to run `bridge yolo approve` again";
+
+impl Bridge {
+    pub async fn propose(
+        &self,
+        caller: Caller,
+        command: String,
+        timeout_secs: Option<u32>,
+        reason: Option<String>,
+    ) -> Result<Proposed, ToolError> {
+        let Some(policy) = self.yolo_policy().cloned() else {
+            return Err(ToolError::Refused(
+                yolo::YoloError::OperatorEnvMissing.to_string(),
+            ));
+        };
+        let this = self.clone();
+        let out = self
+            .db()
+            .call(move |conn| {
+                let now = this.now();
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let (cid, sid) = (caller.conversation_id.clone(), caller.session_id.clone());
+                let refuse = |tx: &Connection, why: String, detail: serde_json::Value| -> Result<ToolError, StoreError> {
+                    audit::append(tx, this.redactor(), now, Entry {
+                        conversation_id: Some(&cid),
+                        session_id: Some(&sid),
+                        action: "yolo.propose",
+                        outcome: Outcome::Refused,
+                        detail,
+                    })?;
+                    Ok(ToolError::Refused(why))
+                };
+                if !this.authenticate(&tx, &caller, now, "propose_command")? {
+                    tx.commit()?;
+                    return Ok(Err(ToolError::Unauthorized));
+                }
+                let Some(en) = yolo::active_enablement(&tx, &cid, now).map_err(yolo_store)? else {
+                    let e = refuse(&tx, YoloError::NotEnabled(cid.clone()).to_string(), serde_json::json!({"reason": "not enabled"}))?;
+                    tx.commit()?;
+                    return Ok(Err(e));
+                };
+                let timeout = timeout_secs.unwrap_or(en.settings.timeout_secs);
+                if timeout == 0 || timeout > en.settings.timeout_secs {
+                    return Ok(Err(ToolError::invalid(
+                        "timeout_seconds",
+                        format!("must be between 1 and the operator's limit of {} s (got {timeout})", en.settings.timeout_secs),
+                    )));
+                }
+                let (clean, classes) = this.redactor().redact_report(&command);
+                if !classes.is_empty() {
+                    let e = refuse(
+                        &tx,
+                        format!(
+                            "the command contains what looks like a secret ({}); secrets must not pass through the bridge. Put them in the workspace or the image instead",
+                            classes.join(", ")
+                        ),
+                        serde_json::json!({"reason": "secret in command", "classes": classes, "command": clean}),
+                    )?;
+                    tx.commit()?;
+                    return Ok(Err(e));
+                }
+                if let Err(ex) = this.take_quota(&tx, &cid, &sid, "propose", now)? {
+                    let e = refuse(&tx, ex.to_string(), serde_json::json!({"reason": "rate limited"}))?;
+                    tx.commit()?;
+                    return Ok(Err(e));
+                }
+                if let crate::policy::Verdict::Blocked { rule, reason } = policy.check(en.settings.mode, &command) {
+                    let e = refuse(
+                        &tx,
+                        format!("blocked by policy rule `{rule}` in {} mode: {reason}", en.settings.mode.as_str()),
+                        serde_json::json!({"reason": "policy", "rule": rule, "command": command}),
+                    )?;
+                    tx.commit()?;
+                    return Ok(Err(e));
+                }
+                let reason = reason.map(|r| this.redactor().redact(&r).into_owned());
+                let params = ExecParams::from_settings(&en.settings, timeout);
+                let params_json = serde_json::to_string(&params).map_err(|e| StoreError::Join(e.to_string()))?;
+                let hash = yolo::proposal_hash(&command, &params_json);
+                let id = format!("prop_{}", auth::random_hex(8).map_err(|e| StoreError::Join(e.to_string()))?);
+                tx.execute(
+                    "INSERT INTO proposals (id, conversation_id, session_id, command, reason, params, hash, state, created_at, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'proposed', ?8, ?8)",
+                    params![id, cid, sid, command, reason, params_json, hash, now],
+                )?;
+                let ws = params.workspace.as_ref().map(|w| w.display().to_string());
+                let note = format!(
+                    "Session {sid} proposes to run in a sandbox ({} mode, image {}, workspace {}):\n\n    {command}\n\nReason: {}\nProposal {id}. The operator reviews it with `bridge yolo approve {id}`.",
+                    params.mode.as_str(),
+                    params.image,
+                    ws.as_deref().map(|w| format!("{w} {}", if params.workspace_rw { "read-write" } else { "read-only" })).unwrap_or_else(|| "none".into()),
+                    reason.as_deref().unwrap_or("(none given)"),
+                );
+                insert_to_others(&tx, &cid, &sid, "proposal", Some("proposal"), &note, "[]", false, now)?;
+                audit::append(&tx, this.redactor(), now, Entry {
+                    conversation_id: Some(&cid),
+                    session_id: Some(&sid),
+                    action: "yolo.propose",
+                    outcome: Outcome::Ok,
+                    detail: serde_json::json!({"proposal_id": id, "command": command, "hash": hash, "params": params}),
+                })?;
+                tx.commit()?;
+                Ok(Ok(Proposed {
+                    next_step: format!("Ask the operator to run `bridge yolo approve {id}` and give you the approval token, then call execute_command."),
+                    proposal_id: id,
+                    status: "pending_approval".into(),
+                    command_sha256: hash,
+                    mode: params.mode.as_str().into(),
+                    image: params.image,
+                    workspace: ws,
+                    workspace_read_only: !params.workspace_rw,
+                    timeout_seconds: timeout,
+                }))
+            })
+            .await??;
+        self.wake().notify();
+        Ok(out)
+    }
+
+    pub async fn execute(
+        &self,
+        caller: Caller,
+        proposal_id: String,
+        token: String,
+        dry_run: bool,
+        cancel: CancellationToken,
+    ) -> Result<Execution, ToolError> {
+        let Some(policy) = self.yolo_policy().cloned() else {
+            return Err(ToolError::Refused(
+                yolo::YoloError::OperatorEnvMissing.to_string(),
+            ));
+        };
+        let this = self.clone();
+        let pid = proposal_id.clone();
+        let timeout_secs = self
+            .db()
+            .call(move |conn| {
+                let now = this.now();
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let (cid, sid) = (caller.conversation_id.clone(), caller.session_id.clone());
+                if !this.authenticate(&tx, &caller, now, "execute_command")? {
+                    tx.commit()?;
+                    return Ok(Err(ToolError::Unauthorized));
+                }
+                let checked = check_approval(&this, &tx, &policy, &cid, &pid, &token, now);
+                let (why, public) = match checked {
+                    Ok(timeout) => {
+                        if !dry_run {
+                            tx.execute(
+                                "UPDATE approvals SET used_at = ?1 WHERE token_hash = ?2 AND used_at IS NULL",
+                                params![now, this.secret().hash_token(&token)],
+                            )?;
+                            yolo::transition(&tx, &pid, Event::Execute, now).map_err(yolo_store)?;
+                        }
+                        audit::append(&tx, this.redactor(), now, Entry {
+                            conversation_id: Some(&cid),
+                            session_id: Some(&sid),
+                            action: if dry_run { "yolo.execute.dry_run" } else { "yolo.execute" },
+                            outcome: Outcome::Ok,
+                            detail: serde_json::json!({"proposal_id": pid}),
+                        })?;
+                        tx.commit()?;
+                        return Ok(Ok(timeout));
+                    }
+                    Err(Check::Refused(why, public)) => (why, public),
+                    Err(Check::Store(e)) => return Err(e),
+                };
+                audit::append(&tx, this.redactor(), now, Entry {
+                    conversation_id: Some(&cid),
+                    session_id: Some(&sid),
+                    action: "yolo.execute",
+                    outcome: Outcome::Refused,
+                    detail: serde_json::json!({"proposal_id": pid, "reason": why}),
+                })?;
+                tx.commit()?;
+                Ok(Err(ToolError::Refused(public)))
+            })
+            .await??;
+        if dry_run {
+            return Ok(Execution {
+                job_id: proposal_id.clone(),
+                proposal_id,
+                state: "approved".into(),
+                dry_run: true,
+                message: "Dry run: the token is valid for this proposal and was not spent.".into(),
+                ..Default::default()
+            });
+        }
+        self.wake().notify();
+        let wait = Duration::from_secs(u64::from(timeout_secs) + 15).min(MAX_RESULT_WAIT);
+        self.await_result(proposal_id, wait, cancel).await
+    }
+
+    /// Waits for the runner to finish a job, or returns its current state.
+    pub async fn await_result(
+        &self,
+        id: String,
+        wait: Duration,
+        cancel: CancellationToken,
+    ) -> Result<Execution, ToolError> {
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut changes = self.wake().subscribe();
+        loop {
+            changes.borrow_and_update();
+            let id2 = id.clone();
+            let p = self
+                .db()
+                .call(move |conn| {
+                    yolo::load_proposal(conn, &id2).map_err(|e| StoreError::Join(e.to_string()))
+                })
+                .await
+                .map_err(|e| internal(e.to_string()))?;
+            let now = tokio::time::Instant::now();
+            if p.state.is_final() || now >= deadline || cancel.is_cancelled() {
+                return Ok(execution_of(&p));
+            }
+            tokio::select! {
+                _ = changes.changed() => {}
+                _ = tokio::time::sleep(deadline.saturating_duration_since(now).min(BACKSTOP)) => {}
+                _ = cancel.cancelled() => {}
+            }
+        }
+    }
+}
+
+enum Check {
+    /// (what the audit log records, what the agent is told)
+    Refused(String, String),
+    Store(StoreError),
+}
+
+impl From<rusqlite::Error> for Check {
+    fn from(e: rusqlite::Error) -> Self {
+        Self::Store(e.into())
+    }
+}
+
+impl From<YoloError> for Check {
+    fn from(e: YoloError) -> Self {
+        match e {
+            YoloError::Store(s) => Self::Store(s),
+            other => {
+                let s = other.to_string();
+                Self::Refused(s.clone(), s)
+            }
+        }
+    }
+}
+
+/// Every condition for running a proposal. Returns its timeout.
+fn check_approval(
+    bridge: &Bridge,
+    tx: &Connection,
+    policy: &crate::policy::Policy,
+    cid: &str,
+    pid: &str,
+    token: &str,
+    now: Millis,
+) -> Result<u32, Check> {
+    let bad = |why: &str| Check::Refused(why.to_owned(), BAD_APPROVAL.to_owned());
+    let p = yolo::load_proposal(tx, pid)?;
+    if p.conversation_id != cid {
+        // Same answer as a missing proposal: no cross-conversation oracle.
+        return Err(YoloError::NoProposal(pid.to_owned()).into());
+    }
+    let approval: Option<(String, String, Millis, Option<Millis>)> = tx
+        .query_row(
+            "SELECT proposal_id, proposal_hash, expires_at, used_at FROM approvals WHERE token_hash = ?1",
+            [bridge.secret().hash_token(token)],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .optional()?;
+    let Some((for_id, bound_hash, expires, used)) = approval else {
+        return Err(bad("unknown approval token"));
+    };
+    if for_id != pid {
+        return Err(bad("approval token belongs to another proposal"));
+    }
+    if used.is_some() {
+        return Err(bad("approval token already used"));
+    }
+    if expires <= now {
+        return Err(bad("approval token expired"));
+    }
+    if yolo::verify_integrity(&p).is_err() || bound_hash != p.hash {
+        return Err(Check::Refused(
+            "proposal changed after approval (hash mismatch)".into(),
+            YoloError::Tampered(pid.to_owned()).to_string(),
+        ));
+    }
+    if p.state != JobState::Approved {
+        return Err(bad(&format!("proposal is {}", p.state.as_str())));
+    }
+    let en = yolo::active_enablement(tx, cid, now)?
+        .ok_or_else(|| YoloError::NotEnabled(cid.to_owned()))?;
+    if ExecParams::from_settings(&en.settings, p.params.timeout_secs) != p.params {
+        return Err(YoloError::SettingsChanged.into());
+    }
+    if let crate::policy::Verdict::Blocked { rule, reason } =
+        policy.check(en.settings.mode, &p.command)
+    {
+        let s = format!("blocked by policy rule `{rule}`: {reason}");
+        return Err(Check::Refused(s.clone(), s));
+    }
+    Ok(p.params.timeout_secs)
+}
+
+fn yolo_store(e: YoloError) -> StoreError {
+    match e {
+        YoloError::Store(s) => s,
+        other => StoreError::Join(other.to_string()),
+    }
+}
+
+/// The agent's view of a job.
+pub fn execution_of(p: &yolo::Proposal) -> Execution {
+    let r = p.result.clone().unwrap_or_default();
+    let exit_code = r.get("exit_code").and_then(|v| v.as_i64());
+    let timed_out = r
+        .get("timed_out")
+        .and_then(|v| v.as_bool())
+        .unwrap_or(false);
+    let message = match p.state {
+        JobState::Done => format!("Exited with code {}.", exit_code.unwrap_or(-1)),
+        JobState::Failed => format!("Failed: {}", p.failure.as_deref().unwrap_or("no reason recorded")),
+        JobState::Queued => "Queued: no runner has picked it up yet; the result will arrive as a command_result message.".into(),
+        JobState::Running => "Still running; the result will arrive as a command_result message.".into(),
+        other => format!("The proposal is {}.", other.as_str()),
+    };
+    Execution {
+        proposal_id: p.id.clone(),
+        job_id: p.id.clone(),
+        state: p.state.as_str().into(),
+        dry_run: false,
+        exit_code,
+        duration_ms: r.get("duration_ms").and_then(|v| v.as_u64()),
+        stdout: r.get("stdout").and_then(|v| v.as_str()).map(str::to_owned),
+        stderr: r.get("stderr").and_then(|v| v.as_str()).map(str::to_owned),
+        truncated: r
+            .get("truncated")
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false),
+        timed_out,
+        failure: p.failure.clone(),
+        message,
+    }
+}
+
+/// Turns a YOLO error from the operator side into a tool error.
+pub fn tool_error(e: YoloError) -> ToolError {
+    refused(e)
+}

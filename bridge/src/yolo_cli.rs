@@ -1,0 +1,346 @@
+//! `bridge yolo …`: the operator's YOLO commands. Enabling and approving
+//! happen only on an interactive terminal, after the confirmations in
+//! `guard.rs`; every refusal is audited.
+#![allow(clippy::print_stdout)] // the operator CLI's output is its product
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::Subcommand;
+
+use crate::audit::{self, Entry, Outcome};
+use crate::auth::ServerSecret;
+use crate::clock::{Clock, SystemClock, rfc3339};
+use crate::config::{Settings as BridgeSettings, parse_duration};
+use crate::guard;
+use crate::policy::Mode;
+use crate::store::Db;
+use crate::yolo::{self, Limits, Settings};
+
+#[derive(Debug, Subcommand)]
+pub enum YoloCommand {
+    /// Enable YOLO for a conversation (interactive: phrase + one-time code)
+    Enable {
+        conversation: String,
+        /// safe (read-only commands), restricted (+ git/npm/pip/cargo/pytest), yolo (anything not always-blocked)
+        #[arg(long)]
+        mode: String,
+        /// Host directory mounted at /workspace (read-only unless --workspace-rw)
+        #[arg(long)]
+        workspace: Option<PathBuf>,
+        /// Mount the workspace read-write (a git snapshot branch is made first)
+        #[arg(long, requires = "workspace")]
+        workspace_rw: bool,
+        /// Sandbox image (must exist locally)
+        #[arg(long, default_value = yolo::DEFAULT_IMAGE)]
+        image: String,
+        /// Container runtime, e.g. runsc (gVisor), if installed
+        #[arg(long)]
+        runtime: Option<String>,
+        /// Default and maximum seconds per command
+        #[arg(long, default_value_t = yolo::DEFAULT_TIMEOUT_SECS)]
+        timeout: u32,
+        /// How long the enablement lasts, e.g. 30m, 2h (at most the conversation's life)
+        #[arg(long = "for", default_value = "1h")]
+        for_: String,
+    },
+    /// End YOLO for a conversation at once
+    Disable { conversation: String },
+    /// Proposals awaiting approval
+    Pending { conversation: Option<String> },
+    /// Review a proposal and issue a single-use approval token (interactive)
+    Approve {
+        proposal: String,
+        /// Token lifetime in seconds
+        #[arg(long, default_value_t = yolo::DEFAULT_APPROVAL_TTL_SECS)]
+        ttl: u32,
+    },
+    /// Reject a proposal
+    Reject { proposal: String },
+    /// Active (unused, unexpired) approval tokens, as previews
+    Tokens,
+}
+
+impl YoloCommand {
+    fn verb(&self) -> &'static str {
+        match self {
+            Self::Enable { .. } => "enable",
+            Self::Disable { .. } => "disable",
+            Self::Pending { .. } => "pending",
+            Self::Approve { .. } => "approve",
+            Self::Reject { .. } => "reject",
+            Self::Tokens => "tokens",
+        }
+    }
+}
+
+/// Records a refused operator action, then returns the error to show.
+fn refuse(
+    db: &Db,
+    s: &BridgeSettings,
+    conv: Option<&str>,
+    verb: &str,
+    why: &dyn std::fmt::Display,
+) -> anyhow::Error {
+    let detail = serde_json::json!({ "reason": why.to_string() });
+    let action = format!("yolo.{verb}");
+    let conv = conv.map(str::to_owned);
+    let red = s.redactor.clone();
+    let res = db.call_blocking(|c| {
+        let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        audit::append(
+            &tx,
+            &red,
+            SystemClock.now_ms(),
+            Entry {
+                conversation_id: conv.as_deref(),
+                session_id: None,
+                action: &action,
+                outcome: Outcome::Refused,
+                detail,
+            },
+        )?;
+        tx.commit()?;
+        Ok::<_, rusqlite::Error>(())
+    });
+    if let Err(e) = res {
+        eprintln!("warning: could not audit the refusal: {e}");
+    }
+    anyhow::anyhow!("{why}")
+}
+
+pub fn run(cmd: YoloCommand, s: &BridgeSettings, json: bool) -> anyhow::Result<()> {
+    let db = Db::open(&s.db, s.sync)?;
+    let verb = cmd.verb();
+    let conv_of = |c: &YoloCommand| match c {
+        YoloCommand::Enable { conversation, .. } | YoloCommand::Disable { conversation } => {
+            Some(conversation.clone())
+        }
+        _ => None,
+    };
+    if let Err(e) = guard::require_operator_env() {
+        return Err(refuse(&db, s, conv_of(&cmd).as_deref(), verb, &e));
+    }
+    let now = SystemClock.now_ms();
+    let red = s.redactor.clone();
+    match cmd {
+        YoloCommand::Enable {
+            conversation,
+            mode,
+            workspace,
+            workspace_rw,
+            image,
+            runtime,
+            timeout,
+            for_,
+        } => {
+            if let Err(e) = guard::require_terminal("enable") {
+                return Err(refuse(&db, s, Some(&conversation), verb, &e));
+            }
+            let mode = Mode::parse(&mode).map_err(|e| anyhow::anyhow!(e))?;
+            if timeout == 0 || timeout > yolo::MAX_TIMEOUT_SECS {
+                bail!(
+                    "--timeout must be between 1 and {} seconds (got {timeout})",
+                    yolo::MAX_TIMEOUT_SECS
+                );
+            }
+            let for_ms = parse_duration(&for_)
+                .map_err(|e| anyhow::anyhow!(e))?
+                .as_millis() as i64;
+            let workspace = match workspace {
+                None => None,
+                Some(w) => {
+                    let abs = std::fs::canonicalize(&w)
+                        .with_context(|| format!("workspace {} does not exist", w.display()))?;
+                    if !abs.is_dir() {
+                        bail!("workspace {} is not a directory", abs.display());
+                    }
+                    Some(abs)
+                }
+            };
+            let settings = Settings {
+                mode,
+                workspace,
+                workspace_rw,
+                image,
+                runtime,
+                timeout_secs: timeout,
+                limits: Limits::default(),
+            };
+            let summary = enable_summary(&conversation, &settings, &for_);
+            let stdin = std::io::stdin();
+            let mut input = stdin.lock();
+            let mut out = std::io::stdout();
+            if let Err(e) = guard::confirm_enable(&mut input, &mut out, &summary) {
+                return Err(refuse(&db, s, Some(&conversation), verb, &e));
+            }
+            let en = db
+                .call_blocking(|c| yolo::enable(c, &red, &conversation, &settings, for_ms, now))
+                .map_err(|e| refuse(&db, s, Some(&conversation), verb, &e))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&en)?);
+            } else {
+                println!(
+                    "YOLO enabled for {} in {} mode until {}.",
+                    en.conversation_id,
+                    en.settings.mode.as_str(),
+                    en.expires_at
+                );
+                println!(
+                    "Agents can now propose commands; approve each with `bridge yolo approve PROPOSAL`."
+                );
+            }
+        }
+        YoloCommand::Disable { conversation } => {
+            let n = db.call_blocking(|c| yolo::disable(c, &red, &conversation, now))?;
+            if n == 0 {
+                bail!("YOLO was not enabled for {conversation}; nothing to disable");
+            }
+            println!(
+                "YOLO disabled for {conversation}; pending proposals expired and queued jobs were cancelled."
+            );
+        }
+        YoloCommand::Pending { conversation } => {
+            let rows = db.call_blocking(|c| yolo::pending(c, conversation.as_deref()))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                let mut t = comfy_table::Table::new();
+                t.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED)
+                    .set_header(vec![
+                        "proposal",
+                        "conversation",
+                        "from",
+                        "state",
+                        "mode",
+                        "proposed",
+                        "command",
+                    ]);
+                for p in &rows {
+                    t.add_row(vec![
+                        p.id.clone(),
+                        p.conversation_id.clone(),
+                        p.session_id.clone(),
+                        p.state.as_str().into(),
+                        p.params.mode.as_str().into(),
+                        p.created_at.clone(),
+                        p.command.clone(),
+                    ]);
+                }
+                println!("{t}\n{} proposal(s) awaiting approval", rows.len());
+            }
+        }
+        YoloCommand::Approve { proposal, ttl } => {
+            if let Err(e) = guard::require_terminal("approve") {
+                return Err(refuse(&db, s, None, verb, &e));
+            }
+            if ttl == 0 || ttl > yolo::MAX_APPROVAL_TTL_SECS {
+                bail!(
+                    "--ttl must be between 1 and {} seconds (got {ttl})",
+                    yolo::MAX_APPROVAL_TTL_SECS
+                );
+            }
+            let p = db.call_blocking(|c| yolo::load_proposal(c, &proposal))?;
+            if let Err(e) = yolo::verify_integrity(&p) {
+                return Err(refuse(&db, s, Some(&p.conversation_id), verb, &e));
+            }
+            let summary = approve_summary(&p, ttl);
+            let stdin = std::io::stdin();
+            let mut input = stdin.lock();
+            let mut out = std::io::stdout();
+            if let Err(e) = guard::confirm_approve(&mut input, &mut out, &summary) {
+                return Err(refuse(&db, s, Some(&p.conversation_id), verb, &e));
+            }
+            let secret = ServerSecret::load_or_create(&ServerSecret::path_for_db(&s.db))?;
+            let (token, expires) = db
+                .call_blocking(|c| yolo::approve(c, &secret, &red, &proposal, &p.hash, ttl, now))
+                .map_err(|e| refuse(&db, s, Some(&p.conversation_id), verb, &e))?;
+            println!("Approval token: {token}");
+            println!(
+                "Single use, for {proposal} only, valid until {}. Give it to the agent.",
+                rfc3339(expires)
+            );
+            out.flush()?;
+        }
+        YoloCommand::Reject { proposal } => {
+            db.call_blocking(|c| yolo::reject(c, &red, &proposal, now))?;
+            println!("Rejected {proposal}; both sessions were told.");
+        }
+        YoloCommand::Tokens => {
+            let rows = db.call_blocking(|c| yolo::active_tokens(c, now))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                let mut t = comfy_table::Table::new();
+                t.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED)
+                    .set_header(vec!["token hash", "proposal", "expires", "command"]);
+                for r in &rows {
+                    t.add_row(vec![
+                        r.preview.clone(),
+                        r.proposal_id.clone(),
+                        r.expires_at.clone(),
+                        r.command.clone(),
+                    ]);
+                }
+                println!(
+                    "{t}\n{} active token(s); tokens themselves are never stored",
+                    rows.len()
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn enable_summary(conv: &str, s: &Settings, for_: &str) -> String {
+    format!(
+        "Enable YOLO for conversation {conv}\n  mode:      {} ({})\n  image:     {}{}\n  workspace: {}\n  timeout:   {} s per command (SIGKILL after)\n  limits:    {} MiB memory, 1 CPU, {} processes, no network, read-only root, all capabilities dropped, user 65534\n  lasts:     {for_}",
+        s.mode.as_str(),
+        s.mode.describe(),
+        s.image,
+        s.runtime
+            .as_deref()
+            .map(|r| format!(" (runtime {r})"))
+            .unwrap_or_default(),
+        match &s.workspace {
+            None => "none".to_owned(),
+            Some(w) if s.workspace_rw => format!(
+                "{} mounted READ-WRITE at /workspace (git snapshot branch first)",
+                w.display()
+            ),
+            Some(w) => format!("{} mounted read-only at /workspace", w.display()),
+        },
+        s.timeout_secs,
+        s.limits.memory_bytes >> 20,
+        s.limits.pids,
+    )
+}
+
+fn approve_summary(p: &yolo::Proposal, ttl: u32) -> String {
+    let x = &p.params;
+    format!(
+        "Proposal {} from session {} of {}\n\n  command:   {}\n  reason:    {}\n  image:     {}{}\n  workspace: {}\n  mode:      {}\n  timeout:   {} s\n  limits:    {} MiB memory, 1 CPU, {} processes, no network, output capped at {} KiB per stream\n  sha256:    {}\n\nThe token will be valid for {ttl} s and for this exact command only.",
+        p.id,
+        p.session_id,
+        p.conversation_id,
+        p.command,
+        p.reason.as_deref().unwrap_or("(none)"),
+        x.image,
+        x.runtime
+            .as_deref()
+            .map(|r| format!(" (runtime {r})"))
+            .unwrap_or_default(),
+        match &x.workspace {
+            None => "none".to_owned(),
+            Some(w) if x.workspace_rw => format!("{} READ-WRITE", w.display()),
+            Some(w) => format!("{} read-only", w.display()),
+        },
+        x.mode.as_str(),
+        x.timeout_secs,
+        x.limits.memory_bytes >> 20,
+        x.limits.pids,
+        x.limits.output_cap_bytes >> 10,
+        p.hash,
+    )
+}

@@ -1,0 +1,336 @@
+//! The runner's side of the job table: claim a queued job under a lease,
+//! record its container, finish or fail it, and find jobs whose runner died.
+//!
+//! Execution is at most once: a job is claimed (queued → running) in a
+//! committed transaction *before* its command starts, and nothing ever moves
+//! a job back to queued. A runner that dies mid-job leaves it running with a
+//! lease nobody renews; whoever sees the lease expire fails it with a reason.
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+
+use bridge::audit::{self, Entry, Outcome as AuditOutcome};
+use bridge::clock::Millis;
+use bridge::redact::Redactor;
+use bridge::service::insert_to_all;
+use bridge::yolo::{self, Event, Proposal, YoloError};
+
+use crate::sandbox::Outcome;
+
+/// A lease is renewed every LEASE_MS / 3 while the job runs.
+pub const LEASE_MS: Millis = 15_000;
+
+fn audit_job(
+    conn: &Connection,
+    red: &Redactor,
+    now: Millis,
+    p: &Proposal,
+    action: &str,
+    outcome: AuditOutcome,
+    detail: serde_json::Value,
+) -> rusqlite::Result<i64> {
+    audit::append(
+        conn,
+        red,
+        now,
+        Entry {
+            conversation_id: Some(&p.conversation_id),
+            session_id: Some(&p.session_id),
+            action,
+            outcome,
+            detail,
+        },
+    )
+}
+
+/// Claims the oldest queued job, or returns `None`. A job whose enablement
+/// ended or whose stored command no longer matches its hash is failed here
+/// instead of being run.
+pub fn claim(
+    conn: &mut Connection,
+    red: &Redactor,
+    runner_id: &str,
+    now: Millis,
+) -> Result<Option<Proposal>, YoloError> {
+    loop {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let id: Option<String> = tx
+            .query_row(
+                "SELECT id FROM proposals WHERE state = 'queued' ORDER BY updated_at, id LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let Some(id) = id else { return Ok(None) };
+        let p = yolo::load_proposal(&tx, &id)?;
+        let refusal = if yolo::verify_integrity(&p).is_err() {
+            Some("the stored command no longer matches the approved hash; it was not run")
+        } else if yolo::active_enablement(&tx, &p.conversation_id, now)?.is_none() {
+            Some("YOLO was disabled or expired before the job started; it was not run")
+        } else {
+            None
+        };
+        if let Some(why) = refusal {
+            fail_in(&tx, red, &p, why, now)?;
+            tx.commit()?;
+            continue;
+        }
+        yolo::transition(&tx, &id, Event::Claim, now)?;
+        tx.execute(
+            "UPDATE proposals SET runner_id = ?1, lease_until = ?2 WHERE id = ?3",
+            params![runner_id, now + LEASE_MS, id],
+        )?;
+        audit_job(
+            &tx,
+            red,
+            now,
+            &p,
+            "job.claim",
+            AuditOutcome::Ok,
+            serde_json::json!({"proposal_id": id, "runner": runner_id}),
+        )?;
+        tx.commit()?;
+        return Ok(Some(p));
+    }
+}
+
+/// Records which container runs the job (for the reaper and the audit log).
+pub fn record_start(
+    conn: &mut Connection,
+    red: &Redactor,
+    p: &Proposal,
+    container: &str,
+    image: &str,
+    now: Millis,
+) -> Result<(), YoloError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.execute(
+        "UPDATE proposals SET container_id = ?1 WHERE id = ?2",
+        params![container, p.id],
+    )?;
+    audit_job(
+        &tx,
+        red,
+        now,
+        p,
+        "job.start",
+        AuditOutcome::Ok,
+        serde_json::json!({"proposal_id": p.id, "container_id": container, "image_id": image}),
+    )?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Extends the leases of this runner's running jobs and its heartbeat.
+pub fn renew(conn: &mut Connection, runner_id: &str, now: Millis) -> rusqlite::Result<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.execute(
+        "UPDATE proposals SET lease_until = ?1 WHERE runner_id = ?2 AND state = 'running'",
+        params![now + LEASE_MS, runner_id],
+    )?;
+    tx.execute(
+        "UPDATE runners SET heartbeat_at = ?1 WHERE id = ?2",
+        params![now, runner_id],
+    )?;
+    tx.commit()
+}
+
+pub fn register(conn: &mut Connection, runner_id: &str, now: Millis) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO runners (id, pid, started_at, heartbeat_at) VALUES (?1, ?2, ?3, ?3)",
+        params![runner_id, std::process::id(), now],
+    )?;
+    Ok(())
+}
+
+pub fn deregister(conn: &mut Connection, runner_id: &str) -> rusqlite::Result<()> {
+    conn.execute("DELETE FROM runners WHERE id = ?1", [runner_id])?;
+    Ok(())
+}
+
+/// Runner ids whose heartbeat is fresh (they may own containers).
+pub fn live_runners(conn: &Connection, now: Millis) -> rusqlite::Result<Vec<String>> {
+    conn.prepare("SELECT id FROM runners WHERE heartbeat_at > ?1")?
+        .query_map([now - LEASE_MS], |r| r.get(0))?
+        .collect()
+}
+
+fn result_message(p: &Proposal, o: &Outcome) -> String {
+    let how = if o.timed_out {
+        format!("was killed after its {} s timeout", p.params.timeout_secs)
+    } else if o.output_limit_hit {
+        "was killed for writing too much output".to_owned()
+    } else if o.cancelled {
+        "was stopped because YOLO was disabled or the runner shut down".to_owned()
+    } else {
+        format!("exited with code {}", o.exit_code)
+    };
+    format!(
+        "Command from session {} (proposal {}) {how} after {} ms:\n\n    {}\n\n--- stdout ({} bytes) ---\n{}\n--- stderr ({} bytes) ---\n{}",
+        p.session_id,
+        p.id,
+        o.duration_ms,
+        p.command,
+        o.stdout_bytes,
+        o.stdout,
+        o.stderr_bytes,
+        o.stderr
+    )
+}
+
+/// Stores the (redacted) result, tells both sessions, audits. Only the
+/// runner holding the job may finish it.
+pub fn finish(
+    conn: &mut Connection,
+    red: &Redactor,
+    runner_id: &str,
+    p: &Proposal,
+    o: &Outcome,
+    now: Millis,
+) -> Result<(), YoloError> {
+    let mut o = o.clone();
+    let (out, out_classes) = red.redact_report(&o.stdout);
+    let (err, err_classes) = red.redact_report(&o.stderr);
+    o.stdout = out.into_owned();
+    o.stderr = err.into_owned();
+    let classes = [out_classes, err_classes].concat();
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let owner: Option<String> = tx.query_row(
+        "SELECT runner_id FROM proposals WHERE id = ?1",
+        [&p.id],
+        |r| r.get(0),
+    )?;
+    if owner.as_deref() != Some(runner_id) {
+        return Err(YoloError::Corrupt(format!(
+            "job {} is not held by runner {runner_id}",
+            p.id
+        )));
+    }
+    let failed = o.cancelled;
+    let event = if failed { Event::Fail } else { Event::Finish };
+    yolo::transition(&tx, &p.id, event, now)?;
+    let result = serde_json::to_string(&o).map_err(|e| YoloError::Corrupt(e.to_string()))?;
+    tx.execute(
+        "UPDATE proposals SET result = ?1, lease_until = NULL, failure = ?2 WHERE id = ?3",
+        params![
+            result,
+            failed.then_some("stopped: YOLO was disabled or the runner shut down"),
+            p.id
+        ],
+    )?;
+    let body = result_message(p, &o);
+    let body = red.redact(&body);
+    insert_to_all(
+        &tx,
+        &p.conversation_id,
+        "runner",
+        "command_result",
+        &body,
+        now,
+    )?;
+    audit_job(
+        &tx,
+        red,
+        now,
+        p,
+        "job.finish",
+        if failed {
+            AuditOutcome::Failed
+        } else {
+            AuditOutcome::Ok
+        },
+        serde_json::json!({
+            "proposal_id": p.id, "exit_code": o.exit_code, "duration_ms": o.duration_ms,
+            "stdout_bytes": o.stdout_bytes, "stderr_bytes": o.stderr_bytes, "truncated": o.truncated,
+            "timed_out": o.timed_out, "output_limit_hit": o.output_limit_hit, "cancelled": o.cancelled,
+            "container_id": o.container_id, "redacted_classes": classes,
+        }),
+    )?;
+    tx.commit()?;
+    Ok(())
+}
+
+fn fail_in(
+    tx: &Connection,
+    red: &Redactor,
+    p: &Proposal,
+    why: &str,
+    now: Millis,
+) -> Result<(), YoloError> {
+    yolo::transition(tx, &p.id, Event::Fail, now)?;
+    tx.execute(
+        "UPDATE proposals SET failure = ?1, lease_until = NULL WHERE id = ?2",
+        params![why, p.id],
+    )?;
+    insert_to_all(
+        tx,
+        &p.conversation_id,
+        "runner",
+        "command_result",
+        &format!(
+            "Command from session {} (proposal {}) failed: {why}\n\n    {}",
+            p.session_id, p.id, p.command
+        ),
+        now,
+    )?;
+    audit_job(
+        tx,
+        red,
+        now,
+        p,
+        "job.fail",
+        AuditOutcome::Failed,
+        serde_json::json!({"proposal_id": p.id, "reason": why}),
+    )?;
+    Ok(())
+}
+
+/// Fails a job that could not run (image missing, engine error).
+pub fn fail(
+    conn: &mut Connection,
+    red: &Redactor,
+    p: &Proposal,
+    why: &str,
+    now: Millis,
+) -> Result<(), YoloError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    fail_in(&tx, red, p, why, now)?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Fails every running job whose lease expired (its runner died) and returns
+/// their containers for removal. Never re-queues: at most once.
+pub fn fail_abandoned(
+    conn: &mut Connection,
+    red: &Redactor,
+    now: Millis,
+) -> Result<Vec<String>, YoloError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let stale: Vec<(String, Option<String>)> = tx
+        .prepare("SELECT id, container_id FROM proposals WHERE state = 'running' AND (lease_until IS NULL OR lease_until < ?1)")?
+        .query_map([now], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut containers = Vec::new();
+    for (id, container) in stale {
+        let p = yolo::load_proposal(&tx, &id)?;
+        fail_in(
+            &tx,
+            red,
+            &p,
+            "the runner stopped while the command was running (crash or kill); its container was removed and the command was not re-run",
+            now,
+        )?;
+        containers.extend(container);
+    }
+    tx.commit()?;
+    Ok(containers)
+}
+
+/// Containers that running jobs still own.
+pub fn owned_containers(conn: &Connection) -> rusqlite::Result<Vec<String>> {
+    conn.prepare(
+        "SELECT container_id FROM proposals WHERE state = 'running' AND container_id IS NOT NULL",
+    )?
+    .query_map([], |r| r.get(0))?
+    .collect()
+}

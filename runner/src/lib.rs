@@ -1,0 +1,319 @@
+//! The runner: the only process that talks to Docker and the only thing that
+//! causes an approved command to execute. It claims queued jobs from the
+//! shared SQLite database, runs each once in a fresh hardened container,
+//! writes the redacted result back as a message to both sessions, and audits
+//! every step.
+
+pub mod capture;
+pub mod jobs;
+pub mod pool;
+pub mod sandbox;
+pub mod snapshot;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use bollard::Docker;
+use bollard::query_parameters::ListContainersOptionsBuilder;
+use bridge::clock::{Clock, SystemClock};
+use bridge::redact::Redactor;
+use bridge::store::{Db, Sync};
+use bridge::wake::{BACKSTOP, Wake};
+use bridge::yolo::{self, ExecParams, Proposal};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// What `runner` needs to run.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub db: PathBuf,
+    pub redactor: Redactor,
+    /// Warm containers kept per enabled configuration.
+    pub pool_size: usize,
+    /// Jobs run at the same time.
+    pub max_parallel: usize,
+    /// On SIGTERM, in-flight jobs get this long to finish before they are
+    /// stopped and failed.
+    pub grace: Duration,
+}
+
+/// Connects to the local engine and agrees on an API version it speaks
+/// (Debian's 20.10 engine speaks 1.41).
+pub async fn connect() -> anyhow::Result<Docker> {
+    let docker = Docker::connect_with_local_defaults()
+        .context(
+            "cannot reach the Docker engine (is it running, and may this user use its socket?)",
+        )?
+        .negotiate_version()
+        .await
+        .context("cannot negotiate an API version with the Docker engine")?;
+    docker
+        .ping()
+        .await
+        .context("the Docker engine does not answer ping")?;
+    Ok(docker)
+}
+
+#[derive(Clone)]
+struct Ctx {
+    docker: Docker,
+    db: Db,
+    red: Redactor,
+    runner_id: String,
+    pool: Arc<pool::Pool>,
+}
+
+impl Ctx {
+    fn now(&self) -> i64 {
+        SystemClock.now_ms()
+    }
+}
+
+/// Runs until `shutdown` fires; then finishes (or stops and fails) in-flight
+/// jobs, removes its containers and deregisters.
+pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let docker = connect().await?;
+    let db = Db::open(&cfg.db, Sync::Normal)?;
+    let runner_id = format!("run_{}", bridge::auth::random_hex(6)?);
+    let pool = pool::Pool::new(docker.clone(), runner_id.clone(), cfg.pool_size);
+    let ctx = Ctx {
+        docker,
+        db,
+        red: cfg.redactor.clone(),
+        runner_id: runner_id.clone(),
+        pool: pool.clone(),
+    };
+    {
+        let id = runner_id.clone();
+        let now = ctx.now();
+        ctx.db
+            .call(move |c| Ok(jobs::register(c, &id, now)?))
+            .await?;
+    }
+    tracing::info!(runner = %runner_id, db = %cfg.db.display(), "runner started");
+    sweep(&ctx).await;
+
+    let wake = Wake::watching(&cfg.db);
+    let pool_stop = CancellationToken::new();
+    tokio::spawn(pool.clone().refill_loop(pool_stop.clone()));
+    let mut tasks: JoinSet<()> = JoinSet::new();
+    let mut running: HashMap<String, (String, CancellationToken)> = HashMap::new();
+    let mut ticker = tokio::time::interval(Duration::from_millis((jobs::LEASE_MS / 3) as u64));
+    let mut changes = wake.subscribe();
+    loop {
+        changes.borrow_and_update();
+        refresh(&ctx, &mut running).await;
+        while tasks.len() < cfg.max_parallel {
+            let (c2, id, now) = (ctx.clone(), runner_id.clone(), ctx.now());
+            let claimed = ctx
+                .db
+                .call(move |c| jobs::claim(c, &c2.red, &id, now).map_err(to_store))
+                .await;
+            match claimed {
+                Ok(Some(p)) => {
+                    let cancel = CancellationToken::new();
+                    running.insert(p.id.clone(), (p.conversation_id.clone(), cancel.clone()));
+                    tasks.spawn(run_job(ctx.clone(), p, cancel));
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot claim jobs");
+                    break;
+                }
+            }
+        }
+        tokio::select! {
+            _ = changes.changed() => {}
+            _ = tokio::time::sleep(BACKSTOP) => {}
+            _ = ticker.tick() => {
+                let (id, now) = (runner_id.clone(), ctx.now());
+                if let Err(e) = ctx.db.call(move |c| Ok(jobs::renew(c, &id, now)?)).await {
+                    tracing::error!(error = %e, "cannot renew leases");
+                }
+                sweep(&ctx).await;
+            }
+            Some(_) = tasks.join_next() => {}
+            _ = shutdown.cancelled() => break,
+        }
+    }
+
+    tracing::info!(in_flight = tasks.len(), "shutting down");
+    pool_stop.cancel();
+    let drained = tokio::time::timeout(cfg.grace, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        for (_, (_, cancel)) in running.drain() {
+            cancel.cancel();
+        }
+        while tasks.join_next().await.is_some() {}
+    }
+    pool.drain().await;
+    let id = runner_id.clone();
+    ctx.db.call(move |c| Ok(jobs::deregister(c, &id)?)).await?;
+    tracing::info!("runner stopped");
+    Ok(())
+}
+
+fn to_store(e: yolo::YoloError) -> bridge::store::StoreError {
+    match e {
+        yolo::YoloError::Store(s) => s,
+        other => bridge::store::StoreError::Join(other.to_string()),
+    }
+}
+
+/// Keeps the pool matched to the active enablements and stops jobs whose
+/// conversation had YOLO disabled.
+async fn refresh(ctx: &Ctx, running: &mut HashMap<String, (String, CancellationToken)>) {
+    running.retain(|_, (_, cancel)| !cancel.is_cancelled());
+    let now = ctx.now();
+    let convs: Vec<String> = running.values().map(|(c, _)| c.clone()).collect();
+    let res = ctx
+        .db
+        .call(move |c| {
+            let mut settings = Vec::new();
+            let ids: Vec<String> = c
+                .prepare("SELECT conversation_id FROM yolo_enablements WHERE disabled_at IS NULL AND expires_at > ?1")?
+                .query_map([now], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            for id in &ids {
+                if let Some(en) = yolo::active_enablement(c, id, now).map_err(to_store)? {
+                    settings.push(ExecParams::from_settings(&en.settings, en.settings.timeout_secs));
+                }
+            }
+            let mut ended = Vec::new();
+            for conv in convs {
+                if !ids.contains(&conv) {
+                    ended.push(conv);
+                }
+            }
+            Ok((settings, ended))
+        })
+        .await;
+    match res {
+        Ok((settings, ended)) => {
+            for (job, (conv, cancel)) in running.iter() {
+                if ended.contains(conv) {
+                    tracing::warn!(job = %job, "YOLO ended for its conversation; stopping the command");
+                    cancel.cancel();
+                }
+            }
+            ctx.pool.want(settings).await;
+        }
+        Err(e) => tracing::error!(error = %e, "cannot read enablements"),
+    }
+}
+
+/// Fails jobs whose runner died and removes every container of ours that
+/// no live runner or running job owns.
+async fn sweep(ctx: &Ctx) {
+    let (red, now) = (ctx.red.clone(), ctx.now());
+    let res = ctx
+        .db
+        .call(move |c| {
+            let dead = jobs::fail_abandoned(c, &red, now).map_err(to_store)?;
+            let live = jobs::live_runners(c, now)?;
+            let owned = jobs::owned_containers(c)?;
+            Ok((dead, live, owned))
+        })
+        .await;
+    let (dead, live, owned) = match res {
+        Ok(x) => x,
+        Err(e) => {
+            tracing::error!(error = %e, "sweep failed");
+            return;
+        }
+    };
+    for id in &dead {
+        tracing::warn!(container = %id, "removing the container of an abandoned job");
+        sandbox::remove(&ctx.docker, id).await;
+    }
+    let filters = HashMap::from([(
+        "label".to_owned(),
+        vec![format!("{}=1", sandbox::LABEL_MANAGED)],
+    )]);
+    let opts = ListContainersOptionsBuilder::default()
+        .all(true)
+        .filters(&filters)
+        .build();
+    let Ok(list) = ctx.docker.list_containers(Some(opts)).await else {
+        return;
+    };
+    let warm = ctx.pool.warm_ids();
+    for c in list {
+        let Some(id) = c.id else { continue };
+        let owner = c
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(sandbox::LABEL_RUNNER))
+            .cloned()
+            .unwrap_or_default();
+        let ours_alive = owner == ctx.runner_id || live.contains(&owner);
+        if !ours_alive && !owned.contains(&id) && !warm.contains(&id) {
+            tracing::warn!(container = %id, runner = %owner, "removing a container left by a stopped runner");
+            sandbox::remove(&ctx.docker, &id).await;
+        }
+    }
+}
+
+async fn run_job(ctx: Ctx, p: Proposal, cancel: CancellationToken) {
+    let id = p.id.clone();
+    if let Err(e) = run_job_inner(&ctx, &p, cancel.clone()).await {
+        tracing::error!(job = %id, error = %e, "job failed before or while running");
+        let (red, now, p2, why) = (ctx.red.clone(), ctx.now(), p.clone(), e.to_string());
+        let _ = ctx
+            .db
+            .call(move |c| jobs::fail(c, &red, &p2, &why, now).map_err(to_store))
+            .await;
+    }
+    cancel.cancel();
+}
+
+async fn run_job_inner(ctx: &Ctx, p: &Proposal, cancel: CancellationToken) -> anyhow::Result<()> {
+    if let (Some(ws), true) = (&p.params.workspace, p.params.workspace_rw) {
+        match snapshot::create(ws, &p.id) {
+            Ok(Some((branch, sha))) => {
+                tracing::info!(job = %p.id, %branch, %sha, "snapshot branch created")
+            }
+            Ok(None) => {}
+            Err(e) => anyhow::bail!(
+                "could not create the git snapshot branch before a read-write run ({e}); the command was not run"
+            ),
+        }
+    }
+    let (container, warm) = ctx.pool.take(&p.params).await?;
+    tracing::info!(job = %p.id, container = %container.id, warm, "running");
+    {
+        let (red, now, p2, cid, img) = (
+            ctx.red.clone(),
+            ctx.now(),
+            p.clone(),
+            container.id.clone(),
+            container.image_id.clone(),
+        );
+        ctx.db
+            .call(move |c| jobs::record_start(c, &red, &p2, &cid, &img, now).map_err(to_store))
+            .await?;
+    }
+    let outcome =
+        sandbox::run_command(&ctx.docker, &container, &p.params, &p.command, cancel).await;
+    // The result goes out before the container is destroyed: removal is
+    // off the critical path.
+    let result = match outcome {
+        Ok(o) => {
+            let (red, now, p2, id) = (ctx.red.clone(), ctx.now(), p.clone(), ctx.runner_id.clone());
+            ctx.db
+                .call(move |c| jobs::finish(c, &red, &id, &p2, &o, now).map_err(to_store))
+                .await
+                .map_err(anyhow::Error::from)
+        }
+        Err(e) => Err(e.into()),
+    };
+    let docker = ctx.docker.clone();
+    tokio::spawn(async move { sandbox::remove(&docker, &container.id).await });
+    result
+}

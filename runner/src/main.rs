@@ -1,0 +1,79 @@
+//! `runner`: parses arguments, logs to stderr, and runs the job loop until
+//! SIGTERM or SIGINT.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "runner",
+    version,
+    about = "Runs operator-approved commands from the bridge in throwaway hardened containers"
+)]
+struct Args {
+    /// The bridge's SQLite database
+    #[arg(long, env = "BRIDGE_DB")]
+    db: Option<PathBuf>,
+    /// TOML config file shared with the bridge (for redaction patterns)
+    #[arg(long, env = "BRIDGE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Extra redaction patterns (same file as the bridge's)
+    #[arg(long, env = "BRIDGE_REDACTION_PATTERNS")]
+    redaction_patterns: Option<PathBuf>,
+    /// Warm containers kept per enabled configuration
+    #[arg(long, default_value_t = 2)]
+    pool_size: usize,
+    /// Jobs run at the same time
+    #[arg(long, default_value_t = 8)]
+    max_parallel: usize,
+    /// Seconds in-flight jobs get to finish on shutdown
+    #[arg(long, default_value_t = 10)]
+    grace_secs: u64,
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("RUNNER_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let args = Args::parse();
+    let settings = match bridge::Settings::resolve(bridge::config::Overrides {
+        config: args.config,
+        db: args.db,
+        redaction_patterns: args.redaction_patterns,
+        ..Default::default()
+    }) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let shutdown = CancellationToken::new();
+    let trigger = shutdown.clone();
+    tokio::spawn(async move {
+        bridge::shutdown_signal().await;
+        trigger.cancel();
+    });
+    let cfg = runner::Config {
+        db: settings.db,
+        redactor: settings.redactor,
+        pool_size: args.pool_size,
+        max_parallel: args.max_parallel.max(1),
+        grace: Duration::from_secs(args.grace_secs),
+    };
+    match runner::run(cfg, shutdown).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

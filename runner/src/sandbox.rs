@@ -1,0 +1,420 @@
+//! The hardened container and running one command in it.
+//!
+//! [`container_spec`] is the only place a container's configuration is
+//! decided. It is one straight-line function whose steps mirror, in the same
+//! order, the numbered hardening list in YOLO_MODE.md; each says why. Nothing
+//! else in this workspace creates containers (`clippy.toml` forbids
+//! `create_container` elsewhere).
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use bollard::Docker;
+use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
+use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig, Mount, MountType};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, KillContainerOptionsBuilder, RemoveContainerOptionsBuilder,
+};
+use bridge::yolo::ExecParams;
+use futures_util::StreamExt;
+use sha2::{Digest, Sha256};
+use tokio_util::sync::CancellationToken;
+
+use crate::capture::Capture;
+
+/// Every container we create carries this label, so a restarted runner can
+/// find and remove whatever a crashed one left behind.
+pub const LABEL_MANAGED: &str = "mcp-bridge.managed";
+pub const LABEL_RUNNER: &str = "mcp-bridge.runner";
+pub const LABEL_POOL: &str = "mcp-bridge.pool";
+/// The unprivileged user every command runs as (nobody:nogroup).
+pub const USER: &str = "65534:65534";
+/// A command whose output exceeds this many bytes in total is killed: past
+/// that point it is only trying to exhaust something.
+pub const OUTPUT_KILL_FACTOR: u64 = 64;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error(
+        "sandbox image `{0}` is not present on this Docker engine; build it (images/sandbox-offline/build.sh, or `docker build -t {0} images/sandbox`) and retry"
+    )]
+    ImageMissing(String),
+    #[error("workspace {0} is refused: {1}")]
+    Workspace(String, String),
+    #[error("Docker engine error: {0}")]
+    Docker(#[from] bollard::errors::Error),
+}
+
+/// What a container depends on (not the command, mode or timeout): jobs
+/// with equal keys can use each other's pre-started containers.
+pub fn config_key(p: &ExecParams) -> String {
+    let json = serde_json::json!([p.image, p.workspace, p.workspace_rw, p.runtime, p.limits]);
+    let mut h = Sha256::new();
+    h.update(json.to_string().as_bytes());
+    hex::encode(&h.finalize()[..8])
+}
+
+/// Refuses workspaces that would hand the sandbox the host: the root, the
+/// runtime directories, or anything holding the Docker socket.
+pub fn check_workspace(path: &std::path::Path) -> Result<(), SandboxError> {
+    let refuse = |why: &str| {
+        Err(SandboxError::Workspace(
+            path.display().to_string(),
+            why.to_owned(),
+        ))
+    };
+    if !path.is_absolute() {
+        return refuse("it must be an absolute path");
+    }
+    for forbidden in [
+        "/", "/run", "/var/run", "/var", "/etc", "/proc", "/sys", "/dev", "/root", "/home",
+    ] {
+        if path == std::path::Path::new(forbidden) {
+            return refuse("it is a system directory; choose a project directory");
+        }
+    }
+    for sock in ["docker.sock", "run/docker.sock", "var/run/docker.sock"] {
+        if path.join(sock).exists() {
+            return refuse(
+                "it contains a Docker socket, which would give the sandbox control of the host",
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The hardened container, steps in the order of YOLO_MODE.md.
+#[allow(clippy::field_reassign_with_default)] // one step per statement, like the list
+pub fn container_spec(p: &ExecParams, runner_id: &str, key: &str) -> ContainerCreateBody {
+    let mut host = HostConfig::default();
+    // 1. No network: nothing to exfiltrate to, nothing to download from.
+    host.network_mode = Some("none".into());
+    // 2. Read-only root filesystem: a command cannot alter the image's tools.
+    host.readonly_rootfs = Some(true);
+    // 3. A small /tmp that cannot hold executables or setuid files.
+    host.tmpfs = Some(HashMap::from([(
+        "/tmp".into(),
+        format!("rw,noexec,nosuid,nodev,size={}", p.limits.tmpfs_bytes),
+    )]));
+    // 4. No Linux capabilities at all.
+    host.cap_drop = Some(vec!["ALL".into()]);
+    // 5. No privilege gain through setuid binaries.
+    host.security_opt = Some(vec!["no-new-privileges".into()]);
+    // 6. (The user, 65534, is set on the body below and on every exec.)
+    // 7. A process limit, so a fork bomb hits a wall.
+    host.pids_limit = Some(p.limits.pids);
+    // 8. Memory, with swap equal to it (no swap): a hog is OOM-killed.
+    host.memory = Some(p.limits.memory_bytes);
+    host.memory_swap = Some(p.limits.memory_bytes);
+    // 9. One CPU, so a busy loop cannot starve the host.
+    host.nano_cpus = Some(p.limits.nano_cpus);
+    // 10. An init process reaps zombies and forwards signals.
+    host.init = Some(true);
+    // 11. Capped engine-side logs (exec output is captured by us anyway).
+    host.log_config = Some(HostConfigLogConfig {
+        typ: Some("json-file".into()),
+        config: Some(HashMap::from([
+            ("max-size".into(), "1m".into()),
+            ("max-file".into(), "1".into()),
+        ])),
+    });
+    // 12-13. Timeout and output cap are enforced by `run_command`.
+    // 14. The Docker socket is never mounted: the workspace is the only
+    //     mount, and `check_workspace` refuses any that holds a socket.
+    // 15. The workspace, read-only unless the operator chose read-write.
+    host.mounts = p.workspace.as_ref().map(|w| {
+        vec![Mount {
+            typ: Some(MountType::BIND),
+            source: Some(w.display().to_string()),
+            target: Some("/workspace".into()),
+            read_only: Some(!p.workspace_rw),
+            ..Default::default()
+        }]
+    });
+    // 16. An optional stronger runtime (e.g. gVisor's runsc).
+    host.runtime = p.runtime.clone();
+    // We remove containers ourselves; auto-remove races with inspection.
+    host.auto_remove = Some(false);
+    ContainerCreateBody {
+        image: Some(p.image.clone()),
+        // 6. Never root.
+        user: Some(USER.into()),
+        // The container idles until a command is exec'd into it, once.
+        cmd: Some(vec!["sleep".into(), "2147483647".into()]),
+        working_dir: Some(
+            if p.workspace.is_some() {
+                "/workspace"
+            } else {
+                "/tmp"
+            }
+            .into(),
+        ),
+        env: Some(vec![
+            "PATH=/usr/local/bin:/usr/bin:/bin".into(),
+            "HOME=/tmp".into(),
+        ]),
+        network_disabled: Some(true),
+        hostname: Some("sandbox".into()),
+        tty: Some(false),
+        labels: Some(HashMap::from([
+            (LABEL_MANAGED.into(), "1".into()),
+            (LABEL_RUNNER.into(), runner_id.into()),
+            (LABEL_POOL.into(), key.into()),
+        ])),
+        host_config: Some(host),
+        ..Default::default()
+    }
+}
+
+/// A started container, ready for exactly one command.
+#[derive(Debug, Clone)]
+pub struct Started {
+    pub id: String,
+    pub image_id: String,
+}
+
+/// Creates and starts one hardened container.
+pub async fn start_container(
+    docker: &Docker,
+    p: &ExecParams,
+    runner_id: &str,
+) -> Result<Started, SandboxError> {
+    if let Some(w) = &p.workspace {
+        check_workspace(w)?;
+    }
+    let image = match docker.inspect_image(&p.image).await {
+        Ok(i) => i,
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        }) => {
+            return Err(SandboxError::ImageMissing(p.image.clone()));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let key = config_key(p);
+    let name = format!(
+        "mcp-sandbox-{}",
+        bridge::auth::random_hex(8).unwrap_or_default()
+    );
+    let opts = CreateContainerOptionsBuilder::default().name(&name).build();
+    #[allow(clippy::disallowed_methods)] // the one place containers are created
+    let created = docker
+        .create_container(Some(opts), container_spec(p, runner_id, &key))
+        .await?;
+    if let Err(e) = docker.start_container(&created.id, None).await {
+        remove(docker, &created.id).await;
+        return Err(e.into());
+    }
+    Ok(Started {
+        id: created.id,
+        image_id: image.id.unwrap_or_default(),
+    })
+}
+
+/// Removes a container and its anonymous volumes; errors are logged.
+pub async fn remove(docker: &Docker, id: &str) {
+    let opts = RemoveContainerOptionsBuilder::default()
+        .force(true)
+        .v(true)
+        .build();
+    match docker.remove_container(id, Some(opts)).await {
+        Ok(())
+        | Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        }) => {}
+        Err(e) => tracing::warn!(container = id, error = %e, "could not remove container"),
+    }
+}
+
+async fn kill(docker: &Docker, id: &str) {
+    let opts = KillContainerOptionsBuilder::default()
+        .signal("SIGKILL")
+        .build();
+    let _ = docker.kill_container(id, Some(opts)).await;
+}
+
+/// What one command did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Outcome {
+    pub exit_code: i64,
+    pub duration_ms: u64,
+    pub stdout: String,
+    pub stderr: String,
+    pub stdout_bytes: u64,
+    pub stderr_bytes: u64,
+    pub truncated: bool,
+    pub timed_out: bool,
+    /// Killed for writing more than OUTPUT_KILL_FACTOR × the cap.
+    pub output_limit_hit: bool,
+    /// Stopped because the job was cancelled (YOLO disabled, shutdown).
+    pub cancelled: bool,
+    pub container_id: String,
+    pub image_id: String,
+}
+
+/// Runs `command` once in `container` via exec, with the timeout and output
+/// cap of `p`. The container is killed on timeout, on runaway output and on
+/// cancellation; the caller removes it afterwards in every case.
+pub async fn run_command(
+    docker: &Docker,
+    container: &Started,
+    p: &ExecParams,
+    command: &str,
+    cancel: CancellationToken,
+) -> Result<Outcome, SandboxError> {
+    let started = Instant::now();
+    #[allow(clippy::disallowed_methods)] // the one place commands are exec'd
+    let exec = docker
+        .create_exec(
+            &container.id,
+            CreateExecOptions {
+                attach_stdout: Some(true),
+                attach_stderr: Some(true),
+                attach_stdin: Some(false),
+                tty: Some(false),
+                cmd: Some(vec!["/bin/sh", "-c", command]),
+                user: Some(USER),
+                working_dir: Some(if p.workspace.is_some() {
+                    "/workspace"
+                } else {
+                    "/tmp"
+                }),
+                env: Some(vec!["PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/tmp"]),
+                ..Default::default()
+            },
+        )
+        .await?;
+    let opts = StartExecOptions {
+        detach: false,
+        tty: false,
+        output_capacity: Some(64 * 1024),
+    };
+    let StartExecResults::Attached { mut output, input } =
+        docker.start_exec(&exec.id, Some(opts)).await?
+    else {
+        unreachable!("start_exec without detach always attaches");
+    };
+    drop(input);
+    let cap = p.limits.output_cap_bytes;
+    let (mut out, mut err) = (Capture::new(cap), Capture::new(cap));
+    let kill_at = cap.saturating_mul(OUTPUT_KILL_FACTOR);
+    let deadline = tokio::time::sleep(Duration::from_secs(u64::from(p.timeout_secs)));
+    tokio::pin!(deadline);
+    let (mut timed_out, mut output_limit_hit, mut cancelled) = (false, false, false);
+    loop {
+        tokio::select! {
+            frame = output.next() => match frame {
+                None => break,
+                Some(Ok(bollard::container::LogOutput::StdOut { message })) => out.push(&message),
+                Some(Ok(bollard::container::LogOutput::StdErr { message })) => err.push(&message),
+                Some(Ok(_)) => {}
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "exec output stream failed");
+                    break;
+                }
+            },
+            _ = &mut deadline => { timed_out = true; break; }
+            _ = cancel.cancelled() => { cancelled = true; break; }
+        }
+        if out.total() + err.total() > kill_at {
+            output_limit_hit = true;
+            break;
+        }
+    }
+    drop(output);
+    let stopped_early = timed_out || output_limit_hit || cancelled;
+    if stopped_early {
+        kill(docker, &container.id).await;
+    }
+    let exit_code = if stopped_early {
+        137
+    } else {
+        docker.inspect_exec(&exec.id).await?.exit_code.unwrap_or(-1)
+    };
+    Ok(Outcome {
+        exit_code,
+        duration_ms: started.elapsed().as_millis() as u64,
+        truncated: out.truncated() || err.truncated(),
+        stdout: out.render(),
+        stderr: err.render(),
+        stdout_bytes: out.total(),
+        stderr_bytes: err.total(),
+        timed_out,
+        output_limit_hit,
+        cancelled,
+        container_id: container.id.clone(),
+        image_id: container.image_id.clone(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bridge::policy::Mode;
+    use bridge::yolo::Limits;
+
+    fn params(ws: Option<&str>, rw: bool) -> ExecParams {
+        ExecParams {
+            mode: Mode::Safe,
+            image: "img".into(),
+            workspace: ws.map(Into::into),
+            workspace_rw: rw,
+            runtime: None,
+            timeout_secs: 30,
+            limits: Limits::default(),
+        }
+    }
+
+    #[test]
+    fn spec_is_hardened() {
+        let s = container_spec(&params(Some("/work/project"), false), "r1", "k");
+        let h = s.host_config.clone().unwrap();
+        assert_eq!(h.network_mode.as_deref(), Some("none"));
+        assert_eq!(s.network_disabled, Some(true));
+        assert_eq!(h.readonly_rootfs, Some(true));
+        assert_eq!(h.cap_drop, Some(vec!["ALL".to_string()]));
+        assert_eq!(h.security_opt, Some(vec!["no-new-privileges".to_string()]));
+        assert_eq!(s.user.as_deref(), Some("65534:65534"));
+        assert_eq!(h.pids_limit, Some(128));
+        assert_eq!(h.memory, Some(512 << 20));
+        assert_eq!(h.memory_swap, h.memory);
+        assert_eq!(h.nano_cpus, Some(1_000_000_000));
+        assert_eq!(h.init, Some(true));
+        assert!(h.tmpfs.unwrap()["/tmp"].contains("noexec,nosuid"));
+        assert!(h.privileged.is_none() || h.privileged == Some(false));
+        assert!(h.binds.is_none());
+        let mounts = h.mounts.unwrap();
+        assert_eq!(mounts.len(), 1);
+        assert_eq!(mounts[0].read_only, Some(true));
+        assert_eq!(mounts[0].target.as_deref(), Some("/workspace"));
+        let rw = container_spec(&params(Some("/work/project"), true), "r1", "k");
+        assert_eq!(
+            rw.host_config.unwrap().mounts.unwrap()[0].read_only,
+            Some(false)
+        );
+        let none = container_spec(&params(None, false), "r1", "k");
+        assert!(none.host_config.unwrap().mounts.is_none());
+    }
+
+    #[test]
+    fn dangerous_workspaces_are_refused() {
+        for bad in ["/", "/var/run", "/run", "/etc", "relative/dir"] {
+            assert!(check_workspace(std::path::Path::new(bad)).is_err(), "{bad}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        check_workspace(dir.path()).unwrap();
+        std::fs::write(dir.path().join("docker.sock"), b"").unwrap();
+        assert!(check_workspace(dir.path()).is_err());
+    }
+
+    #[test]
+    fn config_key_ignores_command_level_settings() {
+        let a = params(Some("/w"), false);
+        let mut b = a.clone();
+        b.timeout_secs = 5;
+        b.mode = Mode::Yolo;
+        assert_eq!(config_key(&a), config_key(&b));
+        b.workspace_rw = true;
+        assert_ne!(config_key(&a), config_key(&b));
+    }
+}
