@@ -313,7 +313,6 @@ async fn run_job_inner(ctx: &Ctx, p: &Proposal, cancel: CancellationToken) -> an
         }
         Err(e) => Err(e.into()),
     };
-    let docker = ctx.docker.clone();
-    tokio::spawn(async move { sandbox::remove(&docker, &container.id).await });
+    ctx.pool.remove_later(container.id);
     result
 }

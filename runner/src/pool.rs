@@ -6,6 +6,7 @@
 //! conversation has YOLO enabled with, and none for anything else.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,6 +14,7 @@ use bollard::Docker;
 use bridge::yolo::ExecParams;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::sandbox::{self, SandboxError, Started, config_key};
 
@@ -31,6 +33,9 @@ pub struct Pool {
     size: usize,
     slots: Mutex<HashMap<String, Slot>>,
     refill: Notify,
+    /// Container starts and removals in flight; shutdown waits for them.
+    tracker: TaskTracker,
+    closed: AtomicBool,
 }
 
 impl Pool {
@@ -41,7 +46,16 @@ impl Pool {
             size,
             slots: Mutex::new(HashMap::new()),
             refill: Notify::new(),
+            tracker: TaskTracker::new(),
+            closed: AtomicBool::new(false),
         })
+    }
+
+    /// Removes a container in the background; shutdown waits for it.
+    pub fn remove_later(&self, id: String) {
+        let docker = self.docker.clone();
+        self.tracker
+            .spawn(async move { sandbox::remove(&docker, &id).await });
     }
 
     /// A started container for these parameters: a warm one if there is
@@ -108,12 +122,13 @@ impl Pool {
             };
             for (key, params) in todo {
                 let this = self.clone();
-                tokio::spawn(async move {
+                self.tracker.spawn(async move {
                     let started =
                         sandbox::start_container(&this.docker, &params, &this.runner_id).await;
                     let orphan = {
                         let mut slots = this.slots.lock().unwrap_or_else(|e| e.into_inner());
-                        match (slots.get_mut(&key), started) {
+                        let slot = if this.closed.load(Ordering::SeqCst) { None } else { slots.get_mut(&key) };
+                        match (slot, started) {
                             (Some(slot), Ok(c)) => {
                                 slot.starting -= 1;
                                 slot.warm.push_back(c);
@@ -147,8 +162,12 @@ impl Pool {
         }
     }
 
-    /// Removes every warm container (shutdown).
+    /// Removes every warm container and waits for starts and removals in
+    /// flight (shutdown).
     pub async fn drain(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        self.tracker.close();
+        self.tracker.wait().await;
         let all: Vec<Started> = {
             let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
             slots.values_mut().flat_map(|s| s.warm.drain(..)).collect()

@@ -13,6 +13,8 @@ use rmcp::service::{RoleClient, RunningService};
 use rmcp::transport::{ConfigureCommandExt, TokioChildProcess};
 use serde_json::Value;
 
+pub mod yolo;
+
 pub type Client = RunningService<RoleClient, ()>;
 
 /// The workspace's target directory.
