@@ -75,6 +75,11 @@ pub enum Command {
     },
     /// A scripted two-session exchange against a temporary database
     Demo,
+    /// Exit 0 if the HTTP server at URL answers its health check (for container healthchecks)
+    Health {
+        #[arg(default_value = "http://127.0.0.1:8765/healthz")]
+        url: String,
+    },
     /// Operator commands for YOLO mode (require YOLO_MODE=1)
     Yolo {
         #[command(subcommand)]
@@ -108,6 +113,26 @@ pub struct ServeArgs {
     /// The runner binary [default: `runner` next to this binary]
     #[arg(long, env = "BRIDGE_RUNNER_BIN")]
     pub runner_bin: Option<PathBuf>,
+    /// Serve MCP over streamable HTTP at ADDR (e.g. 127.0.0.1:8765) instead of stdio
+    #[arg(long, env = "BRIDGE_HTTP")]
+    pub http: Option<std::net::SocketAddr>,
+    /// File holding the HTTP bearer token (or set BRIDGE_HTTP_TOKEN); required off loopback
+    #[arg(long, env = "BRIDGE_HTTP_TOKEN_FILE")]
+    pub http_token_file: Option<PathBuf>,
+    /// Extra Host header values to accept (besides localhost, 127.0.0.1, ::1)
+    #[arg(
+        long = "allowed-host",
+        env = "BRIDGE_ALLOWED_HOSTS",
+        value_delimiter = ','
+    )]
+    pub allowed_hosts: Vec<String>,
+    /// Browser Origins to accept, e.g. http://localhost:6274 (requests with any other Origin get 403)
+    #[arg(
+        long = "allowed-origin",
+        env = "BRIDGE_ALLOWED_ORIGINS",
+        value_delimiter = ','
+    )]
+    pub allowed_origins: Vec<String>,
 }
 
 impl ServeArgs {
@@ -163,8 +188,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             } else {
                 None
             };
-            crate::serve_stdio(settings, policy, &args).await
+            crate::serve(settings, policy, &args).await
         }
+        Command::Health { url } => crate::health(&url).await,
         Command::Demo => crate::demo::run().await,
         Command::Yolo { command } => {
             let settings = settings(&cli.global, &ServeArgs::default())?;
@@ -340,7 +366,9 @@ fn operate(command: Command, settings: &Settings, json: bool) -> anyhow::Result<
                 out
             })
         }
-        Command::Serve(_) | Command::Demo | Command::Yolo { .. } => unreachable!("handled by run"),
+        Command::Serve(_) | Command::Demo | Command::Yolo { .. } | Command::Health { .. } => {
+            unreachable!("handled by run")
+        }
     }
 }
 

@@ -11,6 +11,7 @@ pub mod config;
 pub mod demo;
 pub mod execution;
 pub mod guard;
+pub mod http;
 pub mod operator;
 pub mod policy;
 pub mod ratelimit;
@@ -29,15 +30,33 @@ pub use config::Settings;
 pub use service::Bridge;
 pub use tools::BridgeServer;
 
-/// Serves MCP on stdin/stdout until the client disconnects or a signal
-/// arrives.
-pub async fn serve_stdio(
+/// Serves MCP (on stdin/stdout, or over HTTP with `--http`) until the
+/// client disconnects or a signal arrives.
+pub async fn serve(
     settings: Settings,
     policy: Option<policy::Policy>,
     args: &cli::ServeArgs,
 ) -> anyhow::Result<()> {
     let yolo = policy.is_some();
     let bridge = cli::open_bridge(&settings, policy)?;
+    let http = match args.http {
+        None => None,
+        Some(addr) => {
+            let env_token = std::env::var("BRIDGE_HTTP_TOKEN")
+                .ok()
+                .filter(|t| !t.is_empty());
+            let token = match &args.http_token_file {
+                Some(f) => Some(http::read_token_file(f)?),
+                None => env_token,
+            };
+            Some(http::HttpOptions {
+                addr: Some(addr),
+                token,
+                allowed_hosts: args.allowed_hosts.clone(),
+                allowed_origins: args.allowed_origins.clone(),
+            })
+        }
+    };
     let runner = if args.spawn_runner {
         Some(runner_process::Supervisor::start(
             args.runner_bin.clone(),
@@ -46,7 +65,27 @@ pub async fn serve_stdio(
     } else {
         None
     };
-    tracing::info!(db = %settings.db.display(), limits = %settings.limits, yolo, "serving MCP on stdio");
+    tracing::info!(db = %settings.db.display(), limits = %settings.limits, yolo, "bridge starting");
+    let result = match http {
+        Some(opts) => {
+            let shutdown = tokio_util::sync::CancellationToken::new();
+            let trigger = shutdown.clone();
+            tokio::spawn(async move {
+                shutdown_signal().await;
+                tracing::info!("signal received, shutting down");
+                trigger.cancel();
+            });
+            http::serve(bridge, opts, shutdown, None).await
+        }
+        None => serve_stdio(bridge).await,
+    };
+    if let Some(r) = runner {
+        r.stop().await;
+    }
+    result
+}
+
+async fn serve_stdio(bridge: Bridge) -> anyhow::Result<()> {
     let service = BridgeServer::new(bridge)
         .serve(rmcp::transport::stdio())
         .await?;
@@ -54,10 +93,36 @@ pub async fn serve_stdio(
         r = service.waiting() => { r?; }
         _ = shutdown_signal() => { tracing::info!("signal received, shutting down"); }
     }
-    if let Some(r) = runner {
-        r.stop().await;
-    }
     Ok(())
+}
+
+/// `bridge health URL`: a minimal HTTP GET, so container images need no curl.
+pub async fn health(url: &str) -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| anyhow::anyhow!("health URL must start with http:// (got {url})"))?;
+    let (authority, path) = match rest.split_once('/') {
+        Some((a, p)) => (a, format!("/{p}")),
+        None => (rest, "/".to_owned()),
+    };
+    let limit = std::time::Duration::from_secs(5);
+    let mut stream =
+        tokio::time::timeout(limit, tokio::net::TcpStream::connect(authority)).await??;
+    let request = format!("GET {path} HTTP/1.0\r\nHost: {authority}\r\n\r\n");
+    stream.write_all(request.as_bytes()).await?;
+    let mut buf = Vec::new();
+    tokio::time::timeout(limit, stream.read_to_end(&mut buf)).await??;
+    let status = String::from_utf8_lossy(&buf)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    if status.split_whitespace().nth(1) == Some("200") {
+        Ok(())
+    } else {
+        anyhow::bail!("unhealthy: {status}")
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -771,7 +771,8 @@ mod tests {
 
     #[test]
     fn adversarial_input_stays_fast() {
-        const MB: usize = 1 << 20;
+        // Four times the largest message the bridge accepts.
+        const MB: usize = 256 << 10;
         let fill = |unit: &str| unit.repeat(MB / unit.len());
         let cases = [
             ("password=…", fill("password=")),
@@ -793,8 +794,9 @@ mod tests {
             let out = r.redact(input);
             let took = start.elapsed();
             eprintln!("  {name}: {took:?}");
-            // Generous: this guards against a backtracking engine sneaking in, not a benchmark.
-            assert!(took < Duration::from_secs(5), "{name} took {took:?}");
+            // Not a benchmark (timings live in tests/src/bin): a backtracking
+            // engine would take hours here, so a minute only catches that.
+            assert!(took < Duration::from_secs(60), "{name} took {took:?}");
             assert!(out.len() <= input.len() * 3, "{name} grew too much");
             if took > worst.0 {
                 worst = (took, name);

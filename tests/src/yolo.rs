@@ -190,3 +190,278 @@ pub fn runner_id(db: &Path) -> anyhow::Result<String> {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// The operator CLI with YOLO_MODE=1 but no terminal (for the commands that
+/// do not need one: `reject`, `disable`, `pending`, `tokens`).
+pub fn operator_yolo(db: &Path, args: &[&str]) -> anyhow::Result<std::process::Output> {
+    Ok(Command::new(bin("bridge"))
+        .arg("--db")
+        .arg(db)
+        .args(args)
+        .env("YOLO_MODE", "1")
+        .stdin(Stdio::null())
+        .output()?)
+}
+
+/// `bridge audit verify` must pass.
+pub fn assert_audit_verifies(db: &Path) -> anyhow::Result<()> {
+    let out = crate::operator(db, &["audit", "verify"])?;
+    anyhow::ensure!(
+        out.status.success(),
+        "audit verify failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
+/// True while `docker inspect` still finds the container.
+pub fn container_exists(id: &str) -> anyhow::Result<bool> {
+    Ok(Command::new("docker")
+        .args(["inspect", "--format", "{{.Id}}", id])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .context("docker inspect")?
+        .success())
+}
+
+/// Polls `cond` every 100 ms until it holds or `within` passes.
+pub fn wait_until(
+    what: &str,
+    within: Duration,
+    mut cond: impl FnMut() -> anyhow::Result<bool>,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + within;
+    loop {
+        if cond()? {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("timed out after {within:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A proposal (which is also the job) as stored.
+#[derive(Debug, Clone)]
+pub struct JobRow {
+    pub state: String,
+    pub failure: Option<String>,
+    pub container_id: Option<String>,
+    /// The runner's stored (redacted) outcome; `Null` until it finished.
+    pub result: serde_json::Value,
+}
+
+impl JobRow {
+    pub fn is_final(&self) -> bool {
+        matches!(
+            self.state.as_str(),
+            "done" | "failed" | "rejected" | "expired"
+        )
+    }
+}
+
+pub fn job(db: &Path, proposal: &str) -> anyhow::Result<JobRow> {
+    let conn = crate::sql(db)?;
+    let (state, failure, container_id, result): (
+        String,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+    ) = conn.query_row(
+        "SELECT state, failure, container_id, result FROM proposals WHERE id = ?1",
+        [proposal],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+    )?;
+    Ok(JobRow {
+        state,
+        failure,
+        container_id,
+        result: match result {
+            Some(s) => serde_json::from_str(&s)?,
+            None => serde_json::Value::Null,
+        },
+    })
+}
+
+/// Waits (up to `within`) until the job is in a final state.
+pub fn wait_final(db: &Path, proposal: &str, within: Duration) -> anyhow::Result<JobRow> {
+    let mut last = None;
+    wait_until(&format!("job {proposal} to finish"), within, || {
+        let j = job(db, proposal)?;
+        let done = j.is_final();
+        last = Some(j);
+        Ok(done)
+    })?;
+    last.context("no job row")
+}
+
+/// Every message a session has not read yet (all pages).
+pub async fn inbox(
+    s: &crate::Server,
+    c: &crate::Conv,
+    session: &str,
+) -> anyhow::Result<Vec<serde_json::Value>> {
+    let mut all = Vec::new();
+    loop {
+        let page = s
+            .ok("check_messages", c.args(session, serde_json::json!({})))
+            .await?;
+        all.extend(crate::messages(&page));
+        if page["has_more"] != true {
+            return Ok(all);
+        }
+    }
+}
+
+/// Calls a tool from a spawned task (for calls that wait, such as
+/// `execute_command`), on the same MCP connection.
+pub fn spawn_call(
+    s: &crate::Server,
+    tool: &str,
+    args: serde_json::Value,
+) -> tokio::task::JoinHandle<anyhow::Result<rmcp::model::CallToolResult>> {
+    let peer = s.client.peer().clone();
+    let tool = tool.to_owned();
+    tokio::spawn(async move {
+        let serde_json::Value::Object(args) = args else {
+            bail!("tool arguments must be an object");
+        };
+        let params = rmcp::model::CallToolRequestParams::new(tool).with_arguments(args);
+        Ok(peer.call_tool(params).await?)
+    })
+}
+
+/// One YOLO test's world: a bridge with YOLO on, a runner, and one
+/// conversation the operator enabled on a real terminal (`yolo` mode, the
+/// offline test image, plus `enable_extra`).
+pub struct World {
+    pub dir: tempfile::TempDir,
+    pub db: std::path::PathBuf,
+    pub server: crate::Server,
+    pub runner: Runner,
+    pub runner_id: String,
+    pub conv: crate::Conv,
+}
+
+/// What one approved command did, as the agent and the database see it.
+#[derive(Debug, Clone)]
+pub struct Ran {
+    pub proposal: String,
+    /// What `execute_command` returned.
+    pub reply: serde_json::Value,
+    /// The stored job once final.
+    pub job: JobRow,
+    /// From the `execute_command` call to the final state.
+    pub wall: Duration,
+}
+
+impl Ran {
+    pub fn stdout(&self) -> &str {
+        self.job.result["stdout"].as_str().unwrap_or_default()
+    }
+    pub fn stderr(&self) -> &str {
+        self.job.result["stderr"].as_str().unwrap_or_default()
+    }
+    pub fn exit_code(&self) -> Option<i64> {
+        self.job.result["exit_code"].as_i64()
+    }
+}
+
+impl World {
+    pub async fn start(enable_extra: &[&str]) -> anyhow::Result<Self> {
+        let image = sandbox_image();
+        let dir = tempfile::tempdir()?;
+        let db = dir.path().join("b.db");
+        let server = crate::Server::start_with_env(&db, &[], &[("YOLO_MODE", "1")]).await?;
+        let runner = Runner::start(&db, &[])?;
+        let runner_id = runner_id(&db)?;
+        let conv = crate::Conv::create(&server).await?;
+        let mut args = vec!["--mode", "yolo", "--image", image];
+        args.extend_from_slice(enable_extra);
+        enable(&db, &conv.id, &args)?;
+        Ok(Self {
+            dir,
+            db,
+            server,
+            runner,
+            runner_id,
+            conv,
+        })
+    }
+
+    /// Session `a` proposes `command`; returns the proposal id.
+    pub async fn propose(&self, command: &str) -> anyhow::Result<String> {
+        let p = self
+            .server
+            .ok(
+                "propose_command",
+                self.conv
+                    .args("a", serde_json::json!({ "command": command })),
+            )
+            .await?;
+        Ok(p["proposal_id"].as_str().context("proposal_id")?.to_owned())
+    }
+
+    /// Session `b` executes an approved proposal with `token`.
+    pub async fn execute(&self, proposal: &str, token: &str) -> anyhow::Result<serde_json::Value> {
+        self.server
+            .ok(
+                "execute_command",
+                self.conv.args(
+                    "b",
+                    serde_json::json!({ "proposal_id": proposal, "approval_token": token }),
+                ),
+            )
+            .await
+    }
+
+    /// Propose, approve on the terminal, execute, and wait for the final
+    /// state; then waits until the job's container is gone.
+    pub async fn run(&self, command: &str) -> anyhow::Result<Ran> {
+        let proposal = self.propose(command).await?;
+        let token = approve(&self.db, &proposal, &[])?;
+        let t0 = Instant::now();
+        let reply = self.execute(&proposal, &token).await?;
+        let job = wait_final(&self.db, &proposal, Duration::from_secs(90))?;
+        let wall = t0.elapsed();
+        if let Some(id) = &job.container_id {
+            wait_until(
+                &format!("container {id} of {proposal} to be removed"),
+                Duration::from_secs(30),
+                || Ok(!container_exists(id)?),
+            )?;
+        }
+        Ok(Ran {
+            proposal,
+            reply,
+            job,
+            wall,
+        })
+    }
+
+    /// The bridge still answers and the runner is still alive.
+    pub async fn assert_healthy(&mut self) -> anyhow::Result<()> {
+        self.server
+            .ok(
+                "check_partner_status",
+                self.conv.args("a", serde_json::json!({})),
+            )
+            .await
+            .context("the bridge stopped answering")?;
+        anyhow::ensure!(self.runner.child.try_wait()?.is_none(), "the runner exited");
+        Ok(())
+    }
+
+    /// Stops the runner with SIGTERM, then checks nothing is left behind
+    /// and the audit chain verifies.
+    pub async fn finish(mut self) -> anyhow::Result<()> {
+        self.runner.stop(Duration::from_secs(20))?;
+        let left = containers_with_label(&format!("mcp-bridge.runner={}", self.runner_id))?;
+        anyhow::ensure!(left.is_empty(), "containers left behind: {left:?}");
+        assert_audit_verifies(&self.db)?;
+        self.server.stop().await
+    }
+}
