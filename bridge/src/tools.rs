@@ -184,6 +184,17 @@ fn decode<T: DeserializeOwned>(args: Option<JsonObject>) -> Result<T, ToolError>
     })
 }
 
+/// serde echoes argument values in its errors; one may be a token sent in
+/// the wrong field. Audit rows keep the field and the problem, never a
+/// token-shaped value. (Not a redactor rule: 64-hex digests are ordinary in
+/// messages.)
+fn mask_token_like(s: &str) -> String {
+    static TOKENISH: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"(apv_)?[0-9A-Fa-f]{48,}").expect("valid regex")
+    });
+    TOKENISH.replace_all(s, "TOKEN_REDACTED").into_owned()
+}
+
 fn field_in(serde_msg: &str) -> Option<String> {
     let start = serde_msg.find('`')? + 1;
     let len = serde_msg[start..].find('`')?;
@@ -292,13 +303,20 @@ impl BridgeServer {
         cancel: tokio_util::sync::CancellationToken,
     ) -> Result<CallToolResult, McpError> {
         // Who the caller claims to be, for auditing refusals of bad input.
+        // Claimed ids are recorded only when well-formed: a malformed one
+        // may be a token sent in the wrong field.
         let claimed = args.as_ref().map(|a| {
-            let s = |k: &str| {
-                a.get(k)
-                    .and_then(|v| v.as_str())
-                    .map(|v| v.chars().take(64).collect::<String>())
-            };
-            (s("conversation_id"), s("session_id"))
+            let conv = a
+                .get("conversation_id")
+                .and_then(|v| v.as_str())
+                .filter(|v| auth::is_conversation_id(v))
+                .map(str::to_owned);
+            let sess = a
+                .get("session_id")
+                .and_then(|v| v.as_str())
+                .filter(|v| matches!(*v, "a" | "b"))
+                .map(str::to_owned);
+            (conv, sess)
         });
         let result = match name {
             "create_conversation" => self.create(args).await.map(|c| {
@@ -357,7 +375,9 @@ impl BridgeServer {
             Err(e) => {
                 if let ToolError::Invalid { .. } = &e {
                     let caller = claimed.and_then(|(c, s)| Some((c?, s.unwrap_or_default())));
-                    self.bridge.audit_refusal(name, caller, e.to_string()).await;
+                    self.bridge
+                        .audit_refusal(name, caller, mask_token_like(&e.to_string()))
+                        .await;
                 }
                 CallToolResult::error(vec![ContentBlock::text(e.to_string())])
             }

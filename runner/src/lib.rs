@@ -57,6 +57,21 @@ pub async fn connect() -> anyhow::Result<Docker> {
     Ok(docker)
 }
 
+/// Healthy when the engine answers and some runner's heartbeat on this
+/// database is fresh (for container healthchecks).
+pub async fn health(db: &std::path::Path) -> anyhow::Result<()> {
+    connect().await?;
+    let db = Db::open(db, Sync::Normal)?;
+    let now = SystemClock.now_ms();
+    let live = db.call(move |c| Ok(jobs::live_runners(c, now)?)).await?;
+    anyhow::ensure!(
+        !live.is_empty(),
+        "no runner heartbeat in the last {} s",
+        jobs::LEASE_MS / 1000
+    );
+    Ok(())
+}
+
 #[derive(Clone)]
 struct Ctx {
     docker: Docker,

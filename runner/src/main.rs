@@ -32,6 +32,9 @@ struct Args {
     /// Seconds in-flight jobs get to finish on shutdown
     #[arg(long, default_value_t = 10)]
     grace_secs: u64,
+    /// Check health and exit: the engine answers and a runner heartbeat is fresh
+    #[arg(long)]
+    health: bool,
 }
 
 #[tokio::main]
@@ -56,6 +59,15 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
+    if args.health {
+        return match runner::health(&settings.db).await {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("unhealthy: {e:#}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     let shutdown = CancellationToken::new();
     let trigger = shutdown.clone();
     tokio::spawn(async move {
