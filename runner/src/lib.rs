@@ -93,7 +93,8 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
     let docker = connect().await?;
     let db = Db::open(&cfg.db, Sync::Normal)?;
     let runner_id = format!("run_{}", bridge::auth::random_hex(6)?);
-    let pool = pool::Pool::new(docker.clone(), runner_id.clone(), cfg.pool_size);
+    let host_paths = sandbox::HostPaths::discover(&docker).await;
+    let pool = pool::Pool::new(docker.clone(), runner_id.clone(), host_paths, cfg.pool_size);
     let ctx = Ctx {
         docker,
         db,

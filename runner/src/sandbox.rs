@@ -45,6 +45,52 @@ pub enum SandboxError {
     Docker(#[from] bollard::errors::Error),
 }
 
+/// Maps paths as the runner sees them to paths on the Docker host. A runner
+/// inside a container (compose) starts *sibling* containers, whose bind
+/// sources the engine resolves on the host; the runner learns the mapping
+/// from its own container's mounts. Empty when the runner runs on the host.
+#[derive(Debug, Clone, Default)]
+pub struct HostPaths(Vec<(std::path::PathBuf, std::path::PathBuf)>);
+
+impl HostPaths {
+    pub async fn discover(docker: &Docker) -> Self {
+        if !std::path::Path::new("/.dockerenv").exists() {
+            return Self::default();
+        }
+        let Ok(hostname) = std::fs::read_to_string("/etc/hostname") else {
+            return Self::default();
+        };
+        let me = match docker.inspect_container(hostname.trim(), None).await {
+            Ok(me) => me,
+            Err(e) => {
+                tracing::warn!(error = %e, "running in a container but cannot inspect it; workspace paths are used as they are");
+                return Self::default();
+            }
+        };
+        let mut pairs: Vec<_> = me
+            .mounts
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|m| Some((m.destination?.into(), m.source?.into())))
+            .collect();
+        // Longest destination first, so nested mounts win.
+        pairs.sort_by_key(|(d, _): &(std::path::PathBuf, std::path::PathBuf)| {
+            std::cmp::Reverse(d.as_os_str().len())
+        });
+        tracing::info!(?pairs, "translating workspace paths to host paths");
+        Self(pairs)
+    }
+
+    pub fn to_host(&self, p: &std::path::Path) -> std::path::PathBuf {
+        for (dest, src) in &self.0 {
+            if let Ok(rest) = p.strip_prefix(dest) {
+                return src.join(rest);
+            }
+        }
+        p.to_path_buf()
+    }
+}
+
 /// What a container depends on (not the command, mode or timeout): jobs
 /// with equal keys can use each other's pre-started containers.
 pub fn config_key(p: &ExecParams) -> String {
@@ -85,7 +131,12 @@ pub fn check_workspace(path: &std::path::Path) -> Result<(), SandboxError> {
 
 /// The hardened container, steps in the order of YOLO_MODE.md.
 #[allow(clippy::field_reassign_with_default)] // one step per statement, like the list
-pub fn container_spec(p: &ExecParams, runner_id: &str, key: &str) -> ContainerCreateBody {
+pub fn container_spec(
+    p: &ExecParams,
+    runner_id: &str,
+    key: &str,
+    host_paths: &HostPaths,
+) -> ContainerCreateBody {
     let mut host = HostConfig::default();
     // 1. No network: nothing to exfiltrate to, nothing to download from.
     host.network_mode = Some("none".into());
@@ -125,7 +176,7 @@ pub fn container_spec(p: &ExecParams, runner_id: &str, key: &str) -> ContainerCr
     host.mounts = p.workspace.as_ref().map(|w| {
         vec![Mount {
             typ: Some(MountType::BIND),
-            source: Some(w.display().to_string()),
+            source: Some(host_paths.to_host(w).display().to_string()),
             target: Some("/workspace".into()),
             read_only: Some(!p.workspace_rw),
             ..Default::default()
@@ -178,6 +229,7 @@ pub async fn start_container(
     docker: &Docker,
     p: &ExecParams,
     runner_id: &str,
+    host_paths: &HostPaths,
 ) -> Result<Started, SandboxError> {
     if let Some(w) = &p.workspace {
         check_workspace(w)?;
@@ -199,7 +251,7 @@ pub async fn start_container(
     let opts = CreateContainerOptionsBuilder::default().name(&name).build();
     #[allow(clippy::disallowed_methods)] // the one place containers are created
     let created = docker
-        .create_container(Some(opts), container_spec(p, runner_id, &key))
+        .create_container(Some(opts), container_spec(p, runner_id, &key, host_paths))
         .await?;
     if let Err(e) = docker.start_container(&created.id, None).await {
         remove(docker, &created.id).await;
@@ -367,7 +419,12 @@ mod tests {
 
     #[test]
     fn spec_is_hardened() {
-        let s = container_spec(&params(Some("/work/project"), false), "r1", "k");
+        let s = container_spec(
+            &params(Some("/work/project"), false),
+            "r1",
+            "k",
+            &HostPaths::default(),
+        );
         let h = s.host_config.clone().unwrap();
         assert_eq!(h.network_mode.as_deref(), Some("none"));
         assert_eq!(s.network_disabled, Some(true));
@@ -387,13 +444,42 @@ mod tests {
         assert_eq!(mounts.len(), 1);
         assert_eq!(mounts[0].read_only, Some(true));
         assert_eq!(mounts[0].target.as_deref(), Some("/workspace"));
-        let rw = container_spec(&params(Some("/work/project"), true), "r1", "k");
+        let rw = container_spec(
+            &params(Some("/work/project"), true),
+            "r1",
+            "k",
+            &HostPaths::default(),
+        );
         assert_eq!(
             rw.host_config.unwrap().mounts.unwrap()[0].read_only,
             Some(false)
         );
-        let none = container_spec(&params(None, false), "r1", "k");
+        let none = container_spec(&params(None, false), "r1", "k", &HostPaths::default());
         assert!(none.host_config.unwrap().mounts.is_none());
+    }
+
+    #[test]
+    fn host_paths_translate_the_longest_matching_mount() {
+        let h = HostPaths(vec![
+            ("/workspace/sub".into(), "/srv/other".into()),
+            ("/workspace".into(), "/home/me/proj/workspace".into()),
+        ]);
+        assert_eq!(
+            h.to_host("/workspace/a".as_ref()),
+            std::path::Path::new("/home/me/proj/workspace/a")
+        );
+        assert_eq!(
+            h.to_host("/workspace/sub/x".as_ref()),
+            std::path::Path::new("/srv/other/x")
+        );
+        assert_eq!(
+            h.to_host("/elsewhere".as_ref()),
+            std::path::Path::new("/elsewhere")
+        );
+        assert_eq!(
+            HostPaths::default().to_host("/w".as_ref()),
+            std::path::Path::new("/w")
+        );
     }
 
     #[test]

@@ -313,3 +313,49 @@ pub fn random_hex(n_bytes: usize) -> String {
 pub fn messages(inbox: &Value) -> Vec<Value> {
     inbox["messages"].as_array().cloned().unwrap_or_default()
 }
+
+/// An MCP client over streamable HTTP, with an optional bearer token.
+pub async fn connect_http(url: &str, token: Option<&str>) -> anyhow::Result<Client> {
+    use rmcp::transport::StreamableHttpClientTransport;
+    use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+    let mut config = StreamableHttpClientTransportConfig::with_uri(url.to_owned());
+    if let Some(t) = token {
+        config = config.auth_header(t.to_owned());
+    }
+    Ok(().serve(StreamableHttpClientTransport::from_config(config)).await?)
+}
+
+/// A raw HTTP/1.1 POST of an MCP `initialize` request, returning the status
+/// code: for checks that a real client would never let us make (wrong Host,
+/// missing token, foreign Origin).
+pub fn raw_post(addr: std::net::SocketAddr, host: &str, headers: &[(&str, &str)]) -> anyhow::Result<u16> {
+    use std::io::{Read, Write};
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"0"}}}"#;
+    let mut s = std::net::TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
+    let mut req = format!(
+        "POST /mcp HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    s.write_all(req.as_bytes())?;
+    let mut buf = [0u8; 64];
+    let n = s.read(&mut buf)?;
+    let line = String::from_utf8_lossy(&buf[..n]).to_string();
+    line.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .with_context(|| format!("no HTTP status in {line:?}"))
+}
+
+/// A port that was free a moment ago on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind 127.0.0.1:0")
+}

@@ -92,6 +92,10 @@ impl Runner {
     /// SIGTERM, then wait (up to `grace`), then SIGKILL.
     pub fn stop(&mut self, grace: Duration) -> anyhow::Result<()> {
         use nix::sys::signal::{Signal, kill};
+        // Already reaped: its pid may belong to someone else by now.
+        if self.child.try_wait()?.is_some() {
+            return Ok(());
+        }
         let _ = kill(nix::unistd::Pid::from_raw(self.pid()), Signal::SIGTERM);
         let deadline = Instant::now() + grace;
         while Instant::now() < deadline {
@@ -298,6 +302,24 @@ pub fn wait_final(db: &Path, proposal: &str, within: Duration) -> anyhow::Result
     last.context("no job row")
 }
 
+/// Waits until a runner is executing the job in a container; returns the
+/// container id.
+pub fn wait_running(db: &Path, proposal: &str, within: Duration) -> anyhow::Result<String> {
+    let mut container = None;
+    wait_until(&format!("job {proposal} to run"), within, || {
+        let j = job(db, proposal)?;
+        anyhow::ensure!(
+            !j.is_final(),
+            "job {proposal} ended before it was seen running: {j:?}"
+        );
+        if j.state == "running" {
+            container = j.container_id;
+        }
+        Ok(container.is_some())
+    })?;
+    container.context("no container")
+}
+
 /// Every message a session has not read yet (all pages).
 pub async fn inbox(
     s: &crate::Server,
@@ -372,11 +394,16 @@ impl Ran {
 
 impl World {
     pub async fn start(enable_extra: &[&str]) -> anyhow::Result<Self> {
+        Self::start_with(&[], enable_extra).await
+    }
+
+    /// Like [`World::start`], with extra `runner` arguments.
+    pub async fn start_with(runner_args: &[&str], enable_extra: &[&str]) -> anyhow::Result<Self> {
         let image = sandbox_image();
         let dir = tempfile::tempdir()?;
         let db = dir.path().join("b.db");
         let server = crate::Server::start_with_env(&db, &[], &[("YOLO_MODE", "1")]).await?;
-        let runner = Runner::start(&db, &[])?;
+        let runner = Runner::start(&db, runner_args)?;
         let runner_id = runner_id(&db)?;
         let conv = crate::Conv::create(&server).await?;
         let mut args = vec!["--mode", "yolo", "--image", image];

@@ -1,0 +1,205 @@
+//! The runner dying or stopping mid-job: after `kill -9` the next runner
+//! fails the job with a reason and reaps its container, and nothing runs
+//! twice; SIGTERM lets short jobs finish and stops long ones cleanly; and a
+//! runner never touches the containers of a runner on another database.
+
+use std::path::Path;
+use std::time::Duration;
+
+use bridge_tests::yolo::{self, Runner, World};
+use bridge_tests::{audit_rows_for, contains, db_bytes};
+use serde_json::json;
+
+fn count_for(db: &Path, action: &str, proposal: &str) -> anyhow::Result<usize> {
+    Ok(audit_rows_for(db, action)?
+        .iter()
+        .filter(|r| r.detail.contains(proposal))
+        .count())
+}
+
+fn no_containers_of(runner_id: &str) -> anyhow::Result<bool> {
+    Ok(yolo::containers_with_label(&format!("mcp-bridge.runner={runner_id}"))?.is_empty())
+}
+
+/// Proposes, approves on the terminal and starts `execute_command` in the
+/// background (it waits for the result); returns the proposal and the call.
+async fn start_job(
+    w: &World,
+    command: &str,
+) -> anyhow::Result<(
+    String,
+    tokio::task::JoinHandle<anyhow::Result<rmcp::model::CallToolResult>>,
+)> {
+    let p = w.propose(command).await?;
+    let token = yolo::approve(&w.db, &p, &[])?;
+    let call = yolo::spawn_call(
+        &w.server,
+        "execute_command",
+        w.conv
+            .args("b", json!({"proposal_id": p, "approval_token": token})),
+    );
+    Ok((p, call))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_whose_runner_was_killed_is_failed_reaped_and_never_rerun() -> anyhow::Result<()> {
+    if !yolo::docker_or_skip("a_job_whose_runner_was_killed_is_failed_reaped_and_never_rerun") {
+        return Ok(());
+    }
+    let mut w = World::start(&["--timeout", "60"]).await?;
+    // The output differs from the command text, so finding it anywhere
+    // would mean the command completed and was recorded.
+    let (p, call) = start_job(&w, "sleep 20; echo $((6*7))-finished").await?;
+    let container = yolo::wait_running(&w.db, &p, Duration::from_secs(30))?;
+
+    w.runner.kill9()?;
+    let dead = w.runner_id.clone();
+    // Nothing cleans up after a SIGKILL by itself: the next runner must.
+    assert!(
+        yolo::container_exists(&container)?,
+        "the container vanished without a runner"
+    );
+    assert_eq!(yolo::job(&w.db, &p)?.state, "running");
+
+    w.runner = Runner::start(&w.db, &[])?;
+    yolo::wait_until(
+        "the new runner to register",
+        Duration::from_secs(20),
+        || Ok(yolo::runner_id(&w.db)? != dead),
+    )?;
+    w.runner_id = yolo::runner_id(&w.db)?;
+
+    let job = yolo::wait_final(&w.db, &p, Duration::from_secs(40))?;
+    assert_eq!(job.state, "failed", "{job:?}");
+    let why = job.failure.clone().unwrap_or_default();
+    assert!(why.contains("runner stopped"), "{why}");
+    assert!(job.result.is_null(), "a result was recorded: {job:?}");
+    yolo::wait_until(
+        "the orphaned container to be removed",
+        Duration::from_secs(15),
+        || Ok(!yolo::container_exists(&container)?),
+    )?;
+
+    let r = bridge_tests::ok(call.await??)?;
+    assert_eq!(r["state"], "failed", "{r}");
+    for session in ["a", "b"] {
+        let msgs = yolo::inbox(&w.server, &w.conv, session).await?;
+        let results: Vec<_> = msgs
+            .iter()
+            .filter(|m| m["kind"] == "command_result")
+            .collect();
+        assert_eq!(results.len(), 1, "session {session}: {msgs:?}");
+        let body = results[0]["message"].as_str().unwrap_or_default();
+        assert!(body.contains("failed") && body.contains(&p), "{body}");
+    }
+
+    // At most once: one claim, one start, one failure, and no output.
+    assert_eq!(count_for(&w.db, "job.claim", &p)?, 1);
+    assert_eq!(count_for(&w.db, "job.start", &p)?, 1);
+    assert_eq!(count_for(&w.db, "job.fail", &p)?, 1);
+    assert_eq!(count_for(&w.db, "job.finish", &p)?, 0);
+    assert!(!contains(&db_bytes(&w.db), "42-finished"));
+
+    // The dead runner's warm containers go too, once its heartbeat is stale.
+    yolo::wait_until(
+        "the dead runner's containers to be removed",
+        Duration::from_secs(40),
+        || no_containers_of(&dead),
+    )?;
+    w.assert_healthy().await?;
+    w.finish().await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_lets_a_short_job_finish_and_leaves_nothing() -> anyhow::Result<()> {
+    if !yolo::docker_or_skip("sigterm_lets_a_short_job_finish_and_leaves_nothing") {
+        return Ok(());
+    }
+    let mut w = World::start(&["--timeout", "30"]).await?;
+    let (p, call) = start_job(&w, "sleep 2; echo $((6*7))-ok").await?;
+    let container = yolo::wait_running(&w.db, &p, Duration::from_secs(30))?;
+    // The runner's default grace (10 s) covers the rest of the job.
+    w.runner.stop(Duration::from_secs(20))?;
+    let status = w.runner.child.try_wait()?.expect("stopped");
+    assert!(status.success(), "runner exited with {status}");
+    let job = yolo::job(&w.db, &p)?;
+    assert_eq!(job.state, "done", "{job:?}");
+    assert_eq!(job.result["stdout"], "42-ok\n");
+    let r = bridge_tests::ok(call.await??)?;
+    assert_eq!(r["state"], "done", "{r}");
+    assert!(!yolo::container_exists(&container)?);
+    assert!(no_containers_of(&w.runner_id)?);
+    // Nobody runs it again after the runner is back.
+    let mut again = Runner::start(&w.db, &[])?;
+    yolo::wait_until(
+        "the new runner to register",
+        Duration::from_secs(20),
+        || Ok(yolo::runner_id(&w.db)? != w.runner_id),
+    )?;
+    let again_id = yolo::runner_id(&w.db)?;
+    again.stop(Duration::from_secs(20))?;
+    assert!(no_containers_of(&again_id)?);
+    assert_eq!(count_for(&w.db, "job.start", &p)?, 1);
+    assert_eq!(yolo::job(&w.db, &p)?.state, "done");
+    w.finish().await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_past_the_grace_stops_and_fails_the_job() -> anyhow::Result<()> {
+    if !yolo::docker_or_skip("sigterm_past_the_grace_stops_and_fails_the_job") {
+        return Ok(());
+    }
+    let mut w = World::start_with(&["--grace-secs", "1"], &["--timeout", "60"]).await?;
+    let (p, call) = start_job(&w, "sleep 30; echo $((6*7))-late").await?;
+    let container = yolo::wait_running(&w.db, &p, Duration::from_secs(30))?;
+    let t0 = std::time::Instant::now();
+    w.runner.stop(Duration::from_secs(20))?;
+    assert!(t0.elapsed() < Duration::from_secs(15), "{:?}", t0.elapsed());
+    let job = yolo::job(&w.db, &p)?;
+    assert_eq!(job.state, "failed", "{job:?}");
+    assert!(
+        job.failure.as_deref().unwrap_or("").contains("shut down"),
+        "{job:?}"
+    );
+    let r = bridge_tests::ok(call.await??)?;
+    assert_eq!(r["state"], "failed", "{r}");
+    assert!(!yolo::container_exists(&container)?);
+    assert!(no_containers_of(&w.runner_id)?);
+    assert!(!contains(&db_bytes(&w.db), "42-late"));
+    w.finish().await
+}
+
+/// Two bridges (two databases) can share one Docker engine, each with its
+/// own runner. A runner's sweep must leave the other's containers alone.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_runner_never_reaps_the_containers_of_another_database() -> anyhow::Result<()> {
+    if !yolo::docker_or_skip("a_runner_never_reaps_the_containers_of_another_database") {
+        return Ok(());
+    }
+    let mut w = World::start(&["--timeout", "30"]).await?;
+    let (p, call) = start_job(&w, "sleep 6; echo $((6*7))-survived").await?;
+    let container = yolo::wait_running(&w.db, &p, Duration::from_secs(30))?;
+
+    let other_dir = tempfile::tempdir()?;
+    let other_db = other_dir.path().join("other.db");
+    let mut other = Runner::start(&other_db, &[])?;
+    let other_id = yolo::runner_id(&other_db)?;
+
+    let job = yolo::wait_final(&w.db, &p, Duration::from_secs(40))?;
+    assert_eq!(
+        job.state, "done",
+        "the runner of another database removed this job's container {container}: {job:?}"
+    );
+    assert_eq!(job.result["stdout"], "42-survived\n", "{job:?}");
+    bridge_tests::ok(call.await??)?;
+    // The warm containers this runner keeps were not reaped either: the
+    // next job gets a working one.
+    let r = w.run("echo still-fine").await?;
+    assert_eq!(r.job.state, "done", "{r:?}");
+    assert_eq!(r.stdout(), "still-fine\n");
+
+    other.stop(Duration::from_secs(20))?;
+    assert!(no_containers_of(&other_id)?);
+    w.assert_healthy().await?;
+    w.finish().await
+}
