@@ -157,7 +157,20 @@ const MIGRATIONS: &[&str] = &[
         heartbeat_at    INTEGER NOT NULL
     ) WITHOUT ROWID;
     "#,
+    // 3: a random identity for this database, so runners of different
+    // databases sharing one Docker engine never touch each other's containers.
+    r#"
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+    INSERT INTO meta (key, value) VALUES ('db_id', lower(hex(randomblob(8))));
+    "#,
 ];
+
+/// This database's random identity (see migration 3).
+pub fn db_id(conn: &Connection) -> rusqlite::Result<String> {
+    conn.query_row("SELECT value FROM meta WHERE key = 'db_id'", [], |r| {
+        r.get(0)
+    })
+}
 
 pub fn latest_version() -> i64 {
     MIGRATIONS.len() as i64

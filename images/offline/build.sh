@@ -19,6 +19,7 @@ if [ -z "$bin_dir" ]; then
   (cd "$repo" && cargo build --release -p bridge -p runner)
   bin_dir="$repo/target/release"
 fi
+bin_dir=$(cd "$bin_dir" && pwd)
 for b in bridge runner; do
   [ -x "$bin_dir/$b" ] || { echo "error: $bin_dir/$b not found; build it first" >&2; exit 1; }
 done
@@ -27,7 +28,8 @@ trap 'rm -rf "$root"' EXIT
 mkdir -p "$root/usr/local/bin" "$root/data" "$root/tmp" "$root/etc"
 cp "$bin_dir/bridge" "$bin_dir/runner" "$root/usr/local/bin/"
 # The dynamic loader and every library the binaries link, at the same paths.
-for lib in $(ldd "$bin_dir/bridge" "$bin_dir/runner" | grep -o '/[^ ]*' | sort -u); do
+libs=$(for b in bridge runner; do ldd "$bin_dir/$b" | awk '/=> \// {print $3} /^[[:space:]]*\// {print $1}'; done | sort -u)
+for lib in $libs; do
   mkdir -p "$root$(dirname "$lib")"
   cp -L "$lib" "$root$lib"
 done

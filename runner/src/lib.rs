@@ -38,6 +38,9 @@ pub struct Config {
     /// On SIGTERM, in-flight jobs get this long to finish before they are
     /// stopped and failed.
     pub grace: Duration,
+    /// The runner itself runs in a container (compose): translate workspace
+    /// paths to host paths through its own mounts.
+    pub translate_mounts: bool,
 }
 
 /// Connects to the local engine and agrees on an API version it speaks
@@ -76,6 +79,7 @@ pub async fn health(db: &std::path::Path) -> anyhow::Result<()> {
 struct Ctx {
     docker: Docker,
     db: Db,
+    db_id: String,
     red: Redactor,
     runner_id: String,
     pool: Arc<pool::Pool>,
@@ -93,11 +97,21 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
     let docker = connect().await?;
     let db = Db::open(&cfg.db, Sync::Normal)?;
     let runner_id = format!("run_{}", bridge::auth::random_hex(6)?);
-    let host_paths = sandbox::HostPaths::discover(&docker).await;
-    let pool = pool::Pool::new(docker.clone(), runner_id.clone(), host_paths, cfg.pool_size);
+    let host_paths = if cfg.translate_mounts {
+        sandbox::HostPaths::discover(&docker).await?
+    } else {
+        sandbox::HostPaths::default()
+    };
+    let db_id = db.call(|c| Ok(bridge::store::db_id(c)?)).await?;
+    let owner = sandbox::Owner {
+        runner: runner_id.clone(),
+        db: db_id.clone(),
+    };
+    let pool = pool::Pool::new(docker.clone(), owner, host_paths, cfg.pool_size);
     let ctx = Ctx {
         docker,
         db,
+        db_id,
         red: cfg.redactor.clone(),
         runner_id: runner_id.clone(),
         pool: pool.clone(),
@@ -248,9 +262,14 @@ async fn sweep(ctx: &Ctx) {
         tracing::warn!(container = %id, "removing the container of an abandoned job");
         sandbox::remove(&ctx.docker, id).await;
     }
+    // Only containers of runners serving this database: another database's
+    // runner may share the engine.
     let filters = HashMap::from([(
         "label".to_owned(),
-        vec![format!("{}=1", sandbox::LABEL_MANAGED)],
+        vec![
+            format!("{}=1", sandbox::LABEL_MANAGED),
+            format!("{}={}", sandbox::LABEL_DB, ctx.db_id),
+        ],
     )]);
     let opts = ListContainersOptionsBuilder::default()
         .all(true)

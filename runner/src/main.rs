@@ -32,6 +32,10 @@ struct Args {
     /// Seconds in-flight jobs get to finish on shutdown
     #[arg(long, default_value_t = 10)]
     grace_secs: u64,
+    /// This runner runs in a container (compose): map workspace paths to host
+    /// paths through its own mounts, for the sibling sandbox containers
+    #[arg(long, env = "RUNNER_TRANSLATE_MOUNTS")]
+    translate_mounts: bool,
     /// Check health and exit: the engine answers and a runner heartbeat is fresh
     #[arg(long)]
     health: bool,
@@ -80,6 +84,7 @@ async fn main() -> std::process::ExitCode {
         pool_size: args.pool_size,
         max_parallel: args.max_parallel.max(1),
         grace: Duration::from_secs(args.grace_secs),
+        translate_mounts: args.translate_mounts,
     };
     match runner::run(cfg, shutdown).await {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -16,7 +16,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::sandbox::{self, HostPaths, SandboxError, Started, config_key};
+use crate::sandbox::{self, HostPaths, Owner, SandboxError, Started, config_key};
 
 struct Slot {
     params: ExecParams,
@@ -29,7 +29,7 @@ struct Slot {
 
 pub struct Pool {
     docker: Docker,
-    runner_id: String,
+    owner: Owner,
     host_paths: HostPaths,
     size: usize,
     slots: Mutex<HashMap<String, Slot>>,
@@ -40,10 +40,10 @@ pub struct Pool {
 }
 
 impl Pool {
-    pub fn new(docker: Docker, runner_id: String, host_paths: HostPaths, size: usize) -> Arc<Self> {
+    pub fn new(docker: Docker, owner: Owner, host_paths: HostPaths, size: usize) -> Arc<Self> {
         Arc::new(Self {
             docker,
-            runner_id,
+            owner,
             host_paths,
             size,
             slots: Mutex::new(HashMap::new()),
@@ -72,8 +72,7 @@ impl Pool {
         match warm {
             Some(c) => Ok((c, true)),
             None => Ok((
-                sandbox::start_container(&self.docker, p, &self.runner_id, &self.host_paths)
-                    .await?,
+                sandbox::start_container(&self.docker, p, &self.owner, &self.host_paths).await?,
                 false,
             )),
         }
@@ -127,7 +126,7 @@ impl Pool {
                 let this = self.clone();
                 self.tracker.spawn(async move {
                     let started =
-                        sandbox::start_container(&this.docker, &params, &this.runner_id, &this.host_paths).await;
+                        sandbox::start_container(&this.docker, &params, &this.owner, &this.host_paths).await;
                     let orphan = {
                         let mut slots = this.slots.lock().unwrap_or_else(|e| e.into_inner());
                         let slot = if this.closed.load(Ordering::SeqCst) { None } else { slots.get_mut(&key) };

@@ -27,6 +27,15 @@ use crate::capture::Capture;
 pub const LABEL_MANAGED: &str = "mcp-bridge.managed";
 pub const LABEL_RUNNER: &str = "mcp-bridge.runner";
 pub const LABEL_POOL: &str = "mcp-bridge.pool";
+/// The database the owning runner serves; sweeps only ever look at these.
+pub const LABEL_DB: &str = "mcp-bridge.db";
+
+/// Who owns a container: a runner, serving one database.
+#[derive(Debug, Clone)]
+pub struct Owner {
+    pub runner: String,
+    pub db: String,
+}
 /// The unprivileged user every command runs as (nobody:nogroup).
 pub const USER: &str = "65534:65534";
 /// A command whose output exceeds this many bytes in total is killed: past
@@ -53,32 +62,25 @@ pub enum SandboxError {
 pub struct HostPaths(Vec<(std::path::PathBuf, std::path::PathBuf)>);
 
 impl HostPaths {
-    pub async fn discover(docker: &Docker) -> Self {
-        if !std::path::Path::new("/.dockerenv").exists() {
-            return Self::default();
-        }
-        let Ok(hostname) = std::fs::read_to_string("/etc/hostname") else {
-            return Self::default();
-        };
-        let me = match docker.inspect_container(hostname.trim(), None).await {
-            Ok(me) => me,
-            Err(e) => {
-                tracing::warn!(error = %e, "running in a container but cannot inspect it; workspace paths are used as they are");
-                return Self::default();
-            }
-        };
-        let mut pairs: Vec<_> = me
+    /// Reads this container's mounts (`--translate-mounts`, set by compose).
+    pub async fn discover(docker: &Docker) -> anyhow::Result<Self> {
+        let hostname = std::fs::read_to_string("/etc/hostname")?;
+        let me = docker.inspect_container(hostname.trim(), None).await.map_err(|e| {
+            anyhow::anyhow!(
+                "--translate-mounts: cannot inspect this runner's own container `{}` ({e}); run the runner in a container of the same engine, or drop the flag",
+                hostname.trim()
+            )
+        })?;
+        let mut pairs: Vec<(std::path::PathBuf, std::path::PathBuf)> = me
             .mounts
             .unwrap_or_default()
             .into_iter()
             .filter_map(|m| Some((m.destination?.into(), m.source?.into())))
             .collect();
         // Longest destination first, so nested mounts win.
-        pairs.sort_by_key(|(d, _): &(std::path::PathBuf, std::path::PathBuf)| {
-            std::cmp::Reverse(d.as_os_str().len())
-        });
+        pairs.sort_by_key(|(d, _)| std::cmp::Reverse(d.as_os_str().len()));
         tracing::info!(?pairs, "translating workspace paths to host paths");
-        Self(pairs)
+        Ok(Self(pairs))
     }
 
     pub fn to_host(&self, p: &std::path::Path) -> std::path::PathBuf {
@@ -133,7 +135,7 @@ pub fn check_workspace(path: &std::path::Path) -> Result<(), SandboxError> {
 #[allow(clippy::field_reassign_with_default)] // one step per statement, like the list
 pub fn container_spec(
     p: &ExecParams,
-    runner_id: &str,
+    owner: &Owner,
     key: &str,
     host_paths: &HostPaths,
 ) -> ContainerCreateBody {
@@ -209,7 +211,8 @@ pub fn container_spec(
         tty: Some(false),
         labels: Some(HashMap::from([
             (LABEL_MANAGED.into(), "1".into()),
-            (LABEL_RUNNER.into(), runner_id.into()),
+            (LABEL_RUNNER.into(), owner.runner.clone()),
+            (LABEL_DB.into(), owner.db.clone()),
             (LABEL_POOL.into(), key.into()),
         ])),
         host_config: Some(host),
@@ -228,7 +231,7 @@ pub struct Started {
 pub async fn start_container(
     docker: &Docker,
     p: &ExecParams,
-    runner_id: &str,
+    owner: &Owner,
     host_paths: &HostPaths,
 ) -> Result<Started, SandboxError> {
     if let Some(w) = &p.workspace {
@@ -251,7 +254,7 @@ pub async fn start_container(
     let opts = CreateContainerOptionsBuilder::default().name(&name).build();
     #[allow(clippy::disallowed_methods)] // the one place containers are created
     let created = docker
-        .create_container(Some(opts), container_spec(p, runner_id, &key, host_paths))
+        .create_container(Some(opts), container_spec(p, owner, &key, host_paths))
         .await?;
     if let Err(e) = docker.start_container(&created.id, None).await {
         remove(docker, &created.id).await;
@@ -405,6 +408,13 @@ mod tests {
     use bridge::policy::Mode;
     use bridge::yolo::Limits;
 
+    fn owner() -> Owner {
+        Owner {
+            runner: "r1".into(),
+            db: "d1".into(),
+        }
+    }
+
     fn params(ws: Option<&str>, rw: bool) -> ExecParams {
         ExecParams {
             mode: Mode::Safe,
@@ -421,7 +431,7 @@ mod tests {
     fn spec_is_hardened() {
         let s = container_spec(
             &params(Some("/work/project"), false),
-            "r1",
+            &owner(),
             "k",
             &HostPaths::default(),
         );
@@ -446,7 +456,7 @@ mod tests {
         assert_eq!(mounts[0].target.as_deref(), Some("/workspace"));
         let rw = container_spec(
             &params(Some("/work/project"), true),
-            "r1",
+            &owner(),
             "k",
             &HostPaths::default(),
         );
@@ -454,7 +464,7 @@ mod tests {
             rw.host_config.unwrap().mounts.unwrap()[0].read_only,
             Some(false)
         );
-        let none = container_spec(&params(None, false), "r1", "k", &HostPaths::default());
+        let none = container_spec(&params(None, false), &owner(), "k", &HostPaths::default());
         assert!(none.host_config.unwrap().mounts.is_none());
     }
 

@@ -164,12 +164,17 @@ pub struct Conv {
 
 impl Conv {
     pub async fn create(s: &Server) -> anyhow::Result<Self> {
-        let v = s
-            .ok(
-                "create_conversation",
-                serde_json::json!({"my_role": "backend_developer", "partner_role": "frontend_developer"}),
-            )
-            .await?;
+        Self::create_on(&s.client).await
+    }
+
+    /// Like [`Conv::create`], on any client (for example one over HTTP).
+    pub async fn create_on(client: &Client) -> anyhow::Result<Self> {
+        let v = ok(call(
+            client,
+            "create_conversation",
+            serde_json::json!({"my_role": "backend_developer", "partner_role": "frontend_developer"}),
+        )
+        .await?)?;
         Ok(Self {
             id: v["conversation_id"]
                 .as_str()
@@ -322,13 +327,20 @@ pub async fn connect_http(url: &str, token: Option<&str>) -> anyhow::Result<Clie
     if let Some(t) = token {
         config = config.auth_header(t.to_owned());
     }
-    Ok(().serve(StreamableHttpClientTransport::from_config(config)).await?)
+    Ok(
+        ().serve(StreamableHttpClientTransport::from_config(config))
+            .await?,
+    )
 }
 
 /// A raw HTTP/1.1 POST of an MCP `initialize` request, returning the status
 /// code: for checks that a real client would never let us make (wrong Host,
 /// missing token, foreign Origin).
-pub fn raw_post(addr: std::net::SocketAddr, host: &str, headers: &[(&str, &str)]) -> anyhow::Result<u16> {
+pub fn raw_post(
+    addr: std::net::SocketAddr,
+    host: &str,
+    headers: &[(&str, &str)],
+) -> anyhow::Result<u16> {
     use std::io::{Read, Write};
     let body = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"0"}}}"#;
     let mut s = std::net::TcpStream::connect(addr)?;

@@ -23,7 +23,8 @@ fn compose_program() -> Option<Vec<String>> {
         return Some(vec!["docker".into(), "compose".into()]);
     }
     let v1 = Command::new("docker-compose").arg("version").output();
-    v1.is_ok_and(|o| o.status.success()).then(|| vec!["docker-compose".into()])
+    v1.is_ok_and(|o| o.status.success())
+        .then(|| vec!["docker-compose".into()])
 }
 
 struct Stack {
@@ -96,7 +97,9 @@ impl Stack {
 impl Drop for Stack {
     fn drop(&mut self) {
         if self.up {
-            let _ = self.command(&["down", "-v", "--remove-orphans", "-t", "30"]).output();
+            let _ = self
+                .command(&["down", "-v", "--remove-orphans", "-t", "30"])
+                .output();
         }
     }
 }
@@ -140,32 +143,59 @@ async fn compose_up_serves_http_mcp_and_runs_an_approved_command() -> anyhow::Re
         workspace: tempfile::tempdir()?,
         up: false,
     };
-    std::fs::write(stack.workspace.path().join("README.txt"), "hello from the host\n")?;
+    std::fs::write(
+        stack.workspace.path().join("README.txt"),
+        "hello from the host\n",
+    )?;
     stack.up = true;
     stack.run(&["up", "-d"])?;
     stack.wait_healthy("bridge", Duration::from_secs(60))?;
     stack.wait_healthy("runner", Duration::from_secs(60))?;
 
-    let token = String::from_utf8(stack.run(&["exec", "-T", "bridge", "cat", "/data/http-token"])?.stdout)?
-        .trim()
-        .to_owned();
+    let token = String::from_utf8(
+        stack
+            .run(&["exec", "-T", "bridge", "cat", "/data/http-token"])?
+            .stdout,
+    )?
+    .trim()
+    .to_owned();
     assert_eq!(token.len(), 64);
     let addr: std::net::SocketAddr = format!("127.0.0.1:{}", stack.port).parse()?;
     let host = format!("127.0.0.1:{}", stack.port);
     let bearer = format!("Bearer {token}");
     assert_eq!(raw_post(addr, &host, &[])?, 401, "no token");
-    assert_eq!(raw_post(addr, "evil.example.com", &[("Authorization", &bearer)])?, 403, "foreign Host");
-    assert_eq!(raw_post(addr, &host, &[("Authorization", &bearer)])?, 200, "token and Host right");
+    assert_eq!(
+        raw_post(addr, "evil.example.com", &[("Authorization", &bearer)])?,
+        403,
+        "foreign Host"
+    );
+    assert_eq!(
+        raw_post(addr, &host, &[("Authorization", &bearer)])?,
+        200,
+        "token and Host right"
+    );
 
     let url = format!("http://127.0.0.1:{}/mcp", stack.port);
     let a = connect_http(&url, Some(&token)).await?;
     let b = connect_http(&url, Some(&token)).await?;
-    let conv = ok(call(&a, "create_conversation", json!({"my_role": "backend", "partner_role": "frontend"})).await?)?;
+    let conv = ok(call(
+        &a,
+        "create_conversation",
+        json!({"my_role": "backend", "partner_role": "frontend"}),
+    )
+    .await?)?;
     let cid = conv["conversation_id"].as_str().unwrap().to_owned();
     let auth = |s: &str, extra: serde_json::Value| {
-        let token = conv[if s == "a" { "session_a_token" } else { "session_b_token" }].clone();
+        let token = conv[if s == "a" {
+            "session_a_token"
+        } else {
+            "session_b_token"
+        }]
+        .clone();
         let mut v = json!({"conversation_id": cid, "session_id": s, "token": token});
-        v.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        v.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
         v
     };
 
@@ -181,17 +211,35 @@ async fn compose_up_serves_http_mcp_and_runs_an_approved_command() -> anyhow::Re
         })
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
-    ok(call(&a, "send_to_partner", auth("a", json!({"message": "over HTTP"}))).await?)?;
+    ok(call(
+        &a,
+        "send_to_partner",
+        auth("a", json!({"message": "over HTTP"})),
+    )
+    .await?)?;
     let (r, waited) = waiting.await?;
     let inbox = ok(r?)?;
     assert_eq!(inbox["messages"][0]["message"], "over HTTP");
-    assert!(waited < Duration::from_secs(10), "long poll was not woken: {waited:?}");
+    assert!(
+        waited < Duration::from_secs(10),
+        "long poll was not woken: {waited:?}"
+    );
 
     // YOLO: enable and approve through `compose exec` on a real terminal.
     let mut en = rexpect::session::spawn_command(
         stack.command(&[
-            "exec", "bridge", "bridge", "yolo", "enable", &cid, "--mode", "safe", "--image", SANDBOX_IMAGE,
-            "--workspace", "/workspace",
+            "exec",
+            "bridge",
+            "bridge",
+            "yolo",
+            "enable",
+            &cid,
+            "--mode",
+            "safe",
+            "--image",
+            SANDBOX_IMAGE,
+            "--workspace",
+            "/workspace",
         ]),
         Some(60_000),
     )?;
@@ -203,32 +251,67 @@ async fn compose_up_serves_http_mcp_and_runs_an_approved_command() -> anyhow::Re
     en.exp_string("YOLO enabled for")?;
     en.exp_eof()?;
 
-    let p = ok(call(&a, "propose_command", auth("a", json!({"command": "cat /workspace/README.txt; id -u"}))).await?)?;
+    let p = ok(call(
+        &a,
+        "propose_command",
+        auth("a", json!({"command": "cat /workspace/README.txt; id -u"})),
+    )
+    .await?)?;
     let pid = p["proposal_id"].as_str().unwrap().to_owned();
-    let mut ap = rexpect::session::spawn_command(stack.command(&["exec", "bridge", "bridge", "yolo", "approve", &pid]), Some(60_000))?;
+    let mut ap = rexpect::session::spawn_command(
+        stack.command(&["exec", "bridge", "bridge", "yolo", "approve", &pid]),
+        Some(60_000),
+    )?;
     ap.exp_string("[y/N] ")?;
     ap.send_line("y")?;
     let (_, line) = ap.exp_regex(r"Approval token: apv_[0-9a-f]{48}")?;
     ap.exp_eof()?;
     let approval = line.trim_start_matches("Approval token: ").to_owned();
-    let r = ok(call(&b, "execute_command", auth("b", json!({"proposal_id": pid, "approval_token": approval}))).await?)?;
+    let r = ok(call(
+        &b,
+        "execute_command",
+        auth("b", json!({"proposal_id": pid, "approval_token": approval})),
+    )
+    .await?)?;
     assert_eq!(r["state"], "done", "{r}");
     assert_eq!(r["stdout"], "hello from the host\n65534\n");
-    let again = refused(call(&b, "execute_command", auth("b", json!({"proposal_id": pid, "approval_token": approval}))).await?)?;
-    assert!(again.contains("already used") || again.contains("invalid"), "{again}");
+    let again = refused(
+        call(
+            &b,
+            "execute_command",
+            auth("b", json!({"proposal_id": pid, "approval_token": approval})),
+        )
+        .await?,
+    )?;
+    assert!(
+        again.contains("already used") || again.contains("invalid"),
+        "{again}"
+    );
     let inbox = ok(call(&a, "check_messages", auth("a", json!({}))).await?)?;
-    assert!(inbox["messages"].as_array().unwrap().iter().any(|m| m["kind"] == "command_result"));
+    assert!(
+        inbox["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["kind"] == "command_result")
+    );
 
     a.cancel().await?;
     b.cancel().await?;
-    let logs = String::from_utf8_lossy(&stack.run(&["logs", "--no-color", "runner"])?.stdout).into_owned();
+    let logs =
+        String::from_utf8_lossy(&stack.run(&["logs", "--no-color", "runner"])?.stdout).into_owned();
     let runner_id = regex::Regex::new(r"run_[0-9a-f]{12}")?
         .find(&logs)
         .map(|m| m.as_str().to_owned())
         .context("runner id in the runner's logs")?;
     stack.run(&["down", "-v", "--remove-orphans", "-t", "30"])?;
     stack.up = false;
-    assert!(containers_with_label(&format!("com.docker.compose.project={}", stack.project))?.is_empty());
-    assert!(containers_with_label(&format!("mcp-bridge.runner={runner_id}"))?.is_empty(), "sandbox containers left");
+    assert!(
+        containers_with_label(&format!("com.docker.compose.project={}", stack.project))?.is_empty()
+    );
+    assert!(
+        containers_with_label(&format!("mcp-bridge.runner={runner_id}"))?.is_empty(),
+        "sandbox containers left"
+    );
     Ok(())
 }
