@@ -42,9 +42,27 @@ pub struct HttpOptions {
     pub allowed_origins: Vec<String>,
 }
 
-/// Reads a token file (first line, trimmed); refuses short or world-readable ones.
+/// Reads a token file (first line, trimmed), creating it with a fresh
+/// random token (mode 0600) if it does not exist; refuses world-readable
+/// ones. The token itself is never logged.
 pub fn read_token_file(path: &PathBuf) -> anyhow::Result<String> {
-    use std::os::unix::fs::PermissionsExt;
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    if !path.exists() {
+        let token = crate::auth::new_token()?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .with_context(|| format!("cannot create token file {}", path.display()))?;
+        writeln!(f, "{token}")?;
+        tracing::warn!(
+            file = %path.display(),
+            "created a new HTTP bearer token; clients must send `Authorization: Bearer <contents of that file>`"
+        );
+        return Ok(token);
+    }
     let meta = std::fs::metadata(path)
         .with_context(|| format!("cannot read token file {}", path.display()))?;
     if meta.permissions().mode() & 0o004 != 0 {
