@@ -75,6 +75,11 @@ pub enum Command {
     },
     /// A scripted two-session exchange against a temporary database
     Demo,
+    /// Print the HTTP bearer token from the token file (creating it if missing)
+    HttpToken {
+        #[arg(long, env = "BRIDGE_HTTP_TOKEN_FILE")]
+        file: PathBuf,
+    },
     /// Exit 0 if the HTTP server at URL answers its health check (for container healthchecks)
     Health {
         #[arg(default_value = "http://127.0.0.1:8765/healthz")]
@@ -191,6 +196,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             crate::serve(settings, policy, &args).await
         }
         Command::Health { url } => crate::health(&url).await,
+        Command::HttpToken { file } => {
+            println!("{}", crate::http::read_token_file(&file)?);
+            Ok(())
+        }
         Command::Demo => crate::demo::run().await,
         Command::Yolo { command } => {
             let settings = settings(&cli.global, &ServeArgs::default())?;
@@ -366,7 +375,11 @@ fn operate(command: Command, settings: &Settings, json: bool) -> anyhow::Result<
                 out
             })
         }
-        Command::Serve(_) | Command::Demo | Command::Yolo { .. } | Command::Health { .. } => {
+        Command::Serve(_)
+        | Command::Demo
+        | Command::Yolo { .. }
+        | Command::Health { .. }
+        | Command::HttpToken { .. } => {
             unreachable!("handled by run")
         }
     }

@@ -154,7 +154,7 @@ async fn compose_up_serves_http_mcp_and_runs_an_approved_command() -> anyhow::Re
 
     let token = String::from_utf8(
         stack
-            .run(&["exec", "-T", "bridge", "cat", "/data/http-token"])?
+            .run(&["exec", "-T", "bridge", "bridge", "http-token"])?
             .stdout,
     )?
     .trim()
