@@ -242,3 +242,113 @@ async fn enable_refuses_piped_stdin_and_wrong_answers() -> anyhow::Result<()> {
     );
     s.stop().await
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn read_write_workspace_gets_a_snapshot_branch_before_the_command_runs() -> anyhow::Result<()>
+{
+    use std::os::unix::fs::PermissionsExt;
+    if !yolo::docker_or_skip("read_write_workspace") {
+        return Ok(());
+    }
+    let ws = tempfile::tempdir()?;
+    let git = |args: &[&str]| -> anyhow::Result<String> {
+        let out = std::process::Command::new("git")
+            .arg("-C")
+            .arg(ws.path())
+            .args([
+                "-c",
+                "user.name=t",
+                "-c",
+                "user.email=t@t",
+                "-c",
+                "commit.gpgsign=false",
+            ])
+            .args(args)
+            .output()?;
+        anyhow::ensure!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(String::from_utf8(out.stdout)?.trim().to_owned())
+    };
+    git(&["init", "-q", "-b", "main"])?;
+    std::fs::write(ws.path().join("a.txt"), "one\n")?;
+    git(&["add", "a.txt"])?;
+    git(&["commit", "-q", "-m", "first"])?;
+    let head = git(&["rev-parse", "HEAD"])?;
+    // The sandbox runs as 65534; let it write here.
+    std::fs::set_permissions(ws.path(), std::fs::Permissions::from_mode(0o777))?;
+    let ws_arg = ws.path().to_str().unwrap().to_owned();
+    let w = yolo::World::start(&["--workspace", &ws_arg, "--workspace-rw"]).await?;
+    let ran = w
+        .run("echo made-in-sandbox > /workspace/b.txt && cat /workspace/a.txt")
+        .await?;
+    assert_eq!(ran.exit_code(), Some(0), "{:?}", ran.job);
+    assert_eq!(ran.stdout(), "one\n");
+    assert_eq!(
+        std::fs::read_to_string(ws.path().join("b.txt"))?,
+        "made-in-sandbox\n"
+    );
+    let branch = format!("bridge-snapshot/{}", ran.proposal);
+    assert_eq!(
+        git(&["rev-parse", &branch])?,
+        head,
+        "snapshot branch points at HEAD"
+    );
+    w.finish().await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_spawn_runner_runs_commands_and_stops_its_runner() -> anyhow::Result<()> {
+    if !yolo::docker_or_skip("spawn_runner") {
+        return Ok(());
+    }
+    let image = yolo::sandbox_image();
+    let dir = tempfile::tempdir()?;
+    let db = dir.path().join("b.db");
+    // Without YOLO, --spawn-runner is refused.
+    let out = operator(&db, &["serve", "--spawn-runner"])?;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--yolo"));
+
+    let s = Server::start(&db, &["--yolo", "--spawn-runner"]).await?;
+    let rid = yolo::runner_id(&db)?;
+    let c = Conv::create(&s).await?;
+    yolo::enable(&db, &c.id, &["--mode", "safe", "--image", image])?;
+    let p = s
+        .ok(
+            "propose_command",
+            c.args("a", json!({"command": "echo spawned"})),
+        )
+        .await?;
+    let pid = p["proposal_id"].as_str().unwrap().to_owned();
+    let token = yolo::approve(&db, &pid, &[])?;
+    let r = s
+        .ok(
+            "execute_command",
+            c.args("a", json!({"proposal_id": pid, "approval_token": token})),
+        )
+        .await?;
+    assert_eq!(r["stdout"], "spawned\n", "{r}");
+    // Closing the client ends `serve`, which stops its runner, which
+    // removes its warm containers.
+    s.stop().await?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !yolo::containers_with_label(&format!("mcp-bridge.runner={rid}"))?.is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the spawned runner left containers behind"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let conn = rusqlite::Connection::open(&db)?;
+    let live: i64 = conn.query_row("SELECT count(*) FROM runners WHERE id = ?1", [&rid], |r| {
+        r.get(0)
+    })?;
+    assert_eq!(
+        live, 0,
+        "the runner deregistered: it was stopped, not killed"
+    );
+    Ok(())
+}
