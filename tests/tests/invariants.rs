@@ -12,7 +12,7 @@ fn workspace() -> &'static Path {
 /// The transitive normal (non-dev) dependencies of a workspace package.
 fn dependency_closure(package: &str) -> anyhow::Result<BTreeSet<String>> {
     let out = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["metadata", "--format-version", "1", "--offline"])
+        .args(["metadata", "--format-version", "1"])
         .current_dir(workspace())
         .output()?;
     anyhow::ensure!(
@@ -119,8 +119,10 @@ fn containers_and_execs_are_created_in_sandbox_rs_only() {
         files_mentioning("runner/src", ".create_container("),
         ["sandbox.rs"]
     );
+    // Commands are handed to the sandbox's waiting process, never exec'd.
+    assert!(files_mentioning("runner/src", ".create_exec(").is_empty());
     assert_eq!(
-        files_mentioning("runner/src", ".create_exec("),
+        files_mentioning("runner/src", ".attach_container("),
         ["sandbox.rs"]
     );
     assert!(files_mentioning("runner/src", "process::Command::new").is_empty());
