@@ -113,12 +113,10 @@ pub fn append(
     let session_id = entry.session_id.map(|s| redactor.redact(s).into_owned());
     let action = redactor.redact(entry.action).into_owned();
 
+    // Cached statements: this runs in every write transaction.
     let last: Option<(i64, String)> = conn
-        .query_row(
-            "SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
+        .prepare_cached("SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1")?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
     let (id, prev_hash) = match last {
         Some((id, hash)) => (id + 1, hash),
@@ -137,11 +135,11 @@ pub fn append(
             detail: &detail,
         },
     );
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO audit (id, ts, conversation_id, session_id, action, outcome, detail, prev_hash, hash)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-        params![id, now, conversation_id, session_id, action, outcome, detail, prev_hash, hash],
-    )?;
+    )?
+    .execute(params![id, now, conversation_id, session_id, action, outcome, detail, prev_hash, hash])?;
     Ok(id)
 }
 
