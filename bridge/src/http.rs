@@ -117,6 +117,46 @@ async fn require_bearer(
     next.run(req).await
 }
 
+/// Cancelled when the response to a request is dropped before it finished:
+/// the client is gone, so a long poll must not consume messages for it.
+#[derive(Clone, Debug)]
+pub struct ClientGone(pub CancellationToken);
+
+async fn watch_disconnect(mut req: Request, next: Next) -> Response {
+    let gone = CancellationToken::new();
+    req.extensions_mut().insert(ClientGone(gone.clone()));
+    let guard = gone.drop_guard();
+    next.run(req).await.map(|body| {
+        axum::body::Body::new(Guarded {
+            body,
+            _guard: guard,
+        })
+    })
+}
+
+/// A response body that cancels its [`ClientGone`] token when dropped.
+struct Guarded {
+    body: axum::body::Body,
+    _guard: tokio_util::sync::DropGuard,
+}
+
+impl http_body::Body for Guarded {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+    }
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
 async fn health(State(bridge): State<Bridge>) -> Response {
     match bridge
         .db()
@@ -152,10 +192,15 @@ pub async fn serve(
     }
     let mut hosts: Vec<String> = vec!["localhost".into(), "127.0.0.1".into(), "::1".into()];
     hosts.extend(opts.allowed_hosts.iter().cloned());
+    // Shutdown order: end long polls (their answers still go out), wait for
+    // in-flight tool calls, then close sessions and connections.
+    let rmcp_stop = CancellationToken::new();
+    let drain = CancellationToken::new();
+    let tracker = tokio_util::task::TaskTracker::new();
     let mut config = StreamableHttpServerConfig::default()
         .with_allowed_hosts(hosts)
         .with_max_request_body_bytes(MAX_BODY_BYTES)
-        .with_cancellation_token(shutdown.child_token());
+        .with_cancellation_token(rmcp_stop.clone());
     config = if opts.allowed_origins.is_empty() {
         config.enforce_origin_validation()
     } else {
@@ -163,13 +208,17 @@ pub async fn serve(
     };
     let b = bridge.clone();
     let mcp = StreamableHttpService::new(
-        move || Ok(BridgeServer::new(b.clone())),
+        {
+            let (drain, tracker) = (drain.clone(), tracker.clone());
+            move || Ok(BridgeServer::new(b.clone()).draining(drain.clone(), tracker.clone()))
+        },
         LocalSessionManager::default().into(),
         config,
     );
     let token = Arc::new(opts.token.clone());
     let app = Router::new()
         .nest_service("/mcp", mcp)
+        .layer(middleware::from_fn(watch_disconnect))
         .layer(middleware::from_fn_with_state(token, require_bearer))
         .route("/healthz", get(health).with_state(bridge));
     let listener = tokio::net::TcpListener::bind(addr)
@@ -181,7 +230,15 @@ pub async fn serve(
         let _ = tx.send(local);
     }
     axum::serve(listener, app)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .with_graceful_shutdown(async move {
+            shutdown.cancelled().await;
+            drain.cancel();
+            tracker.close();
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), tracker.wait()).await;
+            // Let the last answers through rmcp's channels onto the wire.
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            rmcp_stop.cancel();
+        })
         .await?;
     Ok(())
 }

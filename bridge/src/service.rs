@@ -431,7 +431,15 @@ impl Bridge {
             // Mark the current change as seen *before* querying, so a commit
             // landing between the query and the wait still wakes us.
             changes.borrow_and_update();
-            let last_try = tokio::time::Instant::now() >= deadline || cancel.is_cancelled();
+            // A cancelled wait (the client gave up, or the server is
+            // draining) consumes nothing: whoever asks next gets the messages.
+            if cancel.is_cancelled() && !first {
+                return Ok(Inbox {
+                    messages: vec![],
+                    has_more: false,
+                });
+            }
+            let last_try = tokio::time::Instant::now() >= deadline;
             let this = self.clone();
             let caller2 = caller.clone();
             let waited_ms = started.elapsed().as_millis() as u64;

@@ -216,11 +216,29 @@ fn check_len(field: &str, value: &str, min: usize, max: usize) -> Result<(), Too
 #[derive(Clone)]
 pub struct BridgeServer {
     bridge: Bridge,
+    drain: tokio_util::sync::CancellationToken,
+    tracker: tokio_util::task::TaskTracker,
 }
 
 impl BridgeServer {
     pub fn new(bridge: Bridge) -> Self {
-        Self { bridge }
+        Self {
+            bridge,
+            drain: Default::default(),
+            tracker: Default::default(),
+        }
+    }
+
+    /// Shares the HTTP server's shutdown drain: `drain` ends long polls,
+    /// `tracker` counts calls in flight.
+    pub fn draining(
+        mut self,
+        drain: tokio_util::sync::CancellationToken,
+        tracker: tokio_util::task::TaskTracker,
+    ) -> Self {
+        self.drain = drain;
+        self.tracker = tracker;
+        self
     }
 
     /// The tools this server offers: the YOLO tools only when the operator
@@ -561,9 +579,29 @@ impl ServerHandler for BridgeServer {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
-        self.dispatch(&request.name, request.arguments, context.ct)
-            .await
-            .map(Into::into)
+        let _in_flight = self.tracker.token();
+        // Ends when the client cancels or the server drains.
+        let cancel = self.drain.child_token();
+        let (ct, c2) = (context.ct.clone(), cancel.clone());
+        tokio::spawn(async move {
+            tokio::select! { _ = ct.cancelled() => c2.cancel(), _ = c2.cancelled() => {} }
+        });
+        let _end_helper = cancel.clone().drop_guard();
+        // Over HTTP: the client's connection closed before its answer went out.
+        let gone = context
+            .extensions
+            .get::<axum::http::request::Parts>()
+            .and_then(|p| p.extensions.get::<crate::http::ClientGone>())
+            .map(|g| g.0.clone())
+            .unwrap_or_default();
+        let work = self.dispatch(&request.name, request.arguments, cancel.clone());
+        tokio::select! {
+            r = work => r.map(Into::into),
+            _ = gone.cancelled(), if request.name == "check_messages" => {
+                tracing::info!("client disconnected during check_messages; nothing consumed");
+                Err(McpError::internal_error("the client disconnected", None))
+            }
+        }
     }
 }
 

@@ -208,8 +208,19 @@ async fn start_refused(
 /// and headers (each ending in CRLF, without the blank line). The body is
 /// written from another thread so a server that answers early (413) and
 /// stops reading cannot deadlock the test. Returns the status code and the
-/// response head.
+/// response head; then closes the connection.
 fn exchange(addr: SocketAddr, head: &str, body: Vec<u8>) -> anyhow::Result<(u16, String)> {
+    exchange_until(addr, head, body, b"\r\n\r\n").map(|(status, head, _)| (status, head))
+}
+
+/// Like [`exchange`], but reads until the response contains `until` (or the
+/// server closes), and also returns everything read.
+fn exchange_until(
+    addr: SocketAddr,
+    head: &str,
+    body: Vec<u8>,
+    until: &[u8],
+) -> anyhow::Result<(u16, String, String)> {
     let mut stream = TcpStream::connect(addr)?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
     stream.write_all(head.as_bytes())?;
@@ -221,7 +232,7 @@ fn exchange(addr: SocketAddr, head: &str, body: Vec<u8>) -> anyhow::Result<(u16,
     });
     let mut response = Vec::new();
     let mut buf = [0u8; 4096];
-    while !contains(&response, b"\r\n\r\n") {
+    while !(contains(&response, b"\r\n\r\n") && contains(&response, until)) {
         match stream.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => response.extend_from_slice(&buf[..n]),
@@ -241,7 +252,17 @@ fn exchange(addr: SocketAddr, head: &str, body: Vec<u8>) -> anyhow::Result<(u16,
         .nth(1)
         .and_then(|c| c.parse().ok())
         .with_context(|| format!("no HTTP status in {head:?}"))?;
-    Ok((status, head))
+    Ok((status, head, text))
+}
+
+/// The value of header `name` in a response head.
+fn header(head: &str, name: &str) -> Option<String> {
+    head.lines().find_map(|line| {
+        let (k, v) = line.split_once(':')?;
+        k.trim()
+            .eq_ignore_ascii_case(name)
+            .then(|| v.trim().to_owned())
+    })
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
@@ -801,7 +822,7 @@ async fn health_exits_0_while_up_and_non_zero_when_nothing_listens() -> anyhow::
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn sigint_and_sigterm_shut_down_cleanly_with_clients_connected() -> anyhow::Result<()> {
+async fn sigint_and_sigterm_exit_promptly_with_clients_connected() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     // An idle connected client (its SSE stream open) must not hold shutdown up.
     let server = HttpServer::start(dir.path(), &[], &[]).await?;
@@ -815,24 +836,111 @@ async fn sigint_and_sigterm_shut_down_cleanly_with_clients_connected() -> anyhow
     let server = HttpServer::start(dir.path(), &[], &[]).await?;
     let client = connect_http(&server.url(), None).await?;
     let c = Conv::create_on(&client).await?;
-    let poll = tokio::spawn({
-        let args = c.args("b", json!({"wait_seconds": 20}));
-        async move {
-            let started = Instant::now();
-            let r = call(&client, "check_messages", args).await;
-            (r.map(|r| r.is_error), started.elapsed())
-        }
-    });
+    let poll =
+        tokio::spawn(async move { check(&client, &c, "b", json!({"wait_seconds": 20})).await });
     tokio::time::sleep(Duration::from_millis(500)).await;
     let took = server.stop_with(Signal::SIGTERM).await?;
     eprintln!("SIGTERM during a long poll: exited after {took:?}");
-    for r in bridge_tests::audit_rows_for(&dir.path().join("b.db"), "message.check")? {
-        eprintln!("AUDIT {r:?}");
-    }
-    // The client learns of it instead of hanging.
-    let (result, waited) = tokio::time::timeout(Duration::from_secs(15), poll)
-        .await
-        .context("the long-polling client still hangs 15 s after the server exited")??;
-    eprintln!("the long poll ended after {waited:?} with {result:?}");
+    poll.abort();
     Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_long_poll_in_flight_at_shutdown_is_answered_before_exit() -> anyhow::Result<()> {
+    // Graceful means in-flight requests get their answer: a long poll ends
+    // early with what is there (nothing) rather than being dropped, which
+    // leaves the client waiting for a response that never comes.
+    let dir = tempfile::tempdir()?;
+    let server = HttpServer::start(dir.path(), &[], &[]).await?;
+    let client = connect_http(&server.url(), None).await?;
+    let c = Conv::create_on(&client).await?;
+    let poll = tokio::spawn(async move {
+        let started = Instant::now();
+        let inbox = check(&client, &c, "b", json!({"wait_seconds": 20})).await;
+        (inbox, started.elapsed())
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    server.stop().await?;
+    let (inbox, waited) = tokio::time::timeout(Duration::from_secs(10), poll)
+        .await
+        .context("no answer to the long poll 10 s after the server exited")??;
+    let inbox = inbox.context("the long poll in flight at shutdown failed")?;
+    assert_eq!(messages(&inbox), Vec::<Value>::new());
+    assert!(
+        waited < Duration::from_secs(10),
+        "the long poll ended after {waited:?}"
+    );
+    Ok(())
+}
+
+// --- Abandoned clients ------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_long_poll_abandoned_by_its_client_does_not_swallow_a_message() -> anyhow::Result<()> {
+    // Over stdio a vanished client takes the server with it; over HTTP the
+    // server outlives it, and a long poll whose connection is gone must not
+    // mark the next message read and answer into the void.
+    let dir = tempfile::tempdir()?;
+    let server = HttpServer::start(dir.path(), &[], &[]).await?;
+    let a = connect_http(&server.url(), None).await?;
+    let c = Conv::create_on(&a).await?;
+
+    // A hand-made MCP session for b: initialize, initialized, then a 20 s
+    // long poll whose connection is closed as soon as the server has
+    // accepted it.
+    let port = server.port();
+    let post = |session: Option<&str>, body: Value| {
+        let mut head = post_head(port, "");
+        if let Some(id) = session {
+            head.push_str(&format!(
+                "Mcp-Session-Id: {id}\r\nMCP-Protocol-Version: 2025-06-18\r\n"
+            ));
+        }
+        let body = body.to_string().into_bytes();
+        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+        (head, body)
+    };
+    let (head, body) = post(
+        None,
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {},
+            "clientInfo": {"name": "abandoning", "version": "0"}}}),
+    );
+    let (status, response, text) = exchange_until(server.addr, &head, body, b"\"result\"")?;
+    assert_eq!(status, 200, "{text}");
+    let session = header(&response, "mcp-session-id").context("no Mcp-Session-Id")?;
+    let (head, body) = post(
+        Some(&session),
+        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+    );
+    let (status, response) = exchange(server.addr, &head, body)?;
+    assert_eq!(status, 202, "{response}");
+    let (head, body) = post(
+        Some(&session),
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
+            "name": "check_messages", "arguments": c.args("b", json!({"wait_seconds": 20}))}}),
+    );
+    let (status, response) = exchange(server.addr, &head, body)?;
+    assert_eq!(status, 200, "{response}");
+
+    // The long poll's client is gone; now a message for b arrives.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let id = send(&a, &c, "a", "for whoever asks next").await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let b = connect_http(&server.url(), None).await?;
+    let inbox = check(&b, &c, "b", json!({})).await?;
+    let returned: Vec<Value> =
+        bridge_tests::audit_rows_for(&dir.path().join("b.db"), "message.check")?
+            .iter()
+            .map(|r| serde_json::from_str::<Value>(&r.detail).map(|d| d["returned"].clone()))
+            .collect::<Result<_, _>>()?;
+    assert_eq!(
+        bodies(&inbox),
+        ["for whoever asks next"],
+        "message {id} was delivered to the abandoned long poll instead; check_messages audit: {returned:?}"
+    );
+    a.cancel().await?;
+    b.cancel().await?;
+    server.stop().await
 }
