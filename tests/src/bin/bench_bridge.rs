@@ -505,9 +505,13 @@ fn machine() -> String {
         .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
         .map_or("?".to_owned(), |kb| format!("{:.1}", kb / 1024.0 / 1024.0));
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    // Other work on the machine skews every number; say how busy it was.
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load: Vec<&str> = load.split_whitespace().take(3).collect();
     format!(
-        "{cpus} CPUs (`nproc`), {model}, {mem_gib} GiB RAM, Linux {}",
-        kernel.trim()
+        "{cpus} CPUs (`nproc`), {model}, {mem_gib} GiB RAM, Linux {}; load average (1/5/15 min) at start {}",
+        kernel.trim(),
+        load.join(" / ")
     )
 }
 
@@ -540,6 +544,7 @@ fn status(met: bool) -> &'static str {
 async fn main() -> anyhow::Result<()> {
     let opts = options()?;
     let k = if opts.quick { &QUICK } else { &FULL };
+    let machine = machine();
     // Build (if needed) before any timing.
     let binary = bin("bridge");
     ensure!(binary.is_file(), "no bridge binary at {}", binary.display());
@@ -577,7 +582,7 @@ async fn main() -> anyhow::Result<()> {
             ""
         }
     ));
-    line(format!("- Machine: {}", machine()));
+    line(format!("- Machine: {machine}"));
     line(format!("- Built: release `bridge` from {}", revision()));
     line(format!("- Command: `{}`", opts.command));
     line(format!(

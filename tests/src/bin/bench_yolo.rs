@@ -59,9 +59,9 @@ const PARALLEL: usize = 8;
 /// Warm containers the runner keeps per configuration (its default
 /// `--pool-size`).
 const POOL_SIZE: usize = 2;
-/// Between timed executions, so the runner's pool refills in the background
-/// and each execution finds a warm container.
-const PAUSE: Duration = Duration::from_millis(300);
+/// Default pause between timed executions, so the runner's pool refills in
+/// the background and each execution finds a warm container.
+const DEFAULT_PAUSE_MS: u64 = 300;
 /// The command every job runs.
 const COMMAND: &str = "echo hi";
 /// Any single execution or docker run slower than this is a failure.
@@ -609,30 +609,50 @@ fn latency_row(label: &str, s: &Samples) -> String {
     )
 }
 
-fn options() -> anyhow::Result<(bool, String)> {
+struct Options {
+    quick: bool,
+    /// Between the headline's sequential executions.
+    pause: Duration,
+    command: String,
+}
+
+const USAGE: &str = "usage: bench_yolo [--quick] [--pause-ms N]";
+
+fn options() -> anyhow::Result<Options> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut quick = false;
-    for a in &args {
+    let mut pause_ms = DEFAULT_PAUSE_MS;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
         match a.as_str() {
             "--quick" => quick = true,
+            "--pause-ms" => {
+                pause_ms = it.next().and_then(|v| v.parse().ok()).with_context(|| {
+                    format!("--pause-ms needs a number of milliseconds; {USAGE}")
+                })?;
+            }
             "-h" | "--help" => {
-                println!("usage: bench_yolo [--quick]");
+                println!("{USAGE}");
                 std::process::exit(0);
             }
-            other => bail!("unknown argument `{other}`; usage: bench_yolo [--quick]"),
+            other => bail!("unknown argument `{other}`; {USAGE}"),
         }
     }
     let mut command = "cargo run --release -p bridge-tests --bin bench_yolo".to_owned();
     if !args.is_empty() {
         command = format!("{command} -- {}", args.join(" "));
     }
-    Ok((quick, command))
+    Ok(Options {
+        quick,
+        pause: Duration::from_millis(pause_ms),
+        command,
+    })
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let (quick, command) = options()?;
-    let k = if quick { &QUICK } else { &FULL };
+    let opts = options()?;
+    let k = if opts.quick { &QUICK } else { &FULL };
     let engine = docker_engine()?;
     // Build (if needed) before any timing.
     for name in ["bridge", "runner"] {
@@ -643,7 +663,7 @@ async fn main() -> anyhow::Result<()> {
 
     eprintln!("[yolo] starting bridge serve, enabling YOLO on a pty, starting the runner");
     let mut st = setup(image).await?;
-    let result = scenarios(&st, k, image).await;
+    let result = scenarios(&st, k, opts.pause, image).await;
     let rid = st.runner_id.clone();
     let stopped = st.runner.stop(Duration::from_secs(20));
     if let Some(s) = Arc::into_inner(st.server) {
@@ -657,10 +677,7 @@ async fn main() -> anyhow::Result<()> {
         "the runner left {} container(s) behind",
         leftovers.len()
     );
-    print!(
-        "{}",
-        report(&r, k, &engine, &command, quick, POOL_SIZE, image)
-    );
+    print!("{}", report(&r, k, &engine, &opts, image));
     Ok(())
 }
 
@@ -674,26 +691,32 @@ struct Results {
     docker_run: Samples,
     docker_version: Samples,
     docker_ps: Samples,
+    pause: Duration,
     load_before: String,
     load_after: String,
 }
 
-async fn scenarios(st: &Setup, k: &Counts, image: &str) -> anyhow::Result<Results> {
+async fn scenarios(
+    st: &Setup,
+    k: &Counts,
+    pause: Duration,
+    image: &str,
+) -> anyhow::Result<Results> {
     let load_before = load();
     eprintln!("[yolo] waiting for the warm pool ({POOL_SIZE} containers)");
     wait_for_warm_pool(&st.runner_id).await?;
     eprintln!("[yolo] warm-up: {} executions", k.warmup);
     let batch = approve_batch(st, k.warmup).await?;
-    sequential(st, &batch, PAUSE).await?;
+    sequential(st, &batch, pause).await?;
 
     eprintln!(
         "[yolo] approving {} proposals on a pty, then executing them {} ms apart",
         k.runs,
-        PAUSE.as_millis()
+        pause.as_millis()
     );
     let batch = approve_batch(st, k.runs).await?;
     wait_for_warm_pool(&st.runner_id).await?;
-    let paused = sequential(st, &batch, PAUSE).await?;
+    let paused = sequential(st, &batch, pause).await?;
     let paused_phases = phases(&st.db, &paused)?;
 
     eprintln!(
@@ -739,20 +762,14 @@ async fn scenarios(st: &Setup, k: &Counts, image: &str) -> anyhow::Result<Result
         docker_run,
         docker_version,
         docker_ps,
+        pause,
         load_before,
         load_after: load(),
     })
 }
 
-fn report(
-    r: &Results,
-    k: &Counts,
-    engine: &str,
-    command: &str,
-    quick: bool,
-    pool: usize,
-    image: &str,
-) -> String {
+fn report(r: &Results, k: &Counts, engine: &str, opts: &Options, image: &str) -> String {
+    let pool = POOL_SIZE;
     let lat = |runs: &[Exec]| Samples::new(runs.iter().map(|e| e.latency).collect());
     let ours = lat(&r.paused);
     let b2b = lat(&r.back_to_back);
@@ -771,7 +788,7 @@ fn report(
     line(format!(
         "## YOLO execution benchmark, {}{}\n",
         chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
-        if quick {
+        if opts.quick {
             " (quick run: small counts)"
         } else {
             ""
@@ -787,10 +804,10 @@ fn report(
         "- Built: release `bridge` and `runner` from {}",
         revision()
     ));
-    line(format!("- Command: `{command}`"));
+    line(format!("- Command: `{}`", opts.command));
     line(format!(
         "- Method: `bridge serve --rate-limit off` (YOLO_MODE=1) and `runner` (defaults: `--pool-size {pool}`, `--max-parallel {PARALLEL}`) on one temporary database; YOLO enabled in safe mode with image `{image}` (offline busybox image) through the operator CLI on a pty. Each sample is one `{COMMAND}` proposal, proposed and approved on a pty beforehand (untimed); only the `execute_command` call is timed, from sending the token to the result (state `done`, stdout `hi`) returned over MCP stdio. The runner was warm: its pool held {pool} started containers before each scenario. The headline runs leave {} ms between executions so the pool refills; \"warm\" counts jobs whose container was already running when the call was made.",
-        PAUSE.as_millis()
+        r.pause.as_millis()
     ));
     line(format!(
         "- Baseline, same run, after the YOLO scenarios: `docker {}`, timed around the CLI process after {} untimed warm-up run(s). `docker version` is timed as the CLI's own cost (process start, config, one API round trip or two).\n",
@@ -805,7 +822,7 @@ fn report(
         &format!(
             "`execute_command`, {} runs {} ms apart (warm: {})",
             r.paused.len(),
-            PAUSE.as_millis(),
+            r.pause.as_millis(),
             warm_count(&r.paused)
         ),
         &ours,
