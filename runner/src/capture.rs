@@ -47,6 +47,15 @@ impl Capture {
         }
     }
 
+    /// Forgets the last `n` bytes (the wrapper's trailer).
+    pub fn truncate_end(&mut self, n: usize) {
+        let from_tail = n.min(self.tail.len());
+        self.tail.truncate(self.tail.len() - from_tail);
+        let from_head = (n - from_tail).min(self.head.len());
+        self.head.truncate(self.head.len() - from_head);
+        self.total = self.total.saturating_sub(n as u64);
+    }
+
     pub fn total(&self) -> u64 {
         self.total
     }
@@ -59,7 +68,7 @@ impl Capture {
     /// is replaced, never rejected.
     pub fn render(&self) -> String {
         let head = String::from_utf8_lossy(&self.head);
-        if self.tail.is_empty() {
+        if self.tail.is_empty() && !self.truncated() {
             return head.into_owned();
         }
         let tail: Vec<u8> = self.tail.iter().copied().collect();
@@ -112,6 +121,22 @@ mod tests {
         }
         assert_eq!(c.total(), 64 * 1024 * 1000);
         assert!(c.render().len() < 2048);
+    }
+
+    #[test]
+    fn truncate_end_removes_a_trailer_from_short_and_long_output() {
+        let mut c = Capture::new(100);
+        c.push(b"hi\n\nn 0\n");
+        c.truncate_end(5);
+        assert_eq!(c.render(), "hi\n");
+        let mut c = Capture::new(20);
+        c.push(b"0123456789abcdefghijklmnopqrstuvwxyz\nn 0\n");
+        c.truncate_end(5);
+        assert_eq!(c.total(), 36);
+        let r = c.render();
+        assert!(r.starts_with("0123456789\n[… "), "{r}");
+        assert!(r.ends_with("vwxyz"), "{r}");
+        assert!(r.contains("bytes omitted; 36 bytes in total"), "{r}");
     }
 
     #[test]

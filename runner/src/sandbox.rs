@@ -42,8 +42,17 @@ pub struct Owner {
 pub const USER: &str = "65534:65534";
 /// The sandbox's first process: read one base64 line, run it with `sh -c`.
 /// The image must provide `/bin/sh` and `base64` (busybox and Debian do).
-pub const WAIT_FOR_COMMAND: &str =
-    r#"IFS= read -r b64 && exec /bin/sh -c "$(printf %s "$b64" | base64 -d)""#;
+/// When the command ends, the wrapper writes `\n<nonce> <exit code>\n` to
+/// both streams (a builtin: it works even at the pids limit), so the runner
+/// has the whole result without waiting for the engine to notice the
+/// container's exit. The nonce arrives on stdin, so the command cannot see it
+/// in its parent's arguments or environment.
+pub const WAIT_FOR_COMMAND: &str = r#"IFS= read -r line || exit 97
+nonce=${line%% *}
+/bin/sh -c "$(printf %s "${line#* }" | base64 -d)" </dev/null
+code=$?
+printf '\n%s %s\n' "$nonce" "$code"
+printf '\n%s %s\n' "$nonce" "$code" >&2"#;
 /// A command whose output exceeds this many bytes in total is killed: past
 /// that point it is only trying to exhaust something.
 pub const OUTPUT_KILL_FACTOR: u64 = 64;
@@ -302,6 +311,44 @@ async fn kill(docker: &Docker, id: &str) {
     let _ = docker.kill_container(id, Some(opts)).await;
 }
 
+/// Watches the end of one stream for the wrapper's `\n<nonce> <code>\n`.
+struct Trailer {
+    prefix: Vec<u8>,
+    tail: Vec<u8>,
+}
+
+impl Trailer {
+    fn new(nonce: &str) -> Self {
+        Self {
+            prefix: format!("\n{nonce} ").into_bytes(),
+            tail: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, bytes: &[u8]) {
+        self.tail.extend_from_slice(bytes);
+        let keep = self.prefix.len() + 8;
+        if self.tail.len() > keep {
+            self.tail.drain(..self.tail.len() - keep);
+        }
+    }
+
+    /// The exit code and the trailer's length, if the stream ends with it.
+    fn marker(&self) -> Option<(i64, usize)> {
+        let t = &self.tail;
+        let start = t
+            .windows(self.prefix.len())
+            .rposition(|w| w == self.prefix.as_slice())?;
+        let rest = &t[start + self.prefix.len()..];
+        let digits = rest.strip_suffix(b"\n")?;
+        if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        let code = std::str::from_utf8(digits).ok()?.parse().ok()?;
+        Some((code, t.len() - start))
+    }
+}
+
 /// The container's exit code, which with an init process is the command's.
 async fn wait_exit(docker: &Docker, id: &str) -> Result<i64, SandboxError> {
     // The default condition, "not-running", answers at once if it already exited.
@@ -386,8 +433,9 @@ pub async fn run_command(
         mut output,
         mut input,
     } = docker.attach_container(&container.id, Some(opts)).await?;
-    let mut line = base64_encode(command.as_bytes());
-    line.push('\n');
+    let nonce = bridge::auth::random_hex(8)
+        .map_err(|e| SandboxError::Stdin(std::io::Error::other(e.to_string())))?;
+    let line = format!("{nonce} {}\n", base64_encode(command.as_bytes()));
     input
         .write_all(line.as_bytes())
         .await
@@ -401,12 +449,19 @@ pub async fn run_command(
     let deadline = tokio::time::sleep(Duration::from_secs(u64::from(p.timeout_secs)));
     tokio::pin!(deadline);
     let (mut timed_out, mut output_limit_hit, mut cancelled) = (false, false, false);
+    let (mut out_end, mut err_end) = (Trailer::new(&nonce), Trailer::new(&nonce));
     loop {
         tokio::select! {
             frame = output.next() => match frame {
                 None => break,
-                Some(Ok(bollard::container::LogOutput::StdOut { message })) => out.push(&message),
-                Some(Ok(bollard::container::LogOutput::StdErr { message })) => err.push(&message),
+                Some(Ok(bollard::container::LogOutput::StdOut { message })) => {
+                    out.push(&message);
+                    out_end.push(&message);
+                }
+                Some(Ok(bollard::container::LogOutput::StdErr { message })) => {
+                    err.push(&message);
+                    err_end.push(&message);
+                }
                 Some(Ok(_)) => {}
                 Some(Err(e)) => {
                     tracing::warn!(error = %e, "output stream failed");
@@ -420,16 +475,24 @@ pub async fn run_command(
             output_limit_hit = true;
             break;
         }
+        if out_end.marker().is_some() && err_end.marker().is_some() {
+            break;
+        }
     }
     drop(output);
     let stopped_early = timed_out || output_limit_hit || cancelled;
     if stopped_early {
         kill(docker, &container.id).await;
     }
-    let exit_code = if stopped_early {
-        137
-    } else {
-        wait_exit(docker, &container.id).await?
+    let exit_code = match (stopped_early, out_end.marker(), err_end.marker()) {
+        (true, _, _) => 137,
+        (false, Some((code, n_out)), Some((_, n_err))) => {
+            out.truncate_end(n_out);
+            err.truncate_end(n_err);
+            code
+        }
+        // The wrapper did not report (it was killed): ask the engine.
+        _ => wait_exit(docker, &container.id).await?,
     };
     Ok(Outcome {
         exit_code,
@@ -535,6 +598,25 @@ mod tests {
             HostPaths::default().to_host("/w".as_ref()),
             std::path::Path::new("/w")
         );
+    }
+
+    #[test]
+    fn trailer_is_found_across_frames_and_only_at_the_end() {
+        let mut t = Trailer::new("abcd");
+        t.push(b"output without newline");
+        assert_eq!(t.marker(), None);
+        t.push(b"\nab");
+        t.push(b"cd 42\n");
+        assert_eq!(t.marker(), Some((42, "\nabcd 42\n".len())));
+        t.push(b"more");
+        assert_eq!(
+            t.marker(),
+            None,
+            "a marker followed by more output is not the end"
+        );
+        let mut forged = Trailer::new("abcd");
+        forged.push(b"\nwxyz 0\n");
+        assert_eq!(forged.marker(), None);
     }
 
     #[test]
