@@ -220,6 +220,14 @@ pub fn open(path: &Path, sync: Sync) -> Result<Connection, StoreError> {
         },
     )
     .map_err(open_err)?;
+    // Keep cached statements' plans: without the query-planner stability
+    // guarantee, SQLite re-prepares `col = ?` / `LIMIT ?` statements whenever
+    // rusqlite clears their bindings, i.e. on every call.
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+        true,
+    )
+    .map_err(open_err)?;
     conn.pragma_update(None, "foreign_keys", "ON")
         .map_err(open_err)?;
     let found: i64 = conn
