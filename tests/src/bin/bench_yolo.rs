@@ -379,8 +379,8 @@ struct Phases {
     to_claim: i64,
     /// Taking a container from the pool (or starting one) + `job.start`.
     to_start: i64,
-    /// The command in the container: exec create/start/output/inspect
-    /// (`duration_ms` of `job.finish`).
+    /// The command in the container as the runner times it (`duration_ms`
+    /// of `job.finish`): hand-off to the container, output, exit code.
     exec: i64,
     /// From the `job.finish` timestamp (taken before its commit) until the
     /// call returned: finish commit, wake-up of the bridge, response.
@@ -650,7 +650,18 @@ fn options() -> anyhow::Result<Options> {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
+    // A plain message, not a backtrace, whatever RUST_BACKTRACE says.
+    match run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
     let opts = options()?;
     let k = if opts.quick { &QUICK } else { &FULL };
     let engine = docker_engine()?;
@@ -920,7 +931,7 @@ fn report(r: &Results, k: &Counts, engine: &str, opts: &Options, image: &str) ->
             |p| p.to_start,
         ),
         (
-            "command in the container (`duration_ms`: exec create, start, output, inspect)",
+            "command in the container (`job.finish` `duration_ms`: hand-off, output, exit code)",
             |p| p.exec,
         ),
         (
