@@ -9,6 +9,12 @@
 //! Known limit, stated in the README: someone who can write the database can
 //! truncate the tail or rewrite the whole chain consistently. `verify` prints
 //! the head hash so an operator can anchor it elsewhere.
+//!
+//! `bridge audit archive` moves a prefix of old rows to a JSON-lines file so
+//! the database stays bounded. The chain then starts from an anchor (the id
+//! and hash of the last archived row, in `meta`), and the `audit.archive` row
+//! appended by the same transaction records that anchor, so `verify` refuses
+//! an anchor that no archive row in the chain vouches for.
 
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
@@ -158,14 +164,151 @@ pub struct Break {
     pub reason: String,
 }
 
+/// Where the chain starts: row 1 from [`GENESIS`], or, after an archive,
+/// the row after the last archived one, from that row's hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Anchor {
+    pub first_id: i64,
+    pub prev_hash: String,
+}
+
+impl Anchor {
+    fn genesis() -> Self {
+        Self {
+            first_id: 1,
+            prev_hash: GENESIS.to_owned(),
+        }
+    }
+}
+
+const ANCHOR_KEY: &str = "audit_anchor";
+
+pub fn anchor(conn: &Connection) -> rusqlite::Result<Anchor> {
+    let stored: Option<String> = conn
+        .query_row("SELECT value FROM meta WHERE key = ?1", [ANCHOR_KEY], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    Ok(stored
+        .and_then(|v| {
+            let (id, hash) = v.split_once(' ')?;
+            Some(Anchor {
+                first_id: id.parse().ok()?,
+                prev_hash: hash.to_owned(),
+            })
+        })
+        .unwrap_or_else(Anchor::genesis))
+}
+
+/// What `archive` moved out of the database.
+#[derive(Debug, Clone, Serialize)]
+pub struct Archived {
+    pub rows: u64,
+    /// The new start of the chain.
+    pub anchor: Anchor,
+}
+
+/// Moves every row up to the newest one older than `before` (never the head
+/// row) to `out` as JSON lines, oldest first, then deletes them and records
+/// the new anchor, in one write transaction. `out` is written and synced by
+/// `sync` before anything is deleted, so a crash loses no row: at worst the
+/// archive file and the database both hold it.
+pub fn archive(
+    conn: &mut Connection,
+    redactor: &Redactor,
+    now: Millis,
+    before: Millis,
+    out: &mut dyn std::io::Write,
+    sync: &dyn Fn() -> std::io::Result<()>,
+    file_label: &str,
+) -> anyhow::Result<Archived> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let through: Option<i64> = tx.query_row(
+        "SELECT max(id) FROM audit WHERE ts < ?1 AND id < (SELECT max(id) FROM audit)",
+        [before],
+        |r| r.get(0),
+    )?;
+    let Some(through) = through else {
+        return Ok(Archived {
+            rows: 0,
+            anchor: anchor(&tx)?,
+        });
+    };
+    let mut rows = 0u64;
+    let mut last_hash = String::new();
+    {
+        let mut stmt = tx.prepare(
+            "SELECT id, ts, conversation_id, session_id, action, outcome, detail, prev_hash, hash
+             FROM audit WHERE id <= ?1 ORDER BY id",
+        )?;
+        let mut q = stmt.query([through])?;
+        while let Some(r) = q.next()? {
+            let row = read_row(r)?;
+            serde_json::to_writer(&mut *out, &row)?;
+            out.write_all(b"\n")?;
+            last_hash = row.hash;
+            rows += 1;
+        }
+    }
+    out.flush()?;
+    sync()?;
+    tx.execute("DELETE FROM audit WHERE id <= ?1", [through])?;
+    let new_anchor = Anchor {
+        first_id: through + 1,
+        prev_hash: last_hash,
+    };
+    tx.execute(
+        "INSERT INTO meta (key, value) VALUES (?1, ?2)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        params![
+            ANCHOR_KEY,
+            format!("{} {}", new_anchor.first_id, new_anchor.prev_hash)
+        ],
+    )?;
+    append(
+        &tx,
+        redactor,
+        now,
+        Entry {
+            conversation_id: None,
+            session_id: None,
+            action: ARCHIVE_ACTION,
+            outcome: Outcome::Ok,
+            detail: serde_json::json!({
+                "rows": rows,
+                "first_id": new_anchor.first_id,
+                "prev_hash": new_anchor.prev_hash,
+                "file": file_label,
+            }),
+        },
+    )?;
+    tx.commit()?;
+    Ok(Archived {
+        rows,
+        anchor: new_anchor,
+    })
+}
+
+const ARCHIVE_ACTION: &str = "audit.archive";
+
+/// Whether `row` is an archive record vouching for `anchor`.
+fn vouches_for(row: &Row, anchor: &Anchor) -> bool {
+    row.action == ARCHIVE_ACTION
+        && serde_json::from_str::<serde_json::Value>(&row.detail).is_ok_and(|d| {
+            d["first_id"] == anchor.first_id && d["prev_hash"] == anchor.prev_hash.as_str()
+        })
+}
+
 pub fn verify(conn: &Connection) -> rusqlite::Result<Verification> {
+    let start = anchor(conn)?;
     let mut stmt = conn.prepare(
         "SELECT id, ts, conversation_id, session_id, action, outcome, detail, prev_hash, hash
          FROM audit ORDER BY id",
     )?;
     let mut rows = stmt.query([])?;
-    let mut expected_prev = GENESIS.to_owned();
-    let mut expected_id = 1i64;
+    let mut expected_prev = start.prev_hash.clone();
+    let mut expected_id = start.first_id;
+    let mut vouched = start == Anchor::genesis();
     let mut count = 0u64;
     while let Some(r) = rows.next()? {
         let row = read_row(r)?;
@@ -203,8 +346,22 @@ pub fn verify(conn: &Connection) -> rusqlite::Result<Verification> {
                 "content does not match its hash: this row was edited".into(),
             ));
         }
+        vouched = vouched || vouches_for(&row, &start);
         expected_prev = row.hash;
         expected_id += 1;
+    }
+    if !vouched {
+        return Ok(Verification {
+            rows: count,
+            head_hash: expected_prev,
+            first_break: Some(Break {
+                id: start.first_id,
+                reason: format!(
+                    "the chain starts at row {} but no audit.archive row records archiving up to it: the anchor in `meta` was changed",
+                    start.first_id
+                ),
+            }),
+        });
     }
     Ok(Verification {
         rows: count,
@@ -268,6 +425,71 @@ mod tests {
             .unwrap();
         }
         (conn, red)
+    }
+
+    fn archive_before(conn: &mut Connection, red: &Redactor, before: Millis) -> (Archived, String) {
+        let mut out = Vec::new();
+        let a = archive(conn, red, 5000, before, &mut out, &|| Ok(()), "t.jsonl").unwrap();
+        (a, String::from_utf8(out).unwrap())
+    }
+
+    #[test]
+    fn archived_prefix_leaves_a_verifiable_chain() {
+        let (mut conn, red) = db_with_rows(6);
+        // Rows have ts 1000..=1005: archive 1..=3.
+        let (a, file) = archive_before(&mut conn, &red, 1003);
+        assert_eq!(a.rows, 3);
+        assert_eq!(a.anchor.first_id, 4);
+        let lines: Vec<serde_json::Value> = file
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let ids: Vec<i64> = lines.iter().map(|r| r["id"].as_i64().unwrap()).collect();
+        assert_eq!(ids, [1, 2, 3]);
+        assert_eq!(lines[0]["prev_hash"], GENESIS);
+        assert_eq!(lines[2]["hash"], a.anchor.prev_hash.as_str());
+        let v = verify(&conn).unwrap();
+        assert_eq!(v.first_break, None, "{v:?}");
+        // 4, 5, 6 and the archive record.
+        assert_eq!(v.rows, 4);
+
+        // Never the head row, even when everything is old.
+        let (b, _) = archive_before(&mut conn, &red, i64::MAX);
+        assert_eq!(b.anchor.first_id, 7);
+        assert_eq!(verify(&conn).unwrap().first_break, None);
+        let left: i64 = conn
+            .query_row("SELECT count(*) FROM audit", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(left, 2, "the previous head and the new archive record");
+    }
+
+    #[test]
+    fn deleting_more_rows_and_moving_the_anchor_is_detected() {
+        let (mut conn, red) = db_with_rows(6);
+        archive_before(&mut conn, &red, 1002);
+        // Quietly drop the next row and point the anchor past it.
+        let (h4,): (String,) = conn
+            .query_row("SELECT hash FROM audit WHERE id = 3", [], |r| {
+                Ok((r.get(0)?,))
+            })
+            .unwrap();
+        conn.execute("DELETE FROM audit WHERE id = 3", []).unwrap();
+        conn.execute(
+            "UPDATE meta SET value = ?1 WHERE key = 'audit_anchor'",
+            [format!("4 {h4}")],
+        )
+        .unwrap();
+        let v = verify(&conn).unwrap();
+        let b = v
+            .first_break
+            .expect("a moved anchor must break verification");
+        assert!(b.reason.contains("anchor"), "{b:?}");
+
+        // Deleting the first kept row without touching the anchor is caught too.
+        let (mut conn, red) = db_with_rows(6);
+        archive_before(&mut conn, &red, 1002);
+        conn.execute("DELETE FROM audit WHERE id = 3", []).unwrap();
+        assert_eq!(verify(&conn).unwrap().first_break.map(|b| b.id), Some(4));
     }
 
     #[test]

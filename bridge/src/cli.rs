@@ -56,13 +56,20 @@ pub enum Command {
         #[arg(long, default_value_t = 50)]
         limit: u32,
     },
-    /// Show the audit log (`bridge audit [CONV] [--limit N]`), or check its
-    /// hash chain (`bridge audit verify`)
+    /// Show the audit log (`bridge audit [CONV] [--limit N]`), check its
+    /// hash chain (`bridge audit verify`), or move old rows to a file
+    /// (`bridge audit archive --older-than-days N --to FILE`)
     Audit {
-        /// A conversation id, or `verify`
+        /// A conversation id, `verify` or `archive`
         target: Option<String>,
         #[arg(long, default_value_t = 50)]
         limit: u32,
+        /// With `archive`: move rows older than this many days
+        #[arg(long)]
+        older_than_days: Option<u32>,
+        /// With `archive`: a new JSON-lines file to write them to (created 0600)
+        #[arg(long)]
+        to: Option<PathBuf>,
     },
     /// Delete expired conversations and their messages (the audit log is kept)
     Cleanup,
@@ -307,11 +314,53 @@ fn operate(command: Command, settings: &Settings, json: bool) -> anyhow::Result<
             }
             Ok(())
         }
-        Command::Audit { target, limit } => {
+        Command::Audit {
+            target: Some(t),
+            older_than_days,
+            to,
+            ..
+        } if t == "archive" => {
+            let (Some(days), Some(to)) = (older_than_days, to) else {
+                bail!(
+                    "`bridge audit archive` needs --older-than-days N and --to FILE (a new file)"
+                );
+            };
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&to)
+                .with_context(|| {
+                    format!(
+                        "creating archive file {} (it must not exist yet)",
+                        to.display()
+                    )
+                })?;
+            let before = now - i64::from(days) * 86_400_000;
+            let label = to.display().to_string();
+            let archived = db.call_blocking(move |c| {
+                let handle = file.try_clone()?;
+                let mut out = std::io::BufWriter::new(&mut file);
+                audit::archive(c, red, now, before, &mut out, &|| handle.sync_all(), &label)
+            })?;
+            emit(json, &archived, || {
+                format!(
+                    "archived {} audit row(s) to {}; the chain now starts at row {} from hash {}",
+                    archived.rows,
+                    to.display(),
+                    archived.anchor.first_id,
+                    archived.anchor.prev_hash
+                )
+            })
+        }
+        Command::Audit { target, limit, .. } => {
             if let Some(t) = &target
                 && !crate::auth::is_conversation_id(t)
             {
-                bail!("`{t}` is neither a conversation id (conv_ + 16 hex) nor `verify`");
+                bail!(
+                    "`{t}` is neither a conversation id (conv_ + 16 hex) nor `verify` or `archive`"
+                );
             }
             let rows = db.call_blocking(|c| audit::tail(c, target.as_deref(), limit))?;
             emit(json, &rows, || {
