@@ -492,3 +492,40 @@ impl World {
         self.server.stop().await
     }
 }
+
+/// A bridge with YOLO on and one conversation the operator enabled on a
+/// real terminal with `enable_args`, but no runner: for what agents can and
+/// cannot do before anything is queued.
+pub struct Enabled {
+    pub dir: tempfile::TempDir,
+    pub db: std::path::PathBuf,
+    pub server: crate::Server,
+    pub conv: crate::Conv,
+}
+
+impl Enabled {
+    pub async fn start(enable_args: &[&str]) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let db = dir.path().join("b.db");
+        let server = crate::Server::start_with_env(&db, &[], &[("YOLO_MODE", "1")]).await?;
+        let conv = crate::Conv::create(&server).await?;
+        enable(&db, &conv.id, enable_args)?;
+        Ok(Self {
+            dir,
+            db,
+            server,
+            conv,
+        })
+    }
+}
+
+/// How many times a runner started `proposal` in a container (`job.start`
+/// audit rows).
+pub fn job_starts(db: &Path, proposal: &str) -> anyhow::Result<usize> {
+    let mut n = 0;
+    for row in crate::audit_rows_for(db, "job.start")? {
+        let detail: serde_json::Value = serde_json::from_str(&row.detail)?;
+        n += usize::from(detail["proposal_id"] == proposal);
+    }
+    Ok(n)
+}
