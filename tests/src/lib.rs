@@ -13,6 +13,7 @@ use rmcp::service::{RoleClient, RunningService};
 use rmcp::transport::{ConfigureCommandExt, TokioChildProcess};
 use serde_json::Value;
 
+pub mod bench;
 pub mod yolo;
 
 pub type Client = RunningService<RoleClient, ()>;

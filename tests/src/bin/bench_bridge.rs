@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
+use bridge_tests::bench::{Samples, fmt_mb, fmt_ms, vm_rss_kb};
 use bridge_tests::{Conv, Server, bin, text_of};
 use serde_json::json;
 
@@ -216,49 +217,6 @@ async fn wait_for_message(s: &Server, c: &Conv, session: &str) -> anyhow::Result
             n => return Ok(n),
         }
     }
-}
-
-/// Resident set size of a process, in kB (KiB), from /proc.
-fn vm_rss_kb(pid: u32) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let line = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .context("no VmRSS line in /proc/PID/status")?;
-    Ok(line
-        .split_whitespace()
-        .nth(1)
-        .context("malformed VmRSS")?
-        .parse()?)
-}
-
-/// Latency samples, sorted.
-struct Samples(Vec<Duration>);
-
-impl Samples {
-    fn new(mut v: Vec<Duration>) -> Self {
-        v.sort();
-        Self(v)
-    }
-    /// Nearest-rank percentile.
-    fn p(&self, pct: f64) -> Duration {
-        let n = self.0.len();
-        let rank = ((pct / 100.0) * n as f64).ceil() as usize;
-        self.0[rank.clamp(1, n) - 1]
-    }
-}
-
-fn fmt_ms(d: Duration) -> String {
-    let ms = d.as_secs_f64() * 1000.0;
-    match ms {
-        m if m >= 1000.0 => format!("{:.2} s", m / 1000.0),
-        m if m >= 10.0 => format!("{m:.1} ms"),
-        m => format!("{m:.2} ms"),
-    }
-}
-
-fn fmt_mb(kb: u64) -> String {
-    format!("{:.1} MB", kb as f64 * 1024.0 / 1e6)
 }
 
 /// Scenario 1: spawn → `initialize` answered. The first spawn creates the
@@ -580,7 +538,7 @@ async fn main() -> anyhow::Result<()> {
     line("|---|---|---|---|---|".into());
     line(format!(
         "| spawn → `initialize` answered, p50 / p95 of {} | {} / {} | < 50 ms | {} | 1.09 s |",
-        bridge.init.0.len(),
+        bridge.init.len(),
         fmt_ms(bridge.init.p(50.0)),
         fmt_ms(bridge.init.p(95.0)),
         status(bridge.init.p(50.0) < Duration::from_millis(50)),
@@ -594,7 +552,7 @@ async fn main() -> anyhow::Result<()> {
     ));
     line(format!(
         "| ping-pong round trip, p50 / p95 / p99 of {} | {} / {} / {} | p50 < 2 ms | {} | 112 ms (p50) |",
-        pp.0.len(),
+        pp.len(),
         fmt_ms(pp.p(50.0)),
         fmt_ms(pp.p(95.0)),
         fmt_ms(pp.p(99.0)),
@@ -602,7 +560,7 @@ async fn main() -> anyhow::Result<()> {
     ));
     line(format!(
         "| long-poll delivery (B waiting, A sends), p50 / p95 of {} | {} / {} | p50 < 5 ms | {} | — |",
-        dl.0.len(),
+        dl.len(),
         fmt_ms(dl.p(50.0)),
         fmt_ms(dl.p(95.0)),
         status(dl.p(50.0) < Duration::from_millis(5)),
@@ -633,7 +591,7 @@ async fn main() -> anyhow::Result<()> {
         "- `check_messages` on an empty inbox, no wait: p50 {} / p99 {} ({} calls)",
         fmt_ms(empty.p(50.0)),
         fmt_ms(empty.p(99.0)),
-        empty.0.len(),
+        empty.len(),
     ));
     line("- MB = 10^6 bytes (VmRSS from /proc/PID/status is in KiB).".into());
     if let (Some(py), Some((script, python))) = (&python, &opts.python) {

@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
+use bridge_tests::bench::{Samples, fmt_ms};
 use bridge_tests::yolo::{self, Runner};
 use bridge_tests::{Conv, Server, bin, sql};
 use serde_json::{Value, json};
@@ -97,37 +98,6 @@ const DOCKER_HARDENING: &[&str] = &[
     "--log-opt",
     "max-file=1",
 ];
-
-/// Latency samples, sorted.
-struct Samples(Vec<Duration>);
-
-impl Samples {
-    fn new(mut v: Vec<Duration>) -> Self {
-        v.sort();
-        Self(v)
-    }
-    /// Nearest-rank percentile.
-    fn p(&self, pct: f64) -> Duration {
-        let n = self.0.len();
-        let rank = ((pct / 100.0) * n as f64).ceil() as usize;
-        self.0[rank.clamp(1, n) - 1]
-    }
-    fn min(&self) -> Duration {
-        self.0[0]
-    }
-    fn max(&self) -> Duration {
-        self.0[self.0.len() - 1]
-    }
-}
-
-fn fmt_ms(d: Duration) -> String {
-    let ms = d.as_secs_f64() * 1000.0;
-    match ms {
-        m if m >= 1000.0 => format!("{:.2} s", m / 1000.0),
-        m if m >= 10.0 => format!("{m:.1} ms"),
-        m => format!("{m:.2} ms"),
-    }
-}
 
 /// Wall-clock milliseconds since the epoch, the unit of the audit table's
 /// `ts`, so client-side instants line up with the bridge's and runner's rows.
@@ -833,18 +803,18 @@ fn report(r: &Results, k: &Counts, engine: &str, opts: &Options, image: &str) ->
         &b2b,
     ));
     line(latency_row(
-        &format!("`docker run --rm` (hardened), {} runs", dr.0.len()),
+        &format!("`docker run --rm` (hardened), {} runs", dr.len()),
         dr,
     ));
     line(latency_row(
         &format!(
             "`docker version` (CLI cost), {} runs",
-            r.docker_version.0.len()
+            r.docker_version.len()
         ),
         &r.docker_version,
     ));
     line(latency_row(
-        &format!("`docker ps -q` (CLI cost), {} runs", r.docker_ps.0.len()),
+        &format!("`docker ps -q` (CLI cost), {} runs", r.docker_ps.len()),
         &r.docker_ps,
     ));
     line(String::new());
