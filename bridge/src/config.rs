@@ -100,6 +100,10 @@ pub struct Settings {
     pub conversation_ttl: Duration,
     pub limits: Limits,
     pub redactor: Redactor,
+    /// The config file and patterns file given on the command line, passed
+    /// on to a runner started with `--spawn-runner` so it redacts alike.
+    pub config_file: Option<PathBuf>,
+    pub patterns_file: Option<PathBuf>,
 }
 
 /// What the command line said; `None` means "not given".
@@ -115,6 +119,8 @@ pub struct Overrides {
 
 impl Settings {
     pub fn resolve(o: Overrides) -> Result<Self, ConfigError> {
+        let config_file = o.config.clone();
+        let patterns_file = o.redaction_patterns.clone();
         let file = match &o.config {
             Some(p) => FileConfig::load(p)?,
             None => FileConfig::default(),
@@ -151,6 +157,8 @@ impl Settings {
             conversation_ttl,
             limits,
             redactor,
+            config_file,
+            patterns_file,
         })
     }
 }

@@ -60,7 +60,7 @@ pub async fn serve(
     let runner = if args.spawn_runner {
         Some(runner_process::Supervisor::start(
             args.runner_bin.clone(),
-            &settings.db,
+            &settings,
         )?)
     } else {
         None

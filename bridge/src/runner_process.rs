@@ -2,7 +2,7 @@
 //! only process the bridge ever starts, and it starts nothing else: the
 //! bridge executes no command itself.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -10,6 +10,8 @@ use anyhow::{Context, bail};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tokio::sync::watch;
+
+use crate::Settings;
 
 /// Keeps one runner child alive until told to stop.
 pub struct Supervisor {
@@ -35,9 +37,18 @@ pub fn runner_binary(explicit: Option<PathBuf>) -> anyhow::Result<PathBuf> {
 }
 
 impl Supervisor {
-    pub fn start(explicit: Option<PathBuf>, db: &Path) -> anyhow::Result<Self> {
+    /// Starts the runner on the bridge's database, with the bridge's config
+    /// and redaction patterns files so both redact the same secrets.
+    pub fn start(explicit: Option<PathBuf>, settings: &Settings) -> anyhow::Result<Self> {
         let bin = runner_binary(explicit)?;
-        let db = db.to_path_buf();
+        let db = settings.db.clone();
+        let mut extra: Vec<std::ffi::OsString> = Vec::new();
+        if let Some(c) = &settings.config_file {
+            extra.extend(["--config".into(), c.into()]);
+        }
+        if let Some(p) = &settings.patterns_file {
+            extra.extend(["--redaction-patterns".into(), p.into()]);
+        }
         let (stop, mut stopped) = watch::channel(false);
         let task = tokio::spawn(async move {
             loop {
@@ -47,6 +58,7 @@ impl Supervisor {
                 let child = tokio::process::Command::new(&bin)
                     .arg("--db")
                     .arg(&db)
+                    .args(&extra)
                     .stdin(Stdio::null())
                     .stdout(Stdio::null())
                     .kill_on_drop(true)

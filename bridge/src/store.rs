@@ -31,6 +31,11 @@ pub enum StoreError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("cannot create database file {path}: {source}; check the directory's permissions")]
+    CreateFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error(
         "database {path} has schema version {found}, newer than this binary understands ({latest}); upgrade the bridge"
     )]
@@ -193,6 +198,38 @@ pub fn migrate(conn: &mut Connection) -> rusqlite::Result<i64> {
     conn.query_row("PRAGMA user_version", [], |r| r.get(0))
 }
 
+/// Creates the database file owner-only (0600) if it does not exist yet.
+/// SQLite gives the `-wal` and `-shm` files the database file's mode, so
+/// messages, audit rows and token hashes are never readable by other local
+/// users. An existing file that others can read is reported, not changed.
+fn create_private(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            if let Ok(meta) = std::fs::metadata(path)
+                && meta.permissions().mode() & 0o077 != 0
+            {
+                tracing::warn!(
+                    db = %path.display(),
+                    mode = format!("{:o}", meta.permissions().mode() & 0o777),
+                    "the database file is readable by other users; run `chmod 600` on it and its -wal/-shm files"
+                );
+            }
+            Ok(())
+        }
+        Err(source) => Err(StoreError::CreateFile {
+            path: path.into(),
+            source,
+        }),
+    }
+}
+
 /// Opens (creating if needed) and migrates a database file.
 pub fn open(path: &Path, sync: Sync) -> Result<Connection, StoreError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -201,6 +238,7 @@ pub fn open(path: &Path, sync: Sync) -> Result<Connection, StoreError> {
             source,
         })?;
     }
+    create_private(path)?;
     let open_err = |source| StoreError::Open {
         path: path.into(),
         source,
@@ -294,6 +332,21 @@ impl Db {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_database_and_its_wal_are_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("b.db");
+        let conn = open(&path, Sync::Normal).unwrap();
+        conn.execute("INSERT INTO meta (key, value) VALUES ('t', 'x')", [])
+            .unwrap();
+        for suffix in ["", "-wal", "-shm"] {
+            let file = dir.path().join(format!("b.db{suffix}"));
+            let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{}", file.display());
+        }
+    }
 
     #[test]
     fn migrations_apply_once_and_set_wal() {

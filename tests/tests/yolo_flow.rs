@@ -312,14 +312,28 @@ async fn serve_spawn_runner_runs_commands_and_stops_its_runner() -> anyhow::Resu
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--yolo"));
 
-    let s = Server::start(&db, &["--yolo", "--spawn-runner"]).await?;
+    // The operator's extra redaction patterns reach the spawned runner.
+    let patterns = dir.path().join("patterns.toml");
+    std::fs::write(
+        &patterns,
+        "[[pattern]]\nname = \"ticket\"\nregex = 'TKT-[0-9]{6}'\nplaceholder = \"TICKET_REDACTED\"\n",
+    )?;
+    let patterns = patterns.to_str().unwrap();
+    let s = Server::start(
+        &db,
+        &["--yolo", "--spawn-runner", "--redaction-patterns", patterns],
+    )
+    .await?;
     let rid = yolo::runner_id(&db)?;
     let c = Conv::create(&s).await?;
     yolo::enable(&db, &c.id, &["--mode", "safe", "--image", image])?;
     let p = s
         .ok(
             "propose_command",
-            c.args("a", json!({"command": "echo spawned"})),
+            c.args(
+                "a",
+                json!({"command": "printf 'spawned TKT-%s%s\\n' 123 456"}),
+            ),
         )
         .await?;
     let pid = p["proposal_id"].as_str().unwrap().to_owned();
@@ -330,7 +344,11 @@ async fn serve_spawn_runner_runs_commands_and_stops_its_runner() -> anyhow::Resu
             c.args("a", json!({"proposal_id": pid, "approval_token": token})),
         )
         .await?;
-    assert_eq!(r["stdout"], "spawned\n", "{r}");
+    assert_eq!(r["stdout"], "spawned TICKET_REDACTED\n", "{r}");
+    assert!(!bridge_tests::contains(
+        &bridge_tests::db_bytes(&db),
+        "TKT-123456"
+    ));
     // Closing the client ends `serve`, which stops its runner, which
     // removes its warm containers.
     s.stop().await?;
