@@ -305,6 +305,109 @@ async fn cleanup_removes_expired_conversations_and_keeps_the_audit_chain() -> an
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn audit_archive_moves_old_rows_out_and_the_chain_still_verifies() -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir()?;
+    let db = dir.path().join("b.db");
+    let c = busy_conversation(&db).await?;
+    let before = audit_rows(&db)?;
+    let file = dir.path().join("audit-1.jsonl");
+    let file_arg = file.to_str().unwrap();
+
+    let missing = operator(&db, &["audit", "archive", "--to", file_arg])?;
+    assert!(!missing.status.success());
+    assert!(
+        stderr(&missing).contains("--older-than-days"),
+        "{}",
+        stderr(&missing)
+    );
+
+    // Nothing is a day old yet: nothing moves.
+    let none = operator_json(
+        &db,
+        &[
+            "audit",
+            "archive",
+            "--older-than-days",
+            "1",
+            "--to",
+            file_arg,
+        ],
+    )?;
+    assert_eq!(none["rows"], 0, "{none}");
+    std::fs::remove_file(&file)?;
+
+    let archived = operator_json(
+        &db,
+        &[
+            "audit",
+            "archive",
+            "--older-than-days",
+            "0",
+            "--to",
+            file_arg,
+        ],
+    )?;
+    // Everything but the head row.
+    assert_eq!(archived["rows"], before.len() - 1, "{archived}");
+    let lines: Vec<Value> = std::fs::read_to_string(&file)?
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    let ids: Vec<i64> = lines.iter().map(|l| l["id"].as_i64().unwrap()).collect();
+    let want: Vec<i64> = before[..before.len() - 1].iter().map(|r| r.id).collect();
+    assert_eq!(ids, want);
+    assert_eq!(
+        std::fs::metadata(&file)?.permissions().mode() & 0o777,
+        0o600
+    );
+    let after = audit_rows(&db)?;
+    assert_eq!(
+        after.len(),
+        2,
+        "the old head and the archive record: {after:?}"
+    );
+    assert_eq!(after[1].action, "audit.archive");
+
+    // An existing file is never overwritten.
+    let again = operator(
+        &db,
+        &[
+            "audit",
+            "archive",
+            "--older-than-days",
+            "0",
+            "--to",
+            file_arg,
+        ],
+    )?;
+    assert!(!again.status.success());
+    assert!(
+        stderr(&again).contains("must not exist"),
+        "{}",
+        stderr(&again)
+    );
+
+    // The chain continues from the anchor, across new traffic.
+    let s = Server::start(&db, &[]).await?;
+    s.ok(
+        "send_to_partner",
+        c.args("a", json!({"message": "after the archive"})),
+    )
+    .await?;
+    s.stop().await?;
+    let (code, text, _) = verify(&db)?;
+    assert_eq!(code, Some(0), "{text}");
+
+    // Deleting the first kept row is still caught.
+    let first = audit_rows(&db)?[0].id;
+    sql(&db)?.execute("DELETE FROM audit WHERE id = ?1", [first])?;
+    let (code, text, _) = verify(&db)?;
+    assert_eq!(code, Some(1), "{text}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn demo_runs_an_exchange_with_redaction() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let out = std::process::Command::new(bin("bridge"))

@@ -3,11 +3,12 @@
 //! twice; SIGTERM lets short jobs finish and stops long ones cleanly; and a
 //! runner never touches the containers of a runner on another database.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
 
 use bridge_tests::yolo::{self, Runner, World};
-use bridge_tests::{audit_rows_for, contains, db_bytes};
+use bridge_tests::{audit_rows_for, contains, db_bytes, random_hex};
 use serde_json::json;
 
 fn count_for(db: &Path, action: &str, proposal: &str) -> anyhow::Result<usize> {
@@ -41,73 +42,133 @@ async fn start_job(
     Ok((p, call))
 }
 
+/// Issue 5's runner crash run: `kill -9` the runner at a random moment after
+/// it claimed a job (`CRASH_ROUNDS` times, default 4), sometimes before the
+/// container started, sometimes while the command runs. Each time the next
+/// runner fails the job with a reason and removes its container, both
+/// sessions get one failure message, and the command, which appends a line
+/// to a read-write workspace, ran at most once.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_job_whose_runner_was_killed_is_failed_reaped_and_never_rerun() -> anyhow::Result<()> {
     if !yolo::docker_or_skip("a_job_whose_runner_was_killed_is_failed_reaped_and_never_rerun") {
         return Ok(());
     }
-    let mut w = World::start(&["--timeout", "60"]).await?;
-    // The output differs from the command text, so finding it anywhere
-    // would mean the command completed and was recorded.
-    let (p, call) = start_job(&w, "sleep 20; echo $((6*7))-finished").await?;
-    let container = yolo::wait_running(&w.db, &p, Duration::from_secs(30))?;
+    let rounds: usize = std::env::var("CRASH_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(4);
+    let ws = tempfile::tempdir()?;
+    // The sandbox runs as 65534; let it append here.
+    std::fs::set_permissions(ws.path(), std::fs::Permissions::from_mode(0o777))?;
+    let ws_arg = ws.path().to_str().unwrap().to_owned();
+    let mut w =
+        World::start(&["--timeout", "60", "--workspace", &ws_arg, "--workspace-rw"]).await?;
+    let mut dead_runners = Vec::new();
+    let mut report = Vec::new();
 
-    w.runner.kill9()?;
-    let dead = w.runner_id.clone();
-    // Nothing cleans up after a SIGKILL by itself: the next runner must.
-    assert!(
-        yolo::container_exists(&container)?,
-        "the container vanished without a runner"
-    );
-    assert_eq!(yolo::job(&w.db, &p)?.state, "running");
+    for round in 0..rounds {
+        // The output differs from the command text, so finding it anywhere
+        // would mean the command completed and was recorded.
+        let (p, call) = start_job(
+            &w,
+            &format!("echo ran >> /workspace/ran-{round}; sleep 30; echo $((6*7))-finished"),
+        )
+        .await?;
+        yolo::wait_until(
+            "the runner to claim the job",
+            Duration::from_secs(30),
+            || Ok(yolo::job(&w.db, &p)?.state != "queued"),
+        )?;
+        let delay = random_ms(1500);
+        std::thread::sleep(Duration::from_millis(delay));
+        let at_kill = yolo::job(&w.db, &p)?;
+        w.runner.kill9()?;
+        let dead = w.runner_id.clone();
+        if let Some(container) = &at_kill.container_id {
+            // Nothing cleans up after a SIGKILL by itself: the next runner must.
+            assert!(
+                yolo::container_exists(container)?,
+                "the container vanished without a runner"
+            );
+        }
 
-    w.runner = Runner::start(&w.db, &[])?;
-    yolo::wait_until(
-        "the new runner to register",
-        Duration::from_secs(20),
-        || Ok(yolo::runner_id(&w.db)? != dead),
-    )?;
-    w.runner_id = yolo::runner_id(&w.db)?;
+        w.runner = Runner::start(&w.db, &[])?;
+        yolo::wait_until(
+            "the new runner to register",
+            Duration::from_secs(20),
+            || Ok(yolo::runner_id(&w.db)? != dead),
+        )?;
+        w.runner_id = yolo::runner_id(&w.db)?;
 
-    let job = yolo::wait_final(&w.db, &p, Duration::from_secs(40))?;
-    assert_eq!(job.state, "failed", "{job:?}");
-    let why = job.failure.clone().unwrap_or_default();
-    assert!(why.contains("runner stopped"), "{why}");
-    assert!(job.result.is_null(), "a result was recorded: {job:?}");
-    yolo::wait_until(
-        "the orphaned container to be removed",
-        Duration::from_secs(15),
-        || Ok(!yolo::container_exists(&container)?),
-    )?;
+        let job = yolo::wait_final(&w.db, &p, Duration::from_secs(40))?;
+        assert_eq!(job.state, "failed", "round {round}: {job:?}");
+        let why = job.failure.clone().unwrap_or_default();
+        assert!(why.contains("runner stopped"), "{why}");
+        assert!(job.result.is_null(), "a result was recorded: {job:?}");
+        if let Some(container) = &job.container_id {
+            yolo::wait_until(
+                "the orphaned container to be removed",
+                Duration::from_secs(15),
+                || Ok(!yolo::container_exists(container)?),
+            )?;
+        }
 
-    let r = bridge_tests::ok(call.await??)?;
-    assert_eq!(r["state"], "failed", "{r}");
-    for session in ["a", "b"] {
-        let msgs = yolo::inbox(&w.server, &w.conv, session).await?;
-        let results: Vec<_> = msgs
-            .iter()
-            .filter(|m| m["kind"] == "command_result")
-            .collect();
-        assert_eq!(results.len(), 1, "session {session}: {msgs:?}");
-        let body = results[0]["message"].as_str().unwrap_or_default();
-        assert!(body.contains("failed") && body.contains(&p), "{body}");
+        let r = bridge_tests::ok(call.await??)?;
+        assert_eq!(r["state"], "failed", "{r}");
+        for session in ["a", "b"] {
+            let msgs = yolo::inbox(&w.server, &w.conv, session).await?;
+            let results: Vec<_> = msgs
+                .iter()
+                .filter(|m| m["kind"] == "command_result")
+                .collect();
+            assert_eq!(results.len(), 1, "session {session}: {msgs:?}");
+            let body = results[0]["message"].as_str().unwrap_or_default();
+            assert!(body.contains("failed") && body.contains(&p), "{body}");
+        }
+
+        // At most once: one claim, at most one start, one failure, no
+        // output, and at most one line appended by the command itself.
+        assert_eq!(count_for(&w.db, "job.claim", &p)?, 1);
+        assert!(count_for(&w.db, "job.start", &p)? <= 1);
+        assert_eq!(count_for(&w.db, "job.fail", &p)?, 1);
+        assert_eq!(count_for(&w.db, "job.finish", &p)?, 0);
+        let runs = std::fs::read_to_string(ws.path().join(format!("ran-{round}")))
+            .unwrap_or_default()
+            .lines()
+            .count();
+        assert!(runs <= 1, "round {round}: the command ran {runs} times");
+        report.push(format!(
+            "{delay} ms after the claim ({}, container {}): ran {runs}x",
+            at_kill.state,
+            if at_kill.container_id.is_some() {
+                "started"
+            } else {
+                "not yet started"
+            }
+        ));
+        dead_runners.push(dead);
     }
-
-    // At most once: one claim, one start, one failure, and no output.
-    assert_eq!(count_for(&w.db, "job.claim", &p)?, 1);
-    assert_eq!(count_for(&w.db, "job.start", &p)?, 1);
-    assert_eq!(count_for(&w.db, "job.fail", &p)?, 1);
-    assert_eq!(count_for(&w.db, "job.finish", &p)?, 0);
     assert!(!contains(&db_bytes(&w.db), "42-finished"));
 
-    // The dead runner's warm containers go too, once its heartbeat is stale.
-    yolo::wait_until(
-        "the dead runner's containers to be removed",
-        Duration::from_secs(40),
-        || no_containers_of(&dead),
-    )?;
+    // The dead runners' warm containers go too, once their heartbeats are stale.
+    for dead in &dead_runners {
+        yolo::wait_until(
+            "a dead runner's containers to be removed",
+            Duration::from_secs(40),
+            || no_containers_of(dead),
+        )?;
+    }
+    eprintln!(
+        "runner crash consistency: {rounds} kill -9, every job failed with a reason, containers removed, never re-run:\n  {}",
+        report.join("\n  ")
+    );
     w.assert_healthy().await?;
     w.finish().await
+}
+
+/// A random delay below `max_ms`, from the OS random source.
+fn random_ms(max_ms: u64) -> u64 {
+    u64::from_str_radix(&random_hex(4), 16).unwrap() % max_ms
 }
 
 #[tokio::test(flavor = "multi_thread")]

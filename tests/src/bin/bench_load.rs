@@ -118,7 +118,13 @@ async fn converse(
             }
             Err(e) => tally.errors.push(format!("send: {e:#}")),
         }
-        let args = conv.args(session, json!({ "wait_seconds": LONG_POLL_SECONDS }));
+        // Near the end, wait no longer than the run lasts: the partner may
+        // already have sent its last message.
+        let wait = deadline
+            .saturating_duration_since(Instant::now())
+            .as_secs()
+            .min(LONG_POLL_SECONDS);
+        let args = conv.args(session, json!({ "wait_seconds": wait }));
         match call(client, "check_messages", args).await.and_then(ok) {
             Ok(inbox) => {
                 take_messages(&inbox, t0, &mut tally);
