@@ -7,7 +7,8 @@
 //! than OpenAI, and `token=ghp_…` as a GitHub token rather than a bare assignment. A rule whose
 //! regex has capture groups named `secret…` replaces only the first one that took part in the match
 //! (so `password=hunter2` keeps its key); otherwise it replaces the whole match. A match whose
-//! replaced text is already a placeholder is skipped: that is what makes redaction idempotent.
+//! replaced text is already a placeholder is skipped, and the passes repeat until one changes
+//! nothing: together that is what makes redaction idempotent.
 //!
 //! All regexes use the `regex` crate, which runs in time linear in the input, so a hostile message
 //! cannot stall the bridge; word boundaries are written `(?-u:\b)` because the crate's fast DFA
@@ -126,6 +127,9 @@ const BUILTIN: &[(&str, &str, &str, bool)] = &[
     ("password-assignment", assignment!("password|passwd|passphrase|pwd"), "PASSWORD_REDACTED", true),
     ("secret-assignment", assignment!("(?:secret[_-]?access|secret|private|api)[_-]?key|secret|token"), "SECRET_REDACTED", true),
 ];
+
+/// Upper bound on full passes over one text; see [`Redactor::run`].
+const MAX_PASSES: usize = 4;
 
 #[derive(Debug, Clone)]
 struct Rule {
@@ -316,18 +320,32 @@ impl Redactor {
         self.rules.iter().map(|r| r.name.as_str()).collect()
     }
 
-    fn run<'a>(&self, text: &'a str, mut report: Option<&mut Vec<String>>) -> Cow<'a, str> {
+    fn run<'a>(&self, text: &'a str, report: Option<&mut Vec<String>>) -> Cow<'a, str> {
         if !self.prefilter.is_match(text) {
             return Cow::Borrowed(text);
         }
         let mut current = Cow::Borrowed(text);
-        for rule in &self.rules {
-            if let Some(next) = self.apply(rule, &current) {
-                if let Some(classes) = report.as_deref_mut() {
-                    classes.push(rule.name.clone());
+        let mut hit = vec![false; self.rules.len()];
+        // A placeholder can change what an earlier rule sees: in `w://:pwd=/;@` the `/` ends the
+        // URL, but once `pwd=/` becomes `pwd=PASSWORD_REDACTED` the URL rule matches. Passes
+        // repeat until one changes nothing, so redacting the output again is a no-op. Each pass
+        // only turns text into placeholders; the cap is a guard, never reached in practice.
+        for _ in 0..MAX_PASSES {
+            let mut changed = false;
+            for (i, rule) in self.rules.iter().enumerate() {
+                if let Some(next) = self.apply(rule, &current) {
+                    hit[i] = true;
+                    changed = true;
+                    current = Cow::Owned(next);
                 }
-                current = Cow::Owned(next);
             }
+            if !changed {
+                break;
+            }
+        }
+        if let Some(classes) = report {
+            let names = self.rules.iter().zip(hit).filter(|(_, h)| *h);
+            classes.extend(names.map(|(r, _)| r.name.clone()));
         }
         current
     }
@@ -611,6 +629,16 @@ mod tests {
                 "second pass changed {once:?} to {twice:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_placeholder_that_completes_an_earlier_match_is_redacted_in_the_same_call() {
+        // Found by fuzz/fuzz_targets/redact.rs: the first pass left a URL password for a second.
+        let r = Redactor::builtin();
+        let (once, classes) = r.redact_report("w://:pwd=/;@");
+        assert_eq!(once, "w://:URL_PASSWORD_REDACTED@");
+        assert_eq!(classes, ["url-password", "password-assignment"]);
+        assert!(matches!(r.redact(&once), Cow::Borrowed(_)), "{once:?}");
     }
 
     #[test]
