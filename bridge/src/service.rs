@@ -21,7 +21,7 @@ use crate::policy::Policy;
 use crate::ratelimit::{Exceeded, Limits};
 use crate::redact::Redactor;
 use crate::store::{Db, StoreError};
-use crate::wake::{BACKSTOP, Wake};
+use crate::wake::{BACKSTOP, Doorbells, Inbox as InboxKey, Wake};
 
 /// A partner whose last heartbeat is older than this is reported not alive.
 pub const ALIVE_SECS: i64 = 120;
@@ -201,6 +201,9 @@ struct Inner {
     conversation_ttl_ms: Millis,
     clock: Arc<dyn Clock>,
     wake: Wake,
+    doorbells: Arc<Doorbells>,
+    /// Started by the first long poll (it needs a runtime).
+    dispatcher: tokio::sync::OnceCell<()>,
     yolo: Option<Policy>,
 }
 
@@ -226,6 +229,8 @@ impl Bridge {
             conversation_ttl_ms: p.conversation_ttl.as_millis() as Millis,
             clock: p.clock,
             wake,
+            doorbells: Arc::default(),
+            dispatcher: tokio::sync::OnceCell::new(),
             yolo: p.yolo,
         }))
     }
@@ -425,7 +430,13 @@ impl Bridge {
     ) -> Result<Inbox, ToolError> {
         let started = tokio::time::Instant::now();
         let deadline = started + wait;
-        let mut changes = self.0.wake.subscribe();
+        if !wait.is_zero() {
+            self.start_dispatcher().await?;
+        }
+        let mut changes = self
+            .0
+            .doorbells
+            .subscribe((caller.conversation_id.clone(), caller.session_id.clone()));
         let mut first = true;
         loop {
             // Mark the current change as seen *before* querying, so a commit
@@ -471,6 +482,62 @@ impl Bridge {
 
     /// One attempt: `Ok(None)` means "nothing yet, keep waiting".
     #[allow(clippy::too_many_arguments)]
+    /// Starts this process's doorbell dispatcher once: every database
+    /// change (local commit or file event from another process) becomes one
+    /// query for messages newer than the last seen, and rings the bells of
+    /// the inboxes they went to. The newest id is read before the first long
+    /// poll queries, so no message can fall between the two.
+    async fn start_dispatcher(&self) -> Result<(), ToolError> {
+        self.0
+            .dispatcher
+            .get_or_try_init(|| async {
+                let mut changes = self.0.wake.subscribe();
+                let mut last: i64 = self
+                    .0
+                    .db
+                    .call(|c| {
+                        Ok(c.query_row("SELECT coalesce(max(id), 0) FROM messages", [], |r| {
+                            r.get(0)
+                        })?)
+                    })
+                    .await?;
+                let (db, bells) = (self.0.db.clone(), self.0.doorbells.clone());
+                // Holds no reference to the bridge: it ends when the wake
+                // sender (owned by the bridge) is dropped.
+                tokio::spawn(async move {
+                    let mut recheck = false;
+                    loop {
+                        // A file event can arrive just before another
+                        // process's commit is visible: after an event that
+                        // showed nothing new, look once more shortly.
+                        let event = if recheck {
+                            tokio::select! {
+                                r = changes.changed() => if r.is_err() { return } else { true },
+                                _ = tokio::time::sleep(RECHECK) => false,
+                            }
+                        } else if changes.changed().await.is_err() {
+                            return;
+                        } else {
+                            true
+                        };
+                        changes.borrow_and_update();
+                        let since = last;
+                        match db.call(move |c| new_messages(c, since)).await {
+                            Ok((newest, inboxes)) => {
+                                recheck = event && inboxes.is_empty();
+                                last = newest;
+                                bells.ring(inboxes);
+                            }
+                            Err(e) => tracing::warn!(error = %e, "doorbell dispatcher query failed; waiters fall back to the backstop"),
+                        }
+                    }
+                });
+                Ok::<(), ToolError>(())
+            })
+            .await?;
+        Ok(())
+    }
+
     fn check_once(
         &self,
         conn: &mut Connection,
@@ -782,6 +849,26 @@ pub fn insert_to_others(
         ids.push(conn.last_insert_rowid());
     }
     Ok(ids)
+}
+
+/// How soon the dispatcher looks again after a change showed nothing new.
+const RECHECK: Duration = Duration::from_millis(3);
+
+/// The newest message id after `since` and the inboxes that got messages.
+fn new_messages(conn: &mut Connection, since: i64) -> Result<(i64, Vec<InboxKey>), StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, conversation_id, recipient FROM messages WHERE id > ?1 ORDER BY id",
+    )?;
+    let mut newest = since;
+    let mut inboxes = Vec::new();
+    let rows = stmt.query_map([since], |r| Ok((r.get::<_, i64>(0)?, r.get(1)?, r.get(2)?)))?;
+    for row in rows {
+        let (id, conversation, recipient) = row?;
+        newest = newest.max(id);
+        inboxes.push((conversation, recipient));
+    }
+    inboxes.dedup();
+    Ok((newest, inboxes))
 }
 
 /// Stores one message for every session of the conversation (results and
