@@ -208,85 +208,103 @@ pub struct Archived {
     pub anchor: Anchor,
 }
 
+/// Rows archived per write transaction (tens of ms each).
+pub const ARCHIVE_BATCH: i64 = 1_000;
+
 /// Moves every row up to the newest one older than `before` (never the head
-/// row) to `out` as JSON lines, oldest first, then deletes them and records
-/// the new anchor, in one write transaction. `out` is written and synced by
-/// `sync` before anything is deleted, so a crash loses no row: at worst the
-/// archive file and the database both hold it.
+/// row) to `out` as JSON lines, oldest first. Works in batches of `batch`
+/// rows, each its own write transaction followed by a pause so a live server
+/// gets the write lock in between: write and `sync` the batch, delete it,
+/// move the anchor and append an `audit.archive` row vouching for the new
+/// anchor. A crash loses no row: at worst the file and the database both
+/// hold the last batch.
+#[allow(clippy::too_many_arguments)]
 pub fn archive(
     conn: &mut Connection,
     redactor: &Redactor,
     now: Millis,
     before: Millis,
+    batch: i64,
     out: &mut dyn std::io::Write,
     sync: &dyn Fn() -> std::io::Result<()>,
     file_label: &str,
 ) -> anyhow::Result<Archived> {
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let through: Option<i64> = tx.query_row(
+    anyhow::ensure!(batch > 0, "archive batch size must be above zero");
+    // Fixed up front: the batches' own archive rows are never archived now.
+    let through: Option<i64> = conn.query_row(
         "SELECT max(id) FROM audit WHERE ts < ?1 AND id < (SELECT max(id) FROM audit)",
         [before],
         |r| r.get(0),
     )?;
+    let mut archived = Archived {
+        rows: 0,
+        anchor: anchor(conn)?,
+    };
     let Some(through) = through else {
-        return Ok(Archived {
-            rows: 0,
-            anchor: anchor(&tx)?,
-        });
+        return Ok(archived);
     };
-    let mut rows = 0u64;
-    let mut last_hash = String::new();
-    {
-        let mut stmt = tx.prepare(
-            "SELECT id, ts, conversation_id, session_id, action, outcome, detail, prev_hash, hash
-             FROM audit WHERE id <= ?1 ORDER BY id",
-        )?;
-        let mut q = stmt.query([through])?;
-        while let Some(r) = q.next()? {
-            let row = read_row(r)?;
-            serde_json::to_writer(&mut *out, &row)?;
-            out.write_all(b"\n")?;
-            last_hash = row.hash;
-            rows += 1;
+    let mut batch_started = std::time::Instant::now();
+    while archived.anchor.first_id <= through {
+        if archived.rows > 0 {
+            crate::store::yield_write_lock(batch_started);
         }
+        batch_started = std::time::Instant::now();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let start = anchor(&tx)?;
+        let upto = through.min(start.first_id + batch - 1);
+        let mut rows = 0u64;
+        let mut last_hash = start.prev_hash.clone();
+        {
+            let mut stmt = tx.prepare_cached(
+                "SELECT id, ts, conversation_id, session_id, action, outcome, detail, prev_hash, hash
+                 FROM audit WHERE id <= ?1 ORDER BY id",
+            )?;
+            let mut q = stmt.query([upto])?;
+            while let Some(r) = q.next()? {
+                let row = read_row(r)?;
+                serde_json::to_writer(&mut *out, &row)?;
+                out.write_all(b"\n")?;
+                last_hash = row.hash;
+                rows += 1;
+            }
+        }
+        out.flush()?;
+        sync()?;
+        tx.execute("DELETE FROM audit WHERE id <= ?1", [upto])?;
+        let new_anchor = Anchor {
+            first_id: upto + 1,
+            prev_hash: last_hash,
+        };
+        tx.execute(
+            "INSERT INTO meta (key, value) VALUES (?1, ?2)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            params![
+                ANCHOR_KEY,
+                format!("{} {}", new_anchor.first_id, new_anchor.prev_hash)
+            ],
+        )?;
+        append(
+            &tx,
+            redactor,
+            now,
+            Entry {
+                conversation_id: None,
+                session_id: None,
+                action: ARCHIVE_ACTION,
+                outcome: Outcome::Ok,
+                detail: serde_json::json!({
+                    "rows": rows,
+                    "first_id": new_anchor.first_id,
+                    "prev_hash": new_anchor.prev_hash,
+                    "file": file_label,
+                }),
+            },
+        )?;
+        tx.commit()?;
+        archived.rows += rows;
+        archived.anchor = new_anchor;
     }
-    out.flush()?;
-    sync()?;
-    tx.execute("DELETE FROM audit WHERE id <= ?1", [through])?;
-    let new_anchor = Anchor {
-        first_id: through + 1,
-        prev_hash: last_hash,
-    };
-    tx.execute(
-        "INSERT INTO meta (key, value) VALUES (?1, ?2)
-         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        params![
-            ANCHOR_KEY,
-            format!("{} {}", new_anchor.first_id, new_anchor.prev_hash)
-        ],
-    )?;
-    append(
-        &tx,
-        redactor,
-        now,
-        Entry {
-            conversation_id: None,
-            session_id: None,
-            action: ARCHIVE_ACTION,
-            outcome: Outcome::Ok,
-            detail: serde_json::json!({
-                "rows": rows,
-                "first_id": new_anchor.first_id,
-                "prev_hash": new_anchor.prev_hash,
-                "file": file_label,
-            }),
-        },
-    )?;
-    tx.commit()?;
-    Ok(Archived {
-        rows,
-        anchor: new_anchor,
-    })
+    Ok(archived)
 }
 
 const ARCHIVE_ACTION: &str = "audit.archive";
@@ -429,7 +447,8 @@ mod tests {
 
     fn archive_before(conn: &mut Connection, red: &Redactor, before: Millis) -> (Archived, String) {
         let mut out = Vec::new();
-        let a = archive(conn, red, 5000, before, &mut out, &|| Ok(()), "t.jsonl").unwrap();
+        // Batches of 2 exercise the batch boundaries.
+        let a = archive(conn, red, 5000, before, 2, &mut out, &|| Ok(()), "t.jsonl").unwrap();
         (a, String::from_utf8(out).unwrap())
     }
 
@@ -450,17 +469,17 @@ mod tests {
         assert_eq!(lines[2]["hash"], a.anchor.prev_hash.as_str());
         let v = verify(&conn).unwrap();
         assert_eq!(v.first_break, None, "{v:?}");
-        // 4, 5, 6 and the archive record.
-        assert_eq!(v.rows, 4);
+        // 4, 5, 6 and one archive record per batch.
+        assert_eq!(v.rows, 5);
 
         // Never the head row, even when everything is old.
         let (b, _) = archive_before(&mut conn, &red, i64::MAX);
-        assert_eq!(b.anchor.first_id, 7);
+        assert_eq!(b.anchor.first_id, 8);
         assert_eq!(verify(&conn).unwrap().first_break, None);
         let left: i64 = conn
             .query_row("SELECT count(*) FROM audit", [], |r| r.get(0))
             .unwrap();
-        assert_eq!(left, 2, "the previous head and the new archive record");
+        assert_eq!(left, 3, "the previous head and the two new archive records");
     }
 
     #[test]

@@ -342,7 +342,16 @@ fn operate(command: Command, settings: &Settings, json: bool) -> anyhow::Result<
             let archived = db.call_blocking(move |c| {
                 let handle = file.try_clone()?;
                 let mut out = std::io::BufWriter::new(&mut file);
-                audit::archive(c, red, now, before, &mut out, &|| handle.sync_all(), &label)
+                audit::archive(
+                    c,
+                    red,
+                    now,
+                    before,
+                    audit::ARCHIVE_BATCH,
+                    &mut out,
+                    &|| handle.sync_all(),
+                    &label,
+                )
             })?;
             emit(json, &archived, || {
                 format!(
@@ -388,7 +397,8 @@ fn operate(command: Command, settings: &Settings, json: bool) -> anyhow::Result<
             })
         }
         Command::Cleanup => {
-            let c = db.call_blocking(|c| operator::cleanup(c, red, now))?;
+            let c =
+                db.call_blocking(|c| operator::cleanup(c, red, now, operator::CLEANUP_BATCH))?;
             emit(json, &c, || {
                 format!(
                     "removed {} expired conversation(s) and {} message(s); the audit log is kept",

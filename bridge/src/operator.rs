@@ -155,20 +155,47 @@ pub struct Cleaned {
     pub messages: i64,
 }
 
+/// Messages deleted per write transaction by `cleanup` (tens of ms each).
+pub const CLEANUP_BATCH: i64 = 1_000;
+
 /// Deletes expired conversations with their sessions and messages. Audit rows
-/// are kept: deleting them would break the chain.
+/// are kept: deleting them would break the chain (`bridge audit archive`
+/// moves old ones out). Messages go first, `batch` per write transaction,
+/// each followed by a pause as long as it took so a live server gets the
+/// write lock in between; then one transaction deletes the conversations
+/// and audits the totals. An
+/// expired conversation takes no new messages, so the batches race nothing;
+/// if cleanup is interrupted, the next run finishes the job.
 pub fn cleanup(
     conn: &mut Connection,
     redactor: &Redactor,
     now: Millis,
+    batch: i64,
 ) -> Result<Cleaned, StoreError> {
+    let mut messages = 0i64;
+    loop {
+        let started = std::time::Instant::now();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let n = tx.execute(
+            "DELETE FROM messages WHERE id IN (
+               SELECT m.id FROM conversations c JOIN messages m ON m.conversation_id = c.id
+               WHERE c.expires_at <= ?1 LIMIT ?2)",
+            params![now, batch],
+        )?;
+        tx.commit()?;
+        messages += n as i64;
+        if (n as i64) < batch {
+            break;
+        }
+        crate::store::yield_write_lock(started);
+    }
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let ids: Vec<String> = tx
         .prepare("SELECT id FROM conversations WHERE expires_at <= ?1")?
         .query_map([now], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
-    let mut messages = 0;
     for id in &ids {
+        // Messages are gone already, unless one slipped in since.
         messages += tx.query_row(
             "SELECT count(*) FROM messages WHERE conversation_id = ?1",
             [id],
@@ -245,4 +272,48 @@ pub fn rotate_tokens(
         conversation_id: conversation.to_owned(),
         tokens,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::migrate;
+
+    #[test]
+    fn cleanup_in_small_batches_deletes_and_counts_every_expired_message() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn).unwrap();
+        let red = Redactor::builtin();
+        // Two expired conversations with 7 and 4 messages, one live with 5.
+        for (id, expires, n) in [
+            ("conv_old1", 10, 7),
+            ("conv_old2", 20, 4),
+            ("conv_live", 9_999, 5),
+        ] {
+            conn.execute(
+                "INSERT INTO conversations (id, created_at, expires_at) VALUES (?1, 0, ?2)",
+                params![id, expires],
+            )
+            .unwrap();
+            for _ in 0..n {
+                conn.execute(
+                    "INSERT INTO messages (conversation_id, sender, recipient, kind, body, redacted, created_at)
+                     VALUES (?1, 'a', 'b', 'message', 'hi', 0, 0)",
+                    [id],
+                )
+                .unwrap();
+            }
+        }
+        let cleaned = cleanup(&mut conn, &red, 100, 3).unwrap();
+        assert_eq!((cleaned.conversations, cleaned.messages), (2, 11));
+        let left: Vec<(String, i64)> = conn
+            .prepare("SELECT conversation_id, count(*) FROM messages GROUP BY 1")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(left, [("conv_live".to_owned(), 5)]);
+        assert!(crate::audit::verify(&conn).unwrap().first_break.is_none());
+    }
 }

@@ -230,6 +230,13 @@ fn create_private(path: &Path) -> Result<(), StoreError> {
     }
 }
 
+/// Between the batches of a long maintenance job (cleanup, audit archive):
+/// sleeps as long as the batch held the write lock (at least 5 ms), so the
+/// servers sharing the file get it at least half the time.
+pub fn yield_write_lock(batch_started: std::time::Instant) {
+    std::thread::sleep(batch_started.elapsed().max(Duration::from_millis(5)));
+}
+
 /// Opens (creating if needed) and migrates a database file.
 pub fn open(path: &Path, sync: Sync) -> Result<Connection, StoreError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {

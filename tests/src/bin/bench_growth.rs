@@ -16,6 +16,8 @@
 //! audit archive`, refilling the same volume grows the file by 5% or more.
 
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
@@ -255,10 +257,35 @@ async fn main() -> anyhow::Result<()> {
         ),
     ];
 
-    // Expire everything, clean up and archive the audit log, then refill
+    // Expire all but a live conversation, clean up and archive the audit log, then refill
     // the same volume: the file should not grow, the freed pages are reused.
+    // Meanwhile a live conversation keeps talking at an agent's pace: the
+    // batches must never keep it waiting long, let alone fail it.
     let audit_before = count(&big_db, "audit")?;
-    sql(&big_db)?.execute("UPDATE conversations SET expires_at = 0", [])?;
+    let live_server = Server::start(&big_db, &["--rate-limit", "off"]).await?;
+    let live = Conv::create(&live_server).await?;
+    sql(&big_db)?.execute(
+        "UPDATE conversations SET expires_at = 0 WHERE id != ?1",
+        [&live.id],
+    )?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let talker = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let (mut lat, mut errors) = (Vec::new(), Vec::new());
+            while !stop.load(Ordering::Relaxed) {
+                let t = Instant::now();
+                let args = live.args("a", json!({ "message": text(lat.len()) }));
+                match live_server.ok("send_to_partner", args).await {
+                    Ok(_) => lat.push(t.elapsed()),
+                    Err(e) => errors.push(format!("{e:#}")),
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            let _ = live_server.stop().await;
+            (Samples::new(lat), errors)
+        })
+    };
     let cleaned = timed_operator(&big_db, &["cleanup"])?;
     let left = count(&big_db, "messages")?;
     let archive = dir.path().join("audit-archive.jsonl");
@@ -274,6 +301,8 @@ async fn main() -> anyhow::Result<()> {
             archive_arg,
         ],
     )?;
+    stop.store(true, Ordering::Relaxed);
+    let (live_lat, live_errors) = talker.await?;
     let audit_left = count(&big_db, "audit")?;
     let size_cleaned = file_bytes(&big_db);
     let free_pages: i64 = sql(&big_db)?.query_row("PRAGMA freelist_count", [], |r| r.get(0))?;
@@ -298,7 +327,7 @@ async fn main() -> anyhow::Result<()> {
         println!("{r}");
     }
     println!(
-        "\nBounded file: with every conversation expired, `bridge cleanup` took {:.2} s ({left} messages left) and `bridge audit archive --older-than-days 0` took {:.2} s ({audit_left} audit rows left, {} archived to a {} file). The file stayed {} with {} MB free inside it; refilling the same {n} messages and {audit_before} audit rows brought it to {} ({:+.1}% against the first fill).",
+        "\nBounded file: with every conversation but one live one expired, `bridge cleanup` took {:.2} s ({left} messages left) and `bridge audit archive --older-than-days 0` took {:.2} s ({audit_left} audit rows left, {} archived to a {} file). The file stayed {} with {} MB free inside it; refilling the same {n} messages and {audit_before} audit rows brought it to {} ({:+.1}% against the first fill).",
         cleaned.as_secs_f64(),
         archived.as_secs_f64(),
         std::fs::read(&archive)?
@@ -310,6 +339,19 @@ async fn main() -> anyhow::Result<()> {
         free_pages * page_size / 1_000_000,
         mb(size_refilled),
         growth * 100.0,
+    );
+    println!(
+        "\nWhile cleanup and archive ran, a live conversation sent {} messages (one every 50 ms): p50 {} / p99 {} / max {}, {} errors.",
+        live_lat.len(),
+        fmt_ms(live_lat.p(50.0)),
+        fmt_ms(live_lat.p(99.0)),
+        fmt_ms(live_lat.max()),
+        live_errors.len()
+    );
+    ensure!(
+        live_errors.is_empty(),
+        "sends failed while cleanup and archive ran: {:?}",
+        &live_errors[..live_errors.len().min(3)]
     );
     let missed: Vec<String> = verdicts
         .iter()
