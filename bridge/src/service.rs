@@ -481,7 +481,6 @@ impl Bridge {
     }
 
     /// One attempt: `Ok(None)` means "nothing yet, keep waiting".
-    #[allow(clippy::too_many_arguments)]
     /// Starts this process's doorbell dispatcher once: every database
     /// change (local commit or file event from another process) becomes one
     /// query for messages newer than the last seen, and rings the bells of
@@ -538,6 +537,7 @@ impl Bridge {
         Ok(())
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn check_once(
         &self,
         conn: &mut Connection,

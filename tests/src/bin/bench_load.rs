@@ -49,7 +49,7 @@ fn parse_args() -> anyhow::Result<Args> {
         }
     }
     ensure!(
-        a.clients >= 2 && a.clients % 2 == 0,
+        a.clients >= 2 && a.clients.is_multiple_of(2),
         "--clients must be an even number of at least 2 (clients talk in pairs), got {}",
         a.clients
     );
