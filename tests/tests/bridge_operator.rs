@@ -337,17 +337,15 @@ async fn audit_archive_moves_old_rows_out_and_the_chain_still_verifies() -> anyh
     assert_eq!(none["rows"], 0, "{none}");
     std::fs::remove_file(&file)?;
 
-    let archived = operator_json(
-        &db,
-        &[
-            "audit",
-            "archive",
-            "--older-than-days",
-            "0",
-            "--to",
-            file_arg,
-        ],
-    )?;
+    let archive_all = [
+        "audit",
+        "archive",
+        "--older-than-days",
+        "0",
+        "--to",
+        file_arg,
+    ];
+    let archived = operator_json(&db, &archive_all)?;
     // Everything but the head row.
     assert_eq!(archived["rows"], before.len() - 1, "{archived}");
     let lines: Vec<Value> = std::fs::read_to_string(&file)?
@@ -370,17 +368,7 @@ async fn audit_archive_moves_old_rows_out_and_the_chain_still_verifies() -> anyh
     assert_eq!(after[1].action, "audit.archive");
 
     // An existing file is never overwritten.
-    let again = operator(
-        &db,
-        &[
-            "audit",
-            "archive",
-            "--older-than-days",
-            "0",
-            "--to",
-            file_arg,
-        ],
-    )?;
+    let again = operator(&db, &archive_all)?;
     assert!(!again.status.success());
     assert!(
         stderr(&again).contains("must not exist"),
