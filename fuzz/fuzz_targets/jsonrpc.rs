@@ -88,6 +88,7 @@ fn check_stored(f: &mut Fixture, args: &JsonObject, message_id: i64) {
 fuzz_target!(|data: &[u8]| {
     let mut fixture = FIXTURE.lock().unwrap_or_else(|p| p.into_inner());
     let f = fixture.get_or_insert_with(Fixture::new);
+    f.begin_input();
     for message in messages(&splice(data, f)) {
         let JsonRpcMessage::Request(request) = message else { continue };
         let ClientRequest::CallToolRequest(call) = request.request else { continue };

@@ -176,6 +176,7 @@ fuzz_target!(|call: Call| {
     let sent = (!call.absent || !args.is_empty()).then_some(args);
     let mut fixture = FIXTURE.lock().unwrap_or_else(|p| p.into_inner());
     let fixture = fixture.get_or_insert_with(Fixture::new);
+    fixture.begin_input();
     let answer = fixture.call(&tool, sent.clone());
     check_answer(&tool, sent.as_ref(), &answer);
 

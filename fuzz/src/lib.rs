@@ -15,9 +15,11 @@ use bridge::{Bridge, BridgeServer};
 use rmcp::model::{CallToolResult, JsonObject};
 use serde_json::Value;
 
-/// A database grows by an audit row per refusal; start afresh this often so a
-/// long run measures the code, not an ever larger SQLite file.
-const CALLS_PER_DATABASE: u64 = 20_000;
+/// A database grows by an audit row per refusal; start afresh after this many
+/// calls so a long run measures the code, not an ever larger SQLite file. The
+/// reset happens only between inputs ([`Fixture::begin_input`]): an input
+/// that sends and then reads back must see one conversation throughout.
+pub const CALLS_PER_DATABASE: u64 = 20_000;
 
 /// The reply to a well-formed call whose token is wrong: an authentication
 /// refusal, never a decoding one.
@@ -38,11 +40,18 @@ pub struct Fixture {
     clock: ManualClock,
     runtime: tokio::runtime::Runtime,
     calls: u64,
+    reset_every: u64,
     _dir: tempfile::TempDir,
 }
 
 impl Fixture {
     pub fn new() -> Self {
+        Self::with_reset_interval(CALLS_PER_DATABASE)
+    }
+
+    /// A fixture that starts afresh at the first input boundary after
+    /// `reset_every` calls (tests use a tiny interval).
+    pub fn with_reset_interval(reset_every: u64) -> Self {
         // Paused time: a `check_messages` long poll of 50 s finishes as soon
         // as the runtime is idle, instead of stalling the fuzzer.
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -100,7 +109,17 @@ impl Fixture {
             clock,
             runtime,
             calls: 0,
+            reset_every: reset_every.max(1),
             _dir: dir,
+        }
+    }
+
+    /// Called by a target before each input: starts afresh (a new database
+    /// and conversation) once the interval has passed. Never called inside an
+    /// input, so the ids an input was spliced with stay valid to its end.
+    pub fn begin_input(&mut self) {
+        if self.calls >= self.reset_every {
+            *self = Self::with_reset_interval(self.reset_every);
         }
     }
 
@@ -112,9 +131,6 @@ impl Fixture {
         args: Option<JsonObject>,
     ) -> Result<CallToolResult, rmcp::ErrorData> {
         self.calls += 1;
-        if self.calls.is_multiple_of(CALLS_PER_DATABASE) {
-            *self = Self::new();
-        }
         self.clock.advance_secs(1);
         let work = self.server.dispatch(name, args, Default::default());
         self.runtime.block_on(work)
@@ -333,5 +349,61 @@ pub fn check_answer(tool: &str, args: Option<&JsonObject>, answer: &Result<CallT
             known.contains(&root) || sent || field == "arguments",
             "{tool}: refusal names `{field}`, which is neither an argument of the tool nor one sent: {text:?}"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn args(v: Value) -> Option<JsonObject> {
+        v.as_object().cloned()
+    }
+
+    /// The CI flake: with the reset inside `call`, a reset falling between a
+    /// send and the partner's read-back made the read use the old
+    /// conversation's ids ("invalid or expired session token"). With an
+    /// interval of 2 every input below would straddle a reset.
+    #[test]
+    fn a_reset_never_falls_inside_an_input() {
+        let mut f = Fixture::with_reset_interval(2);
+        for round in 0..4 {
+            f.begin_input();
+            let conv = f.conversation_id.clone();
+            let sent = f
+                .call(
+                    "send_to_partner",
+                    args(json!({"conversation_id": conv, "session_id": "a",
+                                "token": f.token_a, "message": format!("hello {round}")})),
+                )
+                .expect("known tool");
+            assert_ne!(sent.is_error, Some(true), "{}", first_text(&sent));
+            for _ in 0..3 {
+                let read = f
+                    .call(
+                        "check_messages",
+                        args(json!({"conversation_id": conv, "session_id": "b",
+                                    "token": f.token_b, "peek": true})),
+                    )
+                    .expect("known tool");
+                assert_ne!(read.is_error, Some(true), "round {round}: {}", first_text(&read));
+                assert_eq!(f.conversation_id, conv, "the fixture was replaced inside an input");
+            }
+        }
+    }
+
+    #[test]
+    fn the_fixture_starts_afresh_between_inputs_after_the_interval() {
+        let mut f = Fixture::with_reset_interval(3);
+        let first = f.conversation_id.clone();
+        for _ in 0..2 {
+            f.call("check_partner_status", args(json!({}))).expect("known tool");
+        }
+        f.begin_input();
+        assert_eq!(f.conversation_id, first, "reset before the interval passed");
+        f.call("check_partner_status", args(json!({}))).expect("known tool");
+        f.begin_input();
+        assert_ne!(f.conversation_id, first, "no reset after the interval passed");
     }
 }
