@@ -145,9 +145,62 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub allowed_origins: Vec<String>,
+    /// Most MCP sessions open at once over HTTP [default: 512]
+    #[arg(long, env = "BRIDGE_HTTP_MAX_SESSIONS")]
+    pub http_max_sessions: Option<usize>,
+    /// Most MCP sessions open at once from one client address [default: 128]
+    #[arg(long, env = "BRIDGE_HTTP_MAX_SESSIONS_PER_PEER")]
+    pub http_max_sessions_per_peer: Option<usize>,
+    /// Close a session whose client has not completed the MCP handshake by then [default: 10s]
+    #[arg(long, env = "BRIDGE_HTTP_SESSION_INIT_TIMEOUT", value_parser = crate::config::parse_duration)]
+    pub http_session_init_timeout: Option<std::time::Duration>,
+    /// Close a session with no request for this long [default: 5m]
+    #[arg(long, env = "BRIDGE_HTTP_SESSION_IDLE", value_parser = crate::config::parse_duration)]
+    pub http_session_idle: Option<std::time::Duration>,
+    /// Most HTTP connections open at once [default: 2048]
+    #[arg(long, env = "BRIDGE_HTTP_MAX_CONNECTIONS")]
+    pub http_max_connections: Option<usize>,
+    /// Most HTTP connections open at once from one client address [default: 256]
+    #[arg(long, env = "BRIDGE_HTTP_MAX_CONNECTIONS_PER_PEER")]
+    pub http_max_connections_per_peer: Option<usize>,
+    /// Close a connection whose request head has not arrived by then [default: 10s]
+    #[arg(long, env = "BRIDGE_HTTP_HEADER_TIMEOUT", value_parser = crate::config::parse_duration)]
+    pub http_header_timeout: Option<std::time::Duration>,
 }
 
 impl ServeArgs {
+    /// The HTTP session and connection limits, defaults filled in.
+    pub fn http_limits(
+        &self,
+    ) -> anyhow::Result<(crate::http::SessionLimits, crate::http::ConnLimits)> {
+        let (s, c) = (
+            crate::http::SessionLimits::default(),
+            crate::http::ConnLimits::default(),
+        );
+        let sessions = crate::http::SessionLimits {
+            max_total: self.http_max_sessions.unwrap_or(s.max_total),
+            max_per_peer: self.http_max_sessions_per_peer.unwrap_or(s.max_per_peer),
+            init_timeout: self.http_session_init_timeout.unwrap_or(s.init_timeout),
+            idle_timeout: self.http_session_idle.unwrap_or(s.idle_timeout),
+        };
+        let connections = crate::http::ConnLimits {
+            max_total: self.http_max_connections.unwrap_or(c.max_total),
+            max_per_peer: self.http_max_connections_per_peer.unwrap_or(c.max_per_peer),
+            header_timeout: self.http_header_timeout.unwrap_or(c.header_timeout),
+        };
+        for (name, n) in [
+            ("--http-max-sessions", sessions.max_total),
+            ("--http-max-sessions-per-peer", sessions.max_per_peer),
+            ("--http-max-connections", connections.max_total),
+            ("--http-max-connections-per-peer", connections.max_per_peer),
+        ] {
+            if n == 0 {
+                bail!("{name} must be at least 1 (0 would refuse every client)");
+            }
+        }
+        Ok((sessions, connections))
+    }
+
     /// Stage 1 of the YOLO flow: the operator's flag or environment.
     pub fn yolo_enabled(&self) -> bool {
         self.yolo || std::env::var("YOLO_MODE").is_ok_and(|v| v == "1")

@@ -5,9 +5,13 @@
 //!   it (401 otherwise).
 //! - `Host` and `Origin` are checked against allow-lists (DNS-rebinding
 //!   protection; rmcp answers 403).
-//! - Request bodies are capped; idle sessions and sessions that never
-//!   initialize are closed by rmcp's session manager (5 min / 60 s); a long
-//!   poll is bounded at 50 s.
+//! - Request bodies are capped in size and in time; a long poll is bounded
+//!   at 50 s.
+//! - Sessions are capped in total and per peer address, closed when idle
+//!   and when the handshake is not completed in time (`http_sessions`).
+//! - Connections are capped in total and per peer address, and a request
+//!   head must arrive within the header timeout (`http_conn`).
+//! - Overload is refused at once with 503 and `Retry-After`, never queued.
 //! - SIGTERM/SIGINT shut down gracefully.
 
 use std::net::SocketAddr;
@@ -16,20 +20,27 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use axum::Router;
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use tokio_util::sync::CancellationToken;
 
+pub use crate::http_conn::ConnLimits;
+use crate::http_conn::{RETRY_AFTER_SECS, WithGuard};
+pub use crate::http_sessions::SessionLimits;
+use crate::http_sessions::{ADMISSION, Sessions};
 use crate::service::Bridge;
 use crate::tools::BridgeServer;
 
 /// Largest request body accepted (a 50 000-character message is < 200 KiB).
 pub const MAX_BODY_BYTES: usize = 1 << 20;
+
+/// A request body must have arrived this long after its head (a slow body
+/// would otherwise hold a connection and its slot forever).
+pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 #[derive(Debug, Clone, Default)]
 pub struct HttpOptions {
@@ -40,6 +51,8 @@ pub struct HttpOptions {
     pub allowed_hosts: Vec<String>,
     /// Browser origins to accept (requests without Origin always pass).
     pub allowed_origins: Vec<String>,
+    pub sessions: SessionLimits,
+    pub connections: ConnLimits,
 }
 
 /// Reads a token file (first line, trimmed), creating it with a fresh
@@ -126,34 +139,75 @@ async fn watch_disconnect(mut req: Request, next: Next) -> Response {
     let gone = CancellationToken::new();
     req.extensions_mut().insert(ClientGone(gone.clone()));
     let guard = gone.drop_guard();
-    next.run(req).await.map(|body| {
-        axum::body::Body::new(Guarded {
-            body,
-            _guard: guard,
-        })
-    })
+    next.run(req)
+        .await
+        .map(|body| axum::body::Body::new(WithGuard { body, guard }))
 }
 
-/// A response body that cancels its [`ClientGone`] token when dropped.
-struct Guarded {
-    body: axum::body::Body,
-    _guard: tokio_util::sync::DropGuard,
+/// A 503 with `Retry-After` and a one-line reason.
+fn overloaded(reason: String) -> Response {
+    let mut r = (StatusCode::SERVICE_UNAVAILABLE, format!("{reason}\n")).into_response();
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+    r
 }
 
-impl http_body::Body for Guarded {
-    type Data = axum::body::Bytes;
-    type Error = axum::Error;
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
-        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+/// Reserves a session place for a request that may create a session (a
+/// POST without `Mcp-Session-Id`) before rmcp reads it; 503 over the cap.
+async fn admit_session(State(sessions): State<Sessions>, req: Request, next: Next) -> Response {
+    let may_create =
+        req.method() == axum::http::Method::POST && !req.headers().contains_key("mcp-session-id");
+    if !may_create {
+        return next.run(req).await;
     }
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    match sessions.reserve(peer) {
+        Ok(slot) => {
+            ADMISSION
+                .scope(std::cell::Cell::new(Some(slot)), next.run(req))
+                .await
+        }
+        Err(refused) => overloaded(refused.to_string()),
     }
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.body.size_hint()
+}
+
+/// Reads the whole body within [`BODY_TIMEOUT`] and [`MAX_BODY_BYTES`]
+/// before anything else looks at the request.
+async fn read_body_in_time(req: Request, next: Next) -> Response {
+    use http_body_util::BodyExt;
+    let (parts, body) = req.into_parts();
+    let limited = http_body_util::Limited::new(body, MAX_BODY_BYTES);
+    match tokio::time::timeout(BODY_TIMEOUT, limited.collect()).await {
+        Ok(Ok(collected)) => {
+            let body = axum::body::Body::from(collected.to_bytes());
+            next.run(Request::from_parts(parts, body)).await
+        }
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body over {MAX_BODY_BYTES} bytes; send a shorter message\n"),
+        )
+            .into_response(),
+        Ok(Err(e)) => (
+            StatusCode::BAD_REQUEST,
+            format!("could not read the request body: {e}\n"),
+        )
+            .into_response(),
+        Err(_) => {
+            let mut r = (
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the request body did not arrive within {} s; send it at once\n",
+                    BODY_TIMEOUT.as_secs()
+                ),
+            )
+                .into_response();
+            r.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            r
+        }
     }
 }
 
@@ -169,6 +223,35 @@ async fn health(State(bridge): State<Bridge>) -> Response {
             format!("database unavailable: {e}\n"),
         )
             .into_response(),
+    }
+}
+
+/// File descriptors kept for the database, its watch and the log, beyond
+/// one per connection.
+const SPARE_FDS: u64 = 256;
+
+/// Raises the soft open-files limit so `max_connections` sockets fit (the
+/// soft limit is often 1024); warns if the hard limit is too low, since
+/// `accept` would then fail before the connection cap is reached.
+fn raise_fd_limit(max_connections: usize) {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let needed = max_connections as u64 + SPARE_FDS;
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return;
+    };
+    if soft >= needed {
+        return;
+    }
+    let target = needed.min(hard);
+    if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, target, hard) {
+        tracing::warn!(error = %e, soft, "cannot raise the open-files limit");
+    }
+    if target < needed {
+        tracing::warn!(
+            limit = target,
+            needed,
+            "the open-files limit is below --http-max-connections plus {SPARE_FDS}; raise the hard limit (`ulimit -Hn`, compose `ulimits: nofile`) or lower --http-max-connections"
+        );
     }
 }
 
@@ -207,38 +290,42 @@ pub async fn serve(
         config.with_allowed_origins(opts.allowed_origins.clone())
     };
     let b = bridge.clone();
+    let sessions = Sessions::new(opts.sessions);
     let mcp = StreamableHttpService::new(
         {
             let (drain, tracker) = (drain.clone(), tracker.clone());
             move || Ok(BridgeServer::new(b.clone()).draining(drain.clone(), tracker.clone()))
         },
-        LocalSessionManager::default().into(),
+        Arc::new(sessions.clone()),
         config,
     );
     let token = Arc::new(opts.token.clone());
+    // The last layer runs first: the token, then the body, then the cap.
     let app = Router::new()
         .nest_service("/mcp", mcp)
         .layer(middleware::from_fn(watch_disconnect))
+        .layer(middleware::from_fn_with_state(sessions, admit_session))
+        .layer(middleware::from_fn(read_body_in_time))
         .layer(middleware::from_fn_with_state(token, require_bearer))
         .route("/healthz", get(health).with_state(bridge));
+    raise_fd_limit(opts.connections.max_total);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     let local = listener.local_addr()?;
-    tracing::info!(addr = %local, auth = opts.token.is_some(), "serving MCP over streamable HTTP at /mcp");
+    tracing::info!(addr = %local, auth = opts.token.is_some(), sessions = ?opts.sessions, connections = ?opts.connections, "serving MCP over streamable HTTP at /mcp");
     if let Some(tx) = bound {
         let _ = tx.send(local);
     }
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.cancelled().await;
-            drain.cancel();
-            tracker.close();
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), tracker.wait()).await;
-            // Let the last answers through rmcp's channels onto the wire.
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            rmcp_stop.cancel();
-        })
-        .await?;
+    crate::http_conn::serve(listener, app, opts.connections, async move {
+        shutdown.cancelled().await;
+        drain.cancel();
+        tracker.close();
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), tracker.wait()).await;
+        // Let the last answers through rmcp's channels onto the wire.
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        rmcp_stop.cancel();
+    })
+    .await?;
     Ok(())
 }

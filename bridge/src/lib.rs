@@ -12,6 +12,8 @@ pub mod demo;
 pub mod execution;
 pub mod guard;
 pub mod http;
+pub mod http_conn;
+pub mod http_sessions;
 pub mod operator;
 pub mod policy;
 pub mod ratelimit;
@@ -49,11 +51,14 @@ pub async fn serve(
                 Some(f) => Some(http::read_token_file(f)?),
                 None => env_token,
             };
+            let (sessions, connections) = args.http_limits()?;
             Some(http::HttpOptions {
                 addr: Some(addr),
                 token,
                 allowed_hosts: args.allowed_hosts.clone(),
                 allowed_origins: args.allowed_origins.clone(),
+                sessions,
+                connections,
             })
         }
     };

@@ -1,0 +1,391 @@
+//! The HTTP accept loop: a header-read timeout, a cap on concurrent
+//! connections (in total and per peer address), refusal instead of queueing,
+//! and a graceful shutdown that drains.
+//!
+//! `axum::serve` has neither a header timeout nor a connection cap, so one
+//! slow client per socket (slowloris) could hold the server: 19 990
+//! half-sent requests stayed open forever and `/healthz` timed out.
+//! Here every connection is served by hyper's HTTP/1 server with a timer,
+//! so a request head (and an idle keep-alive gap) must arrive within the
+//! header timeout. Over a cap, a connection is answered with a fixed 503
+//! and closed at once, without reading, so refusing costs one write.
+//!
+//! When the total is full, the oldest connection with no request in flight
+//! (a slow head, or an idle keep-alive) is closed to make room: otherwise
+//! an attacker with more addresses than `max_total / max_per_peer` could
+//! fill the table and lock everyone out until the header timeout, again
+//! and again. A connection serving a request (a long poll, an SSE stream)
+//! is never evicted.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::ConnectInfo;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower::ServiceExt;
+
+/// Connection limits and the header-read timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnLimits {
+    pub max_total: usize,
+    /// Per client address; behind a port-publishing proxy every client has
+    /// the proxy's address.
+    pub max_per_peer: usize,
+    /// A request head (or the next one on a kept-alive connection) must
+    /// arrive within this.
+    pub header_timeout: Duration,
+}
+
+impl Default for ConnLimits {
+    fn default() -> Self {
+        Self {
+            max_total: 2048,
+            max_per_peer: 256,
+            header_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// How long shutdown waits for connections to finish after telling them to.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// A pause after a failed `accept` (e.g. out of file descriptors), so the
+/// loop does not spin while the condition lasts.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// Seconds a refused client is told to wait (`Retry-After`).
+pub const RETRY_AFTER_SECS: u64 = 5;
+
+/// A complete HTTP/1.1 503 response with `Retry-After` and a short body.
+pub fn overload_response(reason: &str) -> String {
+    let body = format!("{reason}; retry in {RETRY_AFTER_SECS} s\n");
+    format!(
+        "HTTP/1.1 503 Service Unavailable\r\nRetry-After: {RETRY_AFTER_SECS}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+#[derive(Debug)]
+struct Entry {
+    peer: IpAddr,
+    /// Requests in flight on this connection (0: idle or reading a head).
+    busy: Arc<AtomicUsize>,
+    evict: CancellationToken,
+}
+
+#[derive(Debug, Default)]
+struct Table {
+    next_id: u64,
+    per_peer: HashMap<IpAddr, usize>,
+    /// By id, so by age: iteration starts with the oldest connection.
+    conns: BTreeMap<u64, Entry>,
+}
+
+impl Table {
+    fn remove(&mut self, id: u64) {
+        if let Some(e) = self.conns.remove(&id)
+            && let Some(n) = self.per_peer.get_mut(&e.peer)
+        {
+            *n -= 1;
+            if *n == 0 {
+                self.per_peer.remove(&e.peer);
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    PerPeer,
+    Total,
+}
+
+/// The live connections; a cheap handle.
+#[derive(Debug, Clone)]
+struct Conns {
+    limits: ConnLimits,
+    table: Arc<Mutex<Table>>,
+}
+
+/// A connection's place in the table; frees it on drop.
+struct Admitted {
+    table: Arc<Mutex<Table>>,
+    id: u64,
+    busy: Arc<AtomicUsize>,
+    evict: CancellationToken,
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        lock(&self.table).remove(self.id);
+    }
+}
+
+fn lock(t: &Mutex<Table>) -> std::sync::MutexGuard<'_, Table> {
+    // Only counters live behind this lock; a panic cannot break them halfway.
+    t.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Conns {
+    fn admit(&self, peer: IpAddr) -> Result<Admitted, Refusal> {
+        let mut t = lock(&self.table);
+        if t.per_peer.get(&peer).copied().unwrap_or(0) >= self.limits.max_per_peer {
+            return Err(Refusal::PerPeer);
+        }
+        if t.conns.len() >= self.limits.max_total {
+            let idle = t
+                .conns
+                .iter()
+                .find(|(_, e)| e.busy.load(Ordering::Acquire) == 0)
+                .map(|(id, e)| (*id, e.evict.clone()));
+            let Some((oldest, evict)) = idle else {
+                return Err(Refusal::Total);
+            };
+            evict.cancel();
+            t.remove(oldest);
+        }
+        let id = t.next_id;
+        t.next_id += 1;
+        *t.per_peer.entry(peer).or_default() += 1;
+        let busy = Arc::new(AtomicUsize::new(0));
+        let evict = CancellationToken::new();
+        t.conns.insert(
+            id,
+            Entry {
+                peer,
+                busy: busy.clone(),
+                evict: evict.clone(),
+            },
+        );
+        Ok(Admitted {
+            table: self.table.clone(),
+            id,
+            busy,
+            evict,
+        })
+    }
+}
+
+/// Counts a request in flight until the response body is dropped.
+pub struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    fn new(busy: &Arc<AtomicUsize>) -> Self {
+        busy.fetch_add(1, Ordering::AcqRel);
+        Self(busy.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A response body that keeps `guard` alive until the body is dropped.
+pub struct WithGuard<G> {
+    pub body: axum::body::Body,
+    pub guard: G,
+}
+
+impl<G: Send + Unpin + 'static> http_body::Body for WithGuard<G> {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+    }
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// Accepts connections until `stop` fires, then tells every connection to
+/// finish its request in flight and close, and waits for them (at most
+/// [`CLOSE_GRACE`]).
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    limits: ConnLimits,
+    stop: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let conns = Conns {
+        limits,
+        table: Arc::default(),
+    };
+    let closing = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout);
+    tokio::pin!(stop);
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = &mut stop => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accepting an HTTP connection failed; if this says too many open files, raise `ulimit -n` or lower --http-max-connections");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    continue;
+                }
+            },
+        };
+        let admitted = match conns.admit(peer.ip()) {
+            Ok(a) => a,
+            Err(refusal) => {
+                refuse(&stream, refusal);
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let conn = http.serve_connection(
+            TokioIo::new(stream),
+            service(app.clone(), peer, admitted.busy.clone()),
+        );
+        let closing = closing.clone();
+        tracker.spawn(async move {
+            tokio::pin!(conn);
+            let mut told = false;
+            loop {
+                tokio::select! {
+                    r = conn.as_mut() => {
+                        if let Err(e) = r {
+                            tracing::debug!(error = %e, %peer, "HTTP connection ended with an error");
+                        }
+                        break;
+                    }
+                    () = admitted.evict.cancelled() => {
+                        tracing::debug!(%peer, "closing an idle HTTP connection to make room");
+                        break;
+                    }
+                    () = closing.cancelled(), if !told => {
+                        conn.as_mut().graceful_shutdown();
+                        told = true;
+                    }
+                }
+            }
+            drop(admitted);
+        });
+    }
+    drop(listener);
+    closing.cancel();
+    tracker.close();
+    if tokio::time::timeout(CLOSE_GRACE, tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::info!(
+            open = tracker.len(),
+            "closing HTTP connections that did not finish in time"
+        );
+    }
+    Ok(())
+}
+
+/// The per-connection service: tells the app who the peer is and counts
+/// requests in flight, so an idle connection can be told apart.
+fn service(
+    app: Router,
+    peer: SocketAddr,
+    busy: Arc<AtomicUsize>,
+) -> impl hyper::service::Service<
+    hyper::Request<Incoming>,
+    Response = axum::response::Response,
+    Error = std::convert::Infallible,
+    Future = impl Future<Output = Result<axum::response::Response, std::convert::Infallible>> + Send,
+> + Clone {
+    hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+        let in_flight = InFlight::new(&busy);
+        req.extensions_mut().insert(ConnectInfo(peer));
+        let app = app.clone();
+        async move {
+            let response = app.oneshot(req).await?;
+            Ok(response.map(|body| {
+                axum::body::Body::new(WithGuard {
+                    body,
+                    guard: in_flight,
+                })
+            }))
+        }
+    })
+}
+
+/// Answers 503 and closes, without reading the request: one non-blocking
+/// write. A client that already sent bytes may see a reset instead.
+fn refuse(stream: &TcpStream, refusal: Refusal) {
+    let reason = match refusal {
+        Refusal::PerPeer => "too many connections from your address",
+        Refusal::Total => "the server is at its connection limit",
+    };
+    let _ = stream.try_write(overload_response(reason).as_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conns(total: usize, per_peer: usize) -> Conns {
+        Conns {
+            limits: ConnLimits {
+                max_total: total,
+                max_per_peer: per_peer,
+                ..ConnLimits::default()
+            },
+            table: Arc::default(),
+        }
+    }
+
+    #[test]
+    fn per_peer_cap_refuses_and_frees_on_drop() {
+        let c = conns(10, 2);
+        let a: IpAddr = [127, 0, 0, 2].into();
+        let first = c.admit(a).unwrap();
+        let _second = c.admit(a).unwrap();
+        assert_eq!(c.admit(a).err(), Some(Refusal::PerPeer));
+        drop(first);
+        assert!(c.admit(a).is_ok());
+    }
+
+    #[test]
+    fn a_full_table_evicts_the_oldest_idle_connection_never_a_busy_one() {
+        let c = conns(2, 5);
+        let a: IpAddr = [127, 0, 0, 2].into();
+        let legit: IpAddr = [127, 0, 0, 1].into();
+        let busy = c.admit(a).unwrap();
+        let _request = InFlight::new(&busy.busy);
+        let idle = c.admit(a).unwrap();
+        let newcomer = c.admit(legit).unwrap();
+        assert!(idle.evict.is_cancelled(), "the idle connection is closed");
+        assert!(!busy.evict.is_cancelled(), "a request in flight is kept");
+        assert!(!newcomer.evict.is_cancelled());
+        // Now both places serve requests: nothing can be evicted.
+        let _r2 = InFlight::new(&newcomer.busy);
+        assert_eq!(c.admit(legit).err(), Some(Refusal::Total));
+        // The evicted connection's drop must not free someone else's place.
+        drop(idle);
+        assert_eq!(c.admit(legit).err(), Some(Refusal::Total));
+    }
+
+    #[test]
+    fn the_overload_response_is_a_complete_503() {
+        let r = overload_response("busy");
+        assert!(r.starts_with("HTTP/1.1 503 "));
+        assert!(r.contains(&format!("\r\nRetry-After: {RETRY_AFTER_SECS}\r\n")));
+        let body = r.split("\r\n\r\n").nth(1).unwrap();
+        assert!(r.contains(&format!("Content-Length: {}\r\n", body.len())));
+    }
+}

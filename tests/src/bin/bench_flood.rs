@@ -1,0 +1,396 @@
+//! Floods against the real `bridge serve --http` on loopback, with its
+//! default limits: a session flood (abandoned `initialize` POSTs) and a
+//! slowloris (half-sent request heads, trickled, reopened when closed).
+//! Attackers speak from 127.0.0.2 and up; the legitimate client, on
+//! 127.0.0.1, probes `/healthz` and calls a tool over an MCP session opened
+//! before the flood. Prints a Markdown section for BENCHMARKS.md: server RSS
+//! before, during and after, the legitimate client's latency, and the 503s.
+//!
+//! Run: `cargo run --release -p bridge-tests --bin bench_flood -- [--quick]
+//! [--sessions N] [--slow N] [--attackers A]`. Defaults: 20 000 sessions,
+//! 10 000 slow connections, 100 attacker addresses; `--quick` (CI) is 2 000,
+//! 2 000 and 20. Exits non-zero when a target is missed: server RSS over
+//! 100 MB at any point, a legitimate request failing, or one taking 1 s or
+//! more once the header timeout has passed.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use bridge_tests::bench::{Samples, fmt_mb, fmt_ms, vm_rss_kb};
+use bridge_tests::flood::{
+    HttpBridge, LEGIT, attacker, connect_from, exchange, healthz, initialize, raise_nofile,
+};
+use bridge_tests::{Client, Conv, call, connect_http, machine_summary, ok};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// The server's default header timeout (`--http-header-timeout`).
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// The server's default handshake deadline (`--http-session-init-timeout`).
+const INIT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Targets.
+const RSS_LIMIT_KB: u64 = 100_000_000 / 1024;
+const LATENCY_LIMIT: Duration = Duration::from_secs(1);
+/// Concurrent attackers in the session flood.
+const SESSION_WORKERS: usize = 64;
+/// How long a slow connection waits before reopening after the server
+/// closed or refused it, so the benchmark's own CPU use stays bounded.
+const REOPEN_PAUSE: Duration = Duration::from_millis(100);
+
+struct Args {
+    sessions: usize,
+    slow: usize,
+    attackers: usize,
+    quick: bool,
+}
+
+fn parse_args() -> anyhow::Result<Args> {
+    let mut a = Args {
+        sessions: 20_000,
+        slow: 10_000,
+        attackers: 100,
+        quick: false,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--sessions" => a.sessions = value()?.parse().context("--sessions N")?,
+            "--slow" => a.slow = value()?.parse().context("--slow N")?,
+            "--attackers" => a.attackers = value()?.parse().context("--attackers A")?,
+            "--quick" => {
+                (a.sessions, a.slow, a.attackers) = (2_000, 2_000, 20);
+                a.quick = true;
+            }
+            other => bail!(
+                "unknown argument {other:?}; use --quick, --sessions N, --slow N or --attackers A"
+            ),
+        }
+    }
+    anyhow::ensure!(
+        (1..=60_000).contains(&a.attackers),
+        "--attackers must be 1..=60000"
+    );
+    Ok(a)
+}
+
+/// One legitimate probe: `/healthz` on a fresh connection plus a tool call
+/// on the open MCP session.
+#[derive(Clone, Copy)]
+struct Probe {
+    at: Instant,
+    took: Duration,
+    ok: bool,
+}
+
+/// Probes every 100 ms until `stop`; returns the probes.
+async fn probe(
+    client: Arc<Client>,
+    conv: Arc<Conv>,
+    to: SocketAddr,
+    stop: Arc<AtomicBool>,
+) -> Vec<Probe> {
+    let mut out = Vec::new();
+    while !stop.load(Ordering::Relaxed) {
+        let at = Instant::now();
+        let health = exchange(LEGIT, to, &healthz(to.port()), "ok").await;
+        let tool = call(
+            &client,
+            "check_partner_status",
+            conv.args("a", serde_json::json!({})),
+        )
+        .await;
+        let ok = matches!(health, Ok(ref r) if r.status == 200) && tool.and_then(ok).is_ok();
+        out.push(Probe {
+            at,
+            took: at.elapsed(),
+            ok,
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    out
+}
+
+/// Samples the server's RSS every 100 ms until `stop`; returns the peak (kB).
+async fn rss_peak(pid: u32, stop: Arc<AtomicBool>) -> u64 {
+    let mut peak = 0;
+    while !stop.load(Ordering::Relaxed) {
+        peak = peak.max(vm_rss_kb(pid).unwrap_or(0));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    peak
+}
+
+#[derive(Default)]
+struct Counts {
+    created: AtomicU64,
+    refused: AtomicU64,
+    other: AtomicU64,
+    failed: AtomicU64,
+}
+
+/// `n` abandoned `initialize` POSTs from the attacker addresses.
+async fn session_flood(to: SocketAddr, n: usize, attackers: usize) -> Arc<Counts> {
+    let counts = Arc::new(Counts::default());
+    let next = Arc::new(AtomicU64::new(0));
+    let mut workers = Vec::new();
+    for _ in 0..SESSION_WORKERS {
+        let (counts, next) = (counts.clone(), next.clone());
+        workers.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed) as usize;
+                if i >= n {
+                    break;
+                }
+                let from = attacker(i % attackers);
+                let c = match exchange(from, to, &initialize(to.port()), "\"result\"").await {
+                    Ok(r) if r.status == 200 => &counts.created,
+                    Ok(r) if r.status == 503 && r.head.contains("Retry-After") => &counts.refused,
+                    Ok(_) => &counts.other,
+                    Err(_) => &counts.failed,
+                };
+                c.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    for w in workers {
+        let _ = w.await;
+    }
+    counts
+}
+
+#[derive(Default)]
+struct SlowCounts {
+    opened: AtomicU64,
+    refused_503: AtomicU64,
+    closed: AtomicU64,
+    connect_failed: AtomicU64,
+}
+
+/// One slow client: opens a connection, sends a request head one line a
+/// second, and reopens when the server closes it, until `stop`.
+async fn slow_client(from: Ipv4Addr, to: SocketAddr, stop: Arc<AtomicBool>, c: Arc<SlowCounts>) {
+    let mut buf = [0u8; 512];
+    while !stop.load(Ordering::Relaxed) {
+        let Ok(mut s) = connect_from(from, to).await else {
+            c.connect_failed.fetch_add(1, Ordering::Relaxed);
+            tokio::time::sleep(REOPEN_PAUSE).await;
+            continue;
+        };
+        c.opened.fetch_add(1, Ordering::Relaxed);
+        let mut line = 0u32;
+        let _ = s
+            .write_all(b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            .await;
+        loop {
+            tokio::select! {
+                r = s.read(&mut buf) => {
+                    if matches!(r, Ok(n) if n > 0 && buf[..n].starts_with(b"HTTP/1.1 503")) {
+                        c.refused_503.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        c.closed.fetch_add(1, Ordering::Relaxed);
+                    }
+                    break;
+                }
+                () = tokio::time::sleep(Duration::from_secs(1)) => {
+                    if stop.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    line += 1;
+                    let _ = s.write_all(format!("X-Slow-{line}: 1\r\n").as_bytes()).await;
+                }
+            }
+        }
+        tokio::time::sleep(REOPEN_PAUSE).await;
+    }
+}
+
+fn count_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+}
+
+fn summarize(label: &str, probes: &[Probe]) -> (String, bool, Duration) {
+    let failed = probes.iter().filter(|p| !p.ok).count();
+    let s = Samples::new(probes.iter().map(|p| p.took).collect());
+    if s.is_empty() {
+        return (format!("| {label} | 0 | – | – | – |"), false, Duration::MAX);
+    }
+    (
+        format!(
+            "| {label} | {} | {} | {} | {failed} |",
+            s.len(),
+            fmt_ms(s.p(50.0)),
+            fmt_ms(s.max())
+        ),
+        failed == 0,
+        s.max(),
+    )
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = parse_args()?;
+    let nofile = raise_nofile(args.slow as u64 + 1024)?;
+    anyhow::ensure!(
+        nofile >= args.slow as u64 + 256,
+        "the open-files limit is {nofile}, too low for {} slow connections; raise `ulimit -Hn` or pass a smaller --slow",
+        args.slow
+    );
+    let dir = tempfile::tempdir()?;
+    let server = HttpBridge::start(dir.path(), &[]).await?;
+    let (to, pid) = (server.addr, server.pid());
+    let client = Arc::new(connect_http(&server.url(), None).await?);
+    let conv = Arc::new(Conv::create_on(&client).await?);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rss_before = vm_rss_kb(pid)?;
+    let mut failures = Vec::new();
+
+    // --- Session flood ---------------------------------------------------
+    let stop = Arc::new(AtomicBool::new(false));
+    let prober = tokio::spawn(probe(client.clone(), conv.clone(), to, stop.clone()));
+    let peak = tokio::spawn(rss_peak(pid, stop.clone()));
+    let started = Instant::now();
+    let counts = session_flood(to, args.sessions, args.attackers).await;
+    let flood_took = started.elapsed();
+    let rss_end_of_flood = vm_rss_kb(pid)?;
+    // Every abandoned session is past its handshake deadline after this.
+    tokio::time::sleep(INIT_TIMEOUT + Duration::from_secs(3)).await;
+    stop.store(true, Ordering::Relaxed);
+    let session_probes = prober.await?;
+    let session_peak = peak.await?;
+    let rss_after_sessions = vm_rss_kb(pid)?;
+    // The places are free again: a new attacker session is accepted.
+    let again = exchange(attacker(0), to, &initialize(to.port()), "\"result\"").await?;
+    if again.status != 200 {
+        failures.push(format!(
+            "after the abandoned sessions expired a new session got {}",
+            again.status
+        ));
+    }
+
+    // --- Slowloris -------------------------------------------------------
+    let stop = Arc::new(AtomicBool::new(false));
+    let prober = tokio::spawn(probe(client.clone(), conv.clone(), to, stop.clone()));
+    let peak = tokio::spawn(rss_peak(pid, stop.clone()));
+    let slow = Arc::new(SlowCounts::default());
+    let flood_started = Instant::now();
+    let mut slow_tasks = Vec::new();
+    for i in 0..args.slow {
+        slow_tasks.push(tokio::spawn(slow_client(
+            attacker(i % args.attackers),
+            to,
+            stop.clone(),
+            slow.clone(),
+        )));
+    }
+    let hold = HEADER_TIMEOUT + Duration::from_secs(if args.quick { 6 } else { 20 });
+    tokio::time::sleep(hold / 2).await;
+    let fds_during = count_fds(pid);
+    tokio::time::sleep(hold - hold / 2).await;
+    stop.store(true, Ordering::Relaxed);
+    let slow_probes = prober.await?;
+    let slow_peak = peak.await?;
+    for t in slow_tasks {
+        t.abort();
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rss_after_slow = vm_rss_kb(pid)?;
+    let settled = flood_started + HEADER_TIMEOUT;
+    let (early, late): (Vec<Probe>, Vec<Probe>) = slow_probes.iter().partition(|p| p.at < settled);
+
+    let (row_sessions, sessions_ok, sessions_max) =
+        summarize("during the session flood", &session_probes);
+    let (row_early, early_ok, _) = summarize("slowloris, first header timeout", &early);
+    let (row_late, late_ok, late_max) = summarize("slowloris, after the header timeout", &late);
+    if !sessions_ok || sessions_max >= LATENCY_LIMIT {
+        failures.push(format!(
+            "legitimate requests during the session flood: max {} (limit {}), all ok: {sessions_ok}",
+            fmt_ms(sessions_max),
+            fmt_ms(LATENCY_LIMIT)
+        ));
+    }
+    if !early_ok {
+        failures.push(
+            "a legitimate request failed in the first header timeout of the slowloris".into(),
+        );
+    }
+    if !late_ok || late_max >= LATENCY_LIMIT {
+        failures.push(format!(
+            "legitimate requests once the header timeout had passed: max {} (limit {}), all ok: {late_ok}",
+            fmt_ms(late_max),
+            fmt_ms(LATENCY_LIMIT)
+        ));
+    }
+    for (what, kb) in [
+        ("peak during the session flood", session_peak),
+        ("after the sessions expired", rss_after_sessions),
+        ("peak during the slowloris", slow_peak),
+        ("after the slowloris", rss_after_slow),
+    ] {
+        if kb > RSS_LIMIT_KB {
+            failures.push(format!("server RSS {what}: {} (limit 100 MB)", fmt_mb(kb)));
+        }
+    }
+    if counts.refused.load(Ordering::Relaxed) == 0 {
+        failures.push("no session was refused with 503: the cap did not engage".into());
+    }
+
+    let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    println!(
+        "## HTTP floods (`bench_flood{}`)\n",
+        if args.quick { " --quick" } else { "" }
+    );
+    println!("{}\n", machine_summary());
+    println!(
+        "Default limits (512 sessions, 128 per address, handshake 10 s; 2 048 connections, 256 per address, header timeout 10 s). Attackers from {} addresses (127.0.0.2 and up); the legitimate client on 127.0.0.1 probes `/healthz` on a new connection plus a `check_partner_status` call on an MCP session opened before, every 100 ms.\n",
+        args.attackers
+    );
+    println!(
+        "**Session flood:** {} abandoned `initialize` POSTs ({} at a time) in {}: {} sessions created, {} refused with 503 + Retry-After, {} other statuses, {} failed connections.\n",
+        args.sessions,
+        SESSION_WORKERS,
+        fmt_ms(flood_took),
+        load(&counts.created),
+        load(&counts.refused),
+        load(&counts.other),
+        load(&counts.failed)
+    );
+    println!(
+        "**Slowloris:** {} connections held open for {} s, a header line a second each, reopened {} ms after the server closed them: {} opened, {} answered 503, {} closed by the server, {} connects failed; the server held {} file descriptors midway.\n",
+        args.slow,
+        hold.as_secs(),
+        REOPEN_PAUSE.as_millis(),
+        load(&slow.opened),
+        load(&slow.refused_503),
+        load(&slow.closed),
+        load(&slow.connect_failed),
+        fds_during
+    );
+    println!("| server RSS | |\n|---|---|");
+    for (what, kb) in [
+        ("before", rss_before),
+        ("end of the session flood", rss_end_of_flood),
+        ("peak during the session flood", session_peak),
+        ("13 s later (sessions expired)", rss_after_sessions),
+        ("peak during the slowloris", slow_peak),
+        ("2 s after the slowloris", rss_after_slow),
+    ] {
+        println!("| {what} | {} |", fmt_mb(kb));
+    }
+    println!("\n| legitimate client | probes | p50 | max | failed |\n|---|---|---|---|---|");
+    println!("{row_sessions}\n{row_early}\n{row_late}\n");
+
+    drop(client);
+    server.stop().await?;
+    if failures.is_empty() {
+        println!("All targets met.");
+        Ok(())
+    } else {
+        for f in &failures {
+            eprintln!("TARGET MISSED: {f}");
+        }
+        bail!("{} target(s) missed", failures.len())
+    }
+}
