@@ -166,6 +166,9 @@ pub struct ServeArgs {
     /// Close a connection whose request head has not arrived by then [default: 10s]
     #[arg(long, env = "BRIDGE_HTTP_HEADER_TIMEOUT", value_parser = crate::config::parse_duration)]
     pub http_header_timeout: Option<std::time::Duration>,
+    /// Answer 408 to a request whose body has not arrived by then [default: 30s]
+    #[arg(long, env = "BRIDGE_HTTP_BODY_TIMEOUT", value_parser = crate::config::parse_duration)]
+    pub http_body_timeout: Option<std::time::Duration>,
 }
 
 impl ServeArgs {
@@ -187,6 +190,7 @@ impl ServeArgs {
             max_total: self.http_max_connections.unwrap_or(c.max_total),
             max_per_peer: self.http_max_connections_per_peer.unwrap_or(c.max_per_peer),
             header_timeout: self.http_header_timeout.unwrap_or(c.header_timeout),
+            body_timeout: self.http_body_timeout.unwrap_or(c.body_timeout),
         };
         for (name, n) in [
             ("--http-max-sessions", sessions.max_total),

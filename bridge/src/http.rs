@@ -38,10 +38,6 @@ use crate::tools::BridgeServer;
 /// Largest request body accepted (a 50 000-character message is < 200 KiB).
 pub const MAX_BODY_BYTES: usize = 1 << 20;
 
-/// A request body must have arrived this long after its head (a slow body
-/// would otherwise hold a connection and its slot forever).
-pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
-
 #[derive(Debug, Clone, Default)]
 pub struct HttpOptions {
     pub addr: Option<SocketAddr>,
@@ -174,13 +170,18 @@ async fn admit_session(State(sessions): State<Sessions>, req: Request, next: Nex
     }
 }
 
-/// Reads the whole body within [`BODY_TIMEOUT`] and [`MAX_BODY_BYTES`]
-/// before anything else looks at the request.
-async fn read_body_in_time(req: Request, next: Next) -> Response {
+/// Reads the whole body within `limit` and [`MAX_BODY_BYTES`] before
+/// anything else looks at the request: a slow body would otherwise hold a
+/// connection (and a session place) for as long as the client likes.
+async fn read_body_in_time(
+    State(limit): State<std::time::Duration>,
+    req: Request,
+    next: Next,
+) -> Response {
     use http_body_util::BodyExt;
     let (parts, body) = req.into_parts();
     let limited = http_body_util::Limited::new(body, MAX_BODY_BYTES);
-    match tokio::time::timeout(BODY_TIMEOUT, limited.collect()).await {
+    match tokio::time::timeout(limit, limited.collect()).await {
         Ok(Ok(collected)) => {
             let body = axum::body::Body::from(collected.to_bytes());
             next.run(Request::from_parts(parts, body)).await
@@ -200,7 +201,7 @@ async fn read_body_in_time(req: Request, next: Next) -> Response {
                 StatusCode::REQUEST_TIMEOUT,
                 format!(
                     "the request body did not arrive within {} s; send it at once\n",
-                    BODY_TIMEOUT.as_secs()
+                    limit.as_secs_f64()
                 ),
             )
                 .into_response();
@@ -305,7 +306,10 @@ pub async fn serve(
         .nest_service("/mcp", mcp)
         .layer(middleware::from_fn(watch_disconnect))
         .layer(middleware::from_fn_with_state(sessions, admit_session))
-        .layer(middleware::from_fn(read_body_in_time))
+        .layer(middleware::from_fn_with_state(
+            opts.connections.body_timeout,
+            read_body_in_time,
+        ))
         .layer(middleware::from_fn_with_state(token, require_bearer))
         .route("/healthz", get(health).with_state(bridge));
     raise_fd_limit(opts.connections.max_total);

@@ -42,6 +42,8 @@ pub struct ConnLimits {
     /// A request head (or the next one on a kept-alive connection) must
     /// arrive within this.
     pub header_timeout: Duration,
+    /// A request body must have arrived this long after its head.
+    pub body_timeout: Duration,
 }
 
 impl Default for ConnLimits {
@@ -50,6 +52,7 @@ impl Default for ConnLimits {
             max_total: 2048,
             max_per_peer: 256,
             header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
         }
     }
 }

@@ -16,7 +16,7 @@ use crate::{bin, free_port};
 
 /// Environment that would change how `bridge serve --http` behaves; removed
 /// so the developer's shell cannot leak into a run.
-const HTTP_ENV: [&str; 14] = [
+const HTTP_ENV: [&str; 15] = [
     "BRIDGE_HTTP",
     "BRIDGE_HTTP_TOKEN",
     "BRIDGE_HTTP_TOKEN_FILE",
@@ -30,6 +30,7 @@ const HTTP_ENV: [&str; 14] = [
     "BRIDGE_HTTP_MAX_CONNECTIONS",
     "BRIDGE_HTTP_MAX_CONNECTIONS_PER_PEER",
     "BRIDGE_HTTP_HEADER_TIMEOUT",
+    "BRIDGE_HTTP_BODY_TIMEOUT",
     "YOLO_MODE",
 ];
 

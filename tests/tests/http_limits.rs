@@ -1,7 +1,7 @@
 //! The HTTP transport's limits through the real binary: the session cap
 //! (total and per address) answers 503 with `Retry-After`, a session that
 //! never completes the handshake or goes idle expires, a slow request head
-//! is cut off, the connection cap refuses, and `/healthz` plus a connected
+//! or body is cut off, the connection cap refuses, and `/healthz` plus a connected
 //! client keep answering during a small flood from other addresses.
 
 use std::time::{Duration, Instant};
@@ -200,6 +200,35 @@ async fn a_request_head_that_does_not_arrive_in_time_closes_the_connection() -> 
         .context("a silent connection was still open after 6 s")?
         .unwrap_or(0);
     assert_eq!(n, 0, "{}", String::from_utf8_lossy(&buf[..n]));
+    server.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_body_that_does_not_arrive_in_time_gets_408() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = HttpBridge::start(dir.path(), &["--http-body-timeout", "2s"]).await?;
+    let to = server.addr;
+    let mut slow = connect_from(attacker(0), to).await?;
+    let started = Instant::now();
+    // A complete head announcing 1 000 bytes, then one byte.
+    slow.write_all(
+        format!(
+            "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: 1000\r\n\r\n{{",
+            to.port()
+        )
+        .as_bytes(),
+    )
+    .await?;
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(8), slow.read_to_end(&mut got)).await;
+    let took = started.elapsed();
+    ensure!(read.is_ok(), "a slow body was still open after 8 s");
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(
+        took >= Duration::from_millis(1500),
+        "answered after {took:?}, before the 2 s body timeout"
+    );
     server.stop().await
 }
 

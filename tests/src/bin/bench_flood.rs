@@ -7,11 +7,15 @@
 //! before, during and after, the legitimate client's latency, and the 503s.
 //!
 //! Run: `cargo run --release -p bridge-tests --bin bench_flood -- [--quick]
-//! [--sessions N] [--slow N] [--attackers A]`. Defaults: 20 000 sessions,
-//! 10 000 slow connections, 100 attacker addresses; `--quick` (CI) is 2 000,
-//! 2 000 and 20. Exits non-zero when a target is missed: server RSS over
-//! 100 MB at any point, a legitimate request failing, or one taking 1 s or
-//! more once the header timeout has passed.
+//! [--sessions N] [--rounds R] [--slow N] [--attackers A]`. Defaults: 3
+//! rounds of 20 000 sessions, 10 000 slow connections, 100 attacker
+//! addresses; `--quick` (CI) is 2 rounds of 2 000, 3 000 slow connections
+//! and 10 addresses (so both the per-address and the total connection cap
+//! engage). Exits non-zero when a target is missed: server RSS over 100 MB
+//! at any point or growing by more than 10 MB from the first session flood
+//! to the last, no 503 from the session cap, a legitimate request failing,
+//! or one taking 1 s or more during the session floods or once the
+//! slowloris's first header timeout has passed.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -33,6 +37,8 @@ const INIT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Targets.
 const RSS_LIMIT_KB: u64 = 100_000_000 / 1024;
 const LATENCY_LIMIT: Duration = Duration::from_secs(1);
+/// How much more RSS the last session-flood round may leave than the first.
+const RSS_GROWTH_LIMIT_KB: u64 = 10_000_000 / 1024;
 /// Concurrent attackers in the session flood.
 const SESSION_WORKERS: usize = 64;
 /// How long a slow connection waits before reopening after the server
@@ -43,6 +49,7 @@ struct Args {
     sessions: usize,
     slow: usize,
     attackers: usize,
+    rounds: usize,
     quick: bool,
 }
 
@@ -51,6 +58,7 @@ fn parse_args() -> anyhow::Result<Args> {
         sessions: 20_000,
         slow: 10_000,
         attackers: 100,
+        rounds: 3,
         quick: false,
     };
     let mut it = std::env::args().skip(1);
@@ -60,12 +68,13 @@ fn parse_args() -> anyhow::Result<Args> {
             "--sessions" => a.sessions = value()?.parse().context("--sessions N")?,
             "--slow" => a.slow = value()?.parse().context("--slow N")?,
             "--attackers" => a.attackers = value()?.parse().context("--attackers A")?,
+            "--rounds" => a.rounds = value()?.parse().context("--rounds R")?,
             "--quick" => {
-                (a.sessions, a.slow, a.attackers) = (2_000, 2_000, 20);
+                (a.sessions, a.slow, a.attackers, a.rounds) = (2_000, 3_000, 10, 2);
                 a.quick = true;
             }
             other => bail!(
-                "unknown argument {other:?}; use --quick, --sessions N, --slow N or --attackers A"
+                "unknown argument {other:?}; use --quick, --sessions N, --rounds R, --slow N or --attackers A"
             ),
         }
     }
@@ -123,6 +132,14 @@ async fn rss_peak(pid: u32, stop: Arc<AtomicBool>) -> u64 {
     peak
 }
 
+/// One session-flood round.
+struct Round {
+    counts: Arc<Counts>,
+    took: Duration,
+    rss_end: u64,
+    rss_after: u64,
+}
+
 #[derive(Default)]
 struct Counts {
     created: AtomicU64,
@@ -147,7 +164,9 @@ async fn session_flood(to: SocketAddr, n: usize, attackers: usize) -> Arc<Counts
                 let from = attacker(i % attackers);
                 let c = match exchange(from, to, &initialize(to.port()), "\"result\"").await {
                     Ok(r) if r.status == 200 => &counts.created,
-                    Ok(r) if r.status == 503 && r.head.contains("Retry-After") => &counts.refused,
+                    Ok(r) if r.status == 503 && r.header("retry-after").is_some() => {
+                        &counts.refused
+                    }
                     Ok(_) => &counts.other,
                     Err(_) => &counts.failed,
                 };
@@ -247,28 +266,29 @@ async fn main() -> anyhow::Result<()> {
     let rss_before = vm_rss_kb(pid)?;
     let mut failures = Vec::new();
 
-    // --- Session flood ---------------------------------------------------
+    // --- Session floods, repeated: RSS must not ratchet up --------------
     let stop = Arc::new(AtomicBool::new(false));
     let prober = tokio::spawn(probe(client.clone(), conv.clone(), to, stop.clone()));
     let peak = tokio::spawn(rss_peak(pid, stop.clone()));
-    let started = Instant::now();
-    let counts = session_flood(to, args.sessions, args.attackers).await;
-    let flood_took = started.elapsed();
-    let rss_end_of_flood = vm_rss_kb(pid)?;
-    // Every abandoned session is past its handshake deadline after this.
-    tokio::time::sleep(INIT_TIMEOUT + Duration::from_secs(3)).await;
+    let mut rounds = Vec::new();
+    for _ in 0..args.rounds {
+        let started = Instant::now();
+        let counts = session_flood(to, args.sessions, args.attackers).await;
+        let took = started.elapsed();
+        let rss_end = vm_rss_kb(pid)?;
+        // Every abandoned session is past its handshake deadline after this.
+        tokio::time::sleep(INIT_TIMEOUT + Duration::from_secs(3)).await;
+        rounds.push(Round {
+            counts,
+            took,
+            rss_end,
+            rss_after: vm_rss_kb(pid)?,
+        });
+    }
     stop.store(true, Ordering::Relaxed);
     let session_probes = prober.await?;
     let session_peak = peak.await?;
-    let rss_after_sessions = vm_rss_kb(pid)?;
-    // The places are free again: a new attacker session is accepted.
-    let again = exchange(attacker(0), to, &initialize(to.port()), "\"result\"").await?;
-    if again.status != 200 {
-        failures.push(format!(
-            "after the abandoned sessions expired a new session got {}",
-            again.status
-        ));
-    }
+    let rss_after_sessions = rounds.last().map_or(0, |r| r.rss_after);
 
     // --- Slowloris -------------------------------------------------------
     let stop = Arc::new(AtomicBool::new(false));
@@ -324,8 +344,8 @@ async fn main() -> anyhow::Result<()> {
         ));
     }
     for (what, kb) in [
-        ("peak during the session flood", session_peak),
-        ("after the sessions expired", rss_after_sessions),
+        ("peak during the session floods", session_peak),
+        ("after the session floods", rss_after_sessions),
         ("peak during the slowloris", slow_peak),
         ("after the slowloris", rss_after_slow),
     ] {
@@ -333,8 +353,26 @@ async fn main() -> anyhow::Result<()> {
             failures.push(format!("server RSS {what}: {} (limit 100 MB)", fmt_mb(kb)));
         }
     }
-    if counts.refused.load(Ordering::Relaxed) == 0 {
-        failures.push("no session was refused with 503: the cap did not engage".into());
+    for (i, r) in rounds.iter().enumerate() {
+        if r.counts.refused.load(Ordering::Relaxed) == 0 {
+            failures.push(format!(
+                "round {}: no session was refused with 503: the cap did not engage",
+                i + 1
+            ));
+        }
+        // Later rounds find the places freed by the expired sessions.
+        if r.counts.created.load(Ordering::Relaxed) == 0 {
+            failures.push(format!("round {}: no session could be created", i + 1));
+        }
+    }
+    if let (Some(first), Some(last)) = (rounds.first(), rounds.last())
+        && last.rss_after > first.rss_after + RSS_GROWTH_LIMIT_KB
+    {
+        failures.push(format!(
+            "server RSS grew from {} after the first session flood to {} after the last",
+            fmt_mb(first.rss_after),
+            fmt_mb(last.rss_after)
+        ));
     }
 
     let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
@@ -348,15 +386,29 @@ async fn main() -> anyhow::Result<()> {
         args.attackers
     );
     println!(
-        "**Session flood:** {} abandoned `initialize` POSTs ({} at a time) in {}: {} sessions created, {} refused with 503 + Retry-After, {} other statuses, {} failed connections.\n",
+        "**Session flood**, {} rounds of {} abandoned `initialize` POSTs ({} at a time), each followed by a {} s pause (sessions past their handshake deadline):\n",
+        args.rounds,
         args.sessions,
         SESSION_WORKERS,
-        fmt_ms(flood_took),
-        load(&counts.created),
-        load(&counts.refused),
-        load(&counts.other),
-        load(&counts.failed)
+        (INIT_TIMEOUT + Duration::from_secs(3)).as_secs()
     );
+    println!(
+        "| round | took | created | 503 + Retry-After | other | failed | RSS at the end | RSS after the pause |\n|---|---|---|---|---|---|---|---|"
+    );
+    for (i, r) in rounds.iter().enumerate() {
+        println!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            i + 1,
+            fmt_ms(r.took),
+            load(&r.counts.created),
+            load(&r.counts.refused),
+            load(&r.counts.other),
+            load(&r.counts.failed),
+            fmt_mb(r.rss_end),
+            fmt_mb(r.rss_after)
+        );
+    }
+    println!();
     println!(
         "**Slowloris:** {} connections held open for {} s, a header line a second each, reopened {} ms after the server closed them: {} opened, {} answered 503, {} closed by the server, {} connects failed; the server held {} file descriptors midway.\n",
         args.slow,
@@ -371,9 +423,8 @@ async fn main() -> anyhow::Result<()> {
     println!("| server RSS | |\n|---|---|");
     for (what, kb) in [
         ("before", rss_before),
-        ("end of the session flood", rss_end_of_flood),
-        ("peak during the session flood", session_peak),
-        ("13 s later (sessions expired)", rss_after_sessions),
+        ("peak during the session floods", session_peak),
+        ("after the last session flood's pause", rss_after_sessions),
         ("peak during the slowloris", slow_peak),
         ("2 s after the slowloris", rss_after_slow),
     ] {
