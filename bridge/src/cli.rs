@@ -46,7 +46,7 @@ pub struct Global {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the MCP server on stdin/stdout
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// List conversations
     List,
     /// Show one conversation: sessions and recent messages
