@@ -145,7 +145,7 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub allowed_origins: Vec<String>,
-    /// Most MCP sessions open at once over HTTP [default: 512]
+    /// Most MCP sessions open at once over HTTP [default: 256]
     #[arg(long, env = "BRIDGE_HTTP_MAX_SESSIONS")]
     pub http_max_sessions: Option<usize>,
     /// Most MCP sessions open at once from one client address [default: 128]
@@ -157,7 +157,7 @@ pub struct ServeArgs {
     /// Close a session with no request for this long [default: 5m]
     #[arg(long, env = "BRIDGE_HTTP_SESSION_IDLE", value_parser = crate::config::parse_duration)]
     pub http_session_idle: Option<std::time::Duration>,
-    /// Most HTTP connections open at once [default: 2048]
+    /// Most HTTP connections open at once [default: 1024]
     #[arg(long, env = "BRIDGE_HTTP_MAX_CONNECTIONS")]
     pub http_max_connections: Option<usize>,
     /// Most HTTP connections open at once from one client address [default: 256]

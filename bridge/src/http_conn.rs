@@ -10,14 +10,17 @@
 //! header timeout. Over a cap, a connection is answered with a fixed 503
 //! and closed at once, without reading, so refusing costs one write.
 //!
-//! When the total is full, the oldest connection with no request in flight
-//! (a slow head, or an idle keep-alive) is closed to make room: otherwise
-//! an attacker with more addresses than `max_total / max_per_peer` could
-//! fill the table and lock everyone out until the header timeout, again
-//! and again. A connection serving a request (a long poll, an SSE stream)
-//! is never evicted.
+//! When the total is full, a client from an address with fewer connections
+//! than the busiest address takes the place of that address's oldest
+//! connection with no request in flight (a slow head, or an idle
+//! keep-alive): otherwise an attacker with more addresses than
+//! `max_total / max_per_peer` could fill the table and lock everyone out
+//! until the header timeout, again and again. Addresses at an equal share
+//! cannot take places from each other, so a flood does not churn. A
+//! connection serving a request (a long poll, an SSE stream) is never
+//! evicted.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -49,7 +52,7 @@ pub struct ConnLimits {
 impl Default for ConnLimits {
     fn default() -> Self {
         Self {
-            max_total: 2048,
+            max_total: 1024,
             max_per_peer: 256,
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(30),
@@ -87,21 +90,39 @@ struct Entry {
 #[derive(Debug, Default)]
 struct Table {
     next_id: u64,
-    per_peer: HashMap<IpAddr, usize>,
-    /// By id, so by age: iteration starts with the oldest connection.
-    conns: BTreeMap<u64, Entry>,
+    /// Each address's connections, by id, so oldest first.
+    per_peer: HashMap<IpAddr, BTreeSet<u64>>,
+    conns: HashMap<u64, Entry>,
 }
 
 impl Table {
     fn remove(&mut self, id: u64) {
         if let Some(e) = self.conns.remove(&id)
-            && let Some(n) = self.per_peer.get_mut(&e.peer)
+            && let Some(ids) = self.per_peer.get_mut(&e.peer)
         {
-            *n -= 1;
-            if *n == 0 {
+            ids.remove(&id);
+            if ids.is_empty() {
                 self.per_peer.remove(&e.peer);
             }
         }
+    }
+
+    fn count(&self, peer: &IpAddr) -> usize {
+        self.per_peer.get(peer).map_or(0, BTreeSet::len)
+    }
+
+    /// The oldest connection with no request in flight of the address with
+    /// the most connections, if `newcomer` has fewer than that address:
+    /// addresses at an equal share cannot take places from each other, so
+    /// attackers do not churn, while a new client always finds a place.
+    fn evictable(&self, newcomer: &IpAddr) -> Option<u64> {
+        let (_, ids) = self.per_peer.iter().max_by_key(|(_, ids)| ids.len())?;
+        if self.count(newcomer) >= ids.len() {
+            return None;
+        }
+        ids.iter()
+            .copied()
+            .find(|id| self.conns[id].busy.load(Ordering::Acquire) == 0)
     }
 }
 
@@ -140,24 +161,19 @@ fn lock(t: &Mutex<Table>) -> std::sync::MutexGuard<'_, Table> {
 impl Conns {
     fn admit(&self, peer: IpAddr) -> Result<Admitted, Refusal> {
         let mut t = lock(&self.table);
-        if t.per_peer.get(&peer).copied().unwrap_or(0) >= self.limits.max_per_peer {
+        if t.count(&peer) >= self.limits.max_per_peer {
             return Err(Refusal::PerPeer);
         }
         if t.conns.len() >= self.limits.max_total {
-            let idle = t
-                .conns
-                .iter()
-                .find(|(_, e)| e.busy.load(Ordering::Acquire) == 0)
-                .map(|(id, e)| (*id, e.evict.clone()));
-            let Some((oldest, evict)) = idle else {
+            let Some(victim) = t.evictable(&peer) else {
                 return Err(Refusal::Total);
             };
-            evict.cancel();
-            t.remove(oldest);
+            t.conns[&victim].evict.cancel();
+            t.remove(victim);
         }
         let id = t.next_id;
         t.next_id += 1;
-        *t.per_peer.entry(peer).or_default() += 1;
+        t.per_peer.entry(peer).or_default().insert(id);
         let busy = Arc::new(AtomicUsize::new(0));
         let evict = CancellationToken::new();
         t.conns.insert(
@@ -364,23 +380,43 @@ mod tests {
     }
 
     #[test]
-    fn a_full_table_evicts_the_oldest_idle_connection_never_a_busy_one() {
-        let c = conns(2, 5);
+    fn a_full_table_gives_a_lighter_address_the_busiest_addresss_oldest_idle_place() {
+        let c = conns(3, 5);
         let a: IpAddr = [127, 0, 0, 2].into();
         let legit: IpAddr = [127, 0, 0, 1].into();
         let busy = c.admit(a).unwrap();
         let _request = InFlight::new(&busy.busy);
         let idle = c.admit(a).unwrap();
+        let younger = c.admit(a).unwrap();
+        // The busiest address itself cannot take its own or others' places.
+        assert_eq!(c.admit(a).err(), Some(Refusal::Total));
         let newcomer = c.admit(legit).unwrap();
-        assert!(idle.evict.is_cancelled(), "the idle connection is closed");
+        assert!(idle.evict.is_cancelled(), "the oldest idle one is closed");
         assert!(!busy.evict.is_cancelled(), "a request in flight is kept");
-        assert!(!newcomer.evict.is_cancelled());
-        // Now both places serve requests: nothing can be evicted.
-        let _r2 = InFlight::new(&newcomer.busy);
+        assert!(!younger.evict.is_cancelled());
+        // 2 against 1: the newcomer's address is still lighter.
+        let _second = c.admit(legit).unwrap();
+        assert!(younger.evict.is_cancelled());
+        // 1 busy against 2: nothing can be taken now.
         assert_eq!(c.admit(legit).err(), Some(Refusal::Total));
-        // The evicted connection's drop must not free someone else's place.
+        // An evicted connection's drop frees nobody else's place.
         drop(idle);
         assert_eq!(c.admit(legit).err(), Some(Refusal::Total));
+        drop(newcomer);
+    }
+
+    #[test]
+    fn equal_shares_do_not_take_places_from_each_other() {
+        let c = conns(4, 5);
+        let (a, b, d): (IpAddr, IpAddr, IpAddr) = (
+            [127, 0, 0, 2].into(),
+            [127, 0, 0, 3].into(),
+            [127, 0, 0, 4].into(),
+        );
+        let _held: Vec<_> = [a, a, b, b].iter().map(|p| c.admit(*p).unwrap()).collect();
+        assert_eq!(c.admit(a).err(), Some(Refusal::Total));
+        assert_eq!(c.admit(b).err(), Some(Refusal::Total));
+        assert!(c.admit(d).is_ok(), "a new address gets a place");
     }
 
     #[test]

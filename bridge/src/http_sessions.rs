@@ -51,7 +51,7 @@ pub struct SessionLimits {
 impl Default for SessionLimits {
     fn default() -> Self {
         Self {
-            max_total: 512,
+            max_total: 256,
             max_per_peer: 128,
             init_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(300),

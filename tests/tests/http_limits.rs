@@ -269,11 +269,12 @@ async fn healthz_and_a_connected_client_answer_during_a_slow_connection_flood() 
     let client = connect_http(&server.url(), None).await?;
     let c = Conv::create_on(&client).await?;
 
-    // 320 half-sent heads from 20 addresses: five times the connection cap.
+    // 320 half-sent heads from 5 addresses: five times the connection cap,
+    // each address over its own cap too.
     let mut slow = Vec::new();
     let mut refused = 0;
     for i in 0..320 {
-        match connect_from(attacker(i % 20), to).await {
+        match connect_from(attacker(i % 5), to).await {
             Ok(mut s) => {
                 if s.write_all(b"POST /mcp HTTP/1.1\r\nHost: x\r\n")
                     .await
