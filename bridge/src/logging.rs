@@ -54,8 +54,18 @@ pub fn use_redactor(redactor: Redactor) {
     let _ = REDACTOR.set(redactor);
 }
 
-fn field_rules() -> &'static [(Regex, bool)] {
-    static RULES: OnceLock<Vec<(Regex, bool)>> = OnceLock::new();
+/// Which values a field rule leaves alone.
+#[derive(Debug, Clone, Copy)]
+enum Keep {
+    Nothing,
+    /// JSON-RPC error codes (`"code": -32602`) stay readable.
+    Numbers,
+    /// Values no longer than an id.
+    ShortIds,
+}
+
+fn field_rules() -> &'static [(Regex, Keep)] {
+    static RULES: OnceLock<Vec<(Regex, Keep)>> = OnceLock::new();
     RULES.get_or_init(|| {
         vec![
             (
@@ -64,12 +74,22 @@ fn field_rules() -> &'static [(Regex, bool)] {
                     r#"(?i)(?P<key>(?-u:\b)(?:[a-z_]*token|code|[a-z_]*_code|[a-z_]*secret|authorization|password)(?-u:\b))(?P<sep>(?:\\*")?\s*[:=]\s*(?:String\(|Some\()?\s*(?:\\*")?(?:bearer\s+)?)(?P<val>[^"\\\s,;)}\]]+)"#,
                 )
                 .expect("field-name redaction regex compiles (covered by tests)"),
-                true,
+                Keep::Numbers,
             ),
             (
                 Regex::new(r#"(?i)(?P<key>(?-u:\b)bearer)(?P<sep>\s+)(?P<val>[^"\\\s,;)}\]]+)"#)
                     .expect("bearer redaction regex compiles (covered by tests)"),
-                false,
+                Keep::Nothing,
+            ),
+            (
+                // An id field holding something far longer than any id
+                // (conversation and proposal ids are 21 characters) is a
+                // token pasted into the wrong field.
+                Regex::new(
+                    r#"(?i)(?P<key>(?-u:\b)(?:conversation_id|session_id|proposal_id)(?-u:\b))(?P<sep>(?:\\*")?\s*[:=]\s*(?:String\(|Some\()?\s*(?:\\*")?)(?P<val>[^"\\\s,;)}\]]+)"#,
+                )
+                .expect("id redaction regex compiles (covered by tests)"),
+                Keep::ShortIds,
             ),
         ]
     })
@@ -78,12 +98,16 @@ fn field_rules() -> &'static [(Regex, bool)] {
 /// Redacts one formatted log event (see the module docs).
 pub fn redact_line(line: &str) -> String {
     let mut out = line.to_owned();
-    for (re, keep_numbers) in field_rules() {
+    for (re, keep) in field_rules() {
         out = re
             .replace_all(&out, |c: &Captures| {
                 let val = &c["val"];
-                // JSON-RPC error codes (`"code": -32602`) stay readable.
-                if (*keep_numbers && is_number(val)) || val == PLACEHOLDER {
+                let kept = match keep {
+                    Keep::Nothing => false,
+                    Keep::Numbers => is_number(val),
+                    Keep::ShortIds => val.len() <= 24,
+                };
+                if kept || val == PLACEHOLDER {
                     c[0].to_owned()
                 } else {
                     format!("{}{}{PLACEHOLDER}", &c["key"], &c["sep"])
@@ -193,6 +217,13 @@ mod tests {
     fn content_redaction_runs_over_free_text() {
         let out = redact_line("message: \"my key AKIAIOSFODNN7EXAMPLE ok\"");
         assert!(!out.contains("AKIAIOSFODNN7EXAMPLE"), "{out}");
+        let misplaced =
+            format!("{{\"conversation_id\": String(\"{TOK}\"), \"session_id\": \"a\"}}");
+        let out = redact_line(&misplaced);
+        assert!(!out.contains(TOK), "{out}");
+        let fine =
+            "conversation_id=conv_0123456789abcdef proposal_id=prop_0123456789abcdef session_id=b";
+        assert_eq!(redact_line(fine), fine);
         let apv = format!("pasted apv_{}", "ab".repeat(24));
         assert!(!redact_line(&apv).contains("abab"), "{apv}");
     }
