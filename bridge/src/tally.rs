@@ -25,6 +25,11 @@ pub const FLUSH_EVERY: Duration = Duration::from_secs(60);
 /// At most this many distinct counters; beyond it, new ones lose their
 /// conversation and session (so random ids cannot grow memory).
 const MAX_COUNTERS: usize = 10_000;
+/// A refused caller names conversations it has not proven to be part of,
+/// so a client's refusals get their own counters for this many distinct
+/// conversations per interval; the rest share one counter without a
+/// conversation (else invented ids would make one row each).
+const CONVERSATIONS_PER_CLIENT: usize = 16;
 
 /// One counter's identity.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -66,9 +71,17 @@ impl Count {
 /// itemized refusal rows.
 #[derive(Debug)]
 pub struct Tally {
-    counts: Mutex<HashMap<Counter, Count>>,
+    counts: Mutex<Counts>,
     itemized: Mutex<HashMap<String, Vec<Millis>>>,
     allowance: Limits,
+}
+
+/// The counters of one interval, and how many distinct conversations each
+/// client's refusals have named in it.
+#[derive(Debug, Default)]
+struct Counts {
+    map: HashMap<Counter, Count>,
+    named: HashMap<String, usize>,
 }
 
 impl Default for Tally {
@@ -84,10 +97,17 @@ impl Default for Tally {
 impl Tally {
     /// Adds one to `counter`.
     pub fn count(&self, mut counter: Counter, now: Millis) {
-        let mut map = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        if !map.contains_key(&counter) && map.len() >= MAX_COUNTERS {
-            counter.conversation_id = None;
-            counter.session_id = None;
+        let mut guard = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let Counts { map, named } = &mut *guard;
+        if !map.contains_key(&counter) {
+            let named = named.entry(counter.client.clone()).or_default();
+            let over_client = counter.refused && *named >= CONVERSATIONS_PER_CLIENT;
+            if over_client || map.len() >= MAX_COUNTERS {
+                counter.conversation_id = None;
+                counter.session_id = None;
+            } else if counter.refused && counter.conversation_id.is_some() {
+                *named += 1;
+            }
         }
         map.entry(counter)
             .and_modify(|c| {
@@ -120,17 +140,20 @@ impl Tally {
 
     /// Takes every pending count (the caller writes them).
     pub fn drain(&self) -> Vec<(Counter, Count)> {
-        let mut map = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        let mut all: Vec<_> = map.drain().collect();
+        let mut guard = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        guard.named.clear();
+        let mut all: Vec<_> = guard.map.drain().collect();
         all.sort_by_key(|(_, c)| c.first);
         all
     }
 
     /// Puts counts back after a failed write, so the next flush retries.
     pub fn restore(&self, counts: Vec<(Counter, Count)>) {
-        let mut map = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let mut guard = self.counts.lock().unwrap_or_else(|p| p.into_inner());
         for (k, v) in counts {
-            map.entry(k)
+            guard
+                .map
+                .entry(k)
                 .and_modify(|c| {
                     c.n += v.n;
                     c.first = c.first.min(v.first);
@@ -188,6 +211,23 @@ mod tests {
         assert!(drained.len() <= MAX_COUNTERS + 1);
         let total: u64 = drained.iter().map(|(_, c)| c.n).sum();
         assert_eq!(total, (MAX_COUNTERS + 5000) as u64);
+    }
+
+    #[test]
+    fn invented_conversations_of_a_refused_client_share_one_counter() {
+        let t = Tally::default();
+        for i in 0..1000 {
+            let mut c = counter(&format!("conv_{i:016x}"));
+            c.refused = true;
+            t.count(c, i);
+        }
+        let drained = t.drain();
+        assert_eq!(drained.len(), CONVERSATIONS_PER_CLIENT + 1);
+        let rest = drained
+            .iter()
+            .find(|(c, _)| c.conversation_id.is_none())
+            .unwrap();
+        assert_eq!(rest.1.n, 1000 - CONVERSATIONS_PER_CLIENT as u64);
     }
 
     #[test]
