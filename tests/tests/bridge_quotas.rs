@@ -36,6 +36,7 @@ async fn wrong_tokens_back_off_but_the_right_token_always_passes() -> anyhow::Re
     }
     // Then backoff, with a time to retry.
     let mut retry_secs = Vec::new();
+    let retry = regex::Regex::new(r"retry in (\d+) s")?;
     for _ in 0..80 {
         let text = s
             .refused(
@@ -44,7 +45,7 @@ async fn wrong_tokens_back_off_but_the_right_token_always_passes() -> anyhow::Re
             )
             .await?;
         assert!(text.contains("too many failed authentications"), "{text}");
-        let secs: i64 = regex::Regex::new(r"retry in (\d+) s")?
+        let secs: i64 = retry
             .captures(&text)
             .and_then(|c| c[1].parse().ok())
             .unwrap_or_else(|| panic!("no retry time in {text}"));
