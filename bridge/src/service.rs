@@ -730,19 +730,21 @@ impl Bridge {
                     "UPDATE sessions SET status = ?1, last_heartbeat = ?2 WHERE conversation_id = ?3 AND session_id = ?4",
                     params![status.as_str(), now, caller.conversation_id, caller.session_id],
                 )?;
-                audit::append(
-                    &tx,
-                    &this.0.redactor,
-                    now,
-                    Entry {
-                        conversation_id: Some(&caller.conversation_id),
-                        session_id: Some(&caller.session_id),
-                        action: "status.update",
-                        outcome: Outcome::Ok,
-                        detail: serde_json::json!({ "status": status.as_str() }),
-                    },
-                )?;
                 tx.commit()?;
+                // A self-reported heartbeat: counted (with the latest status)
+                // rather than one row each, or a loop could fill the disk.
+                this.0.tally.count_with(
+                    Counter {
+                        conversation_id: Some(caller.conversation_id.clone()),
+                        session_id: Some(caller.session_id.clone()),
+                        action: "status.update",
+                        tool: "update_my_status".into(),
+                        client: String::new(),
+                        refused: false,
+                    },
+                    now,
+                    Some(status.as_str().into()),
+                );
                 Ok(Ok(MyStatus {
                     status: status.as_str().into(),
                     last_heartbeat: rfc3339(now),

@@ -2,8 +2,10 @@
 //! written as one aggregate row per (conversation, session, action, tool,
 //! client) every [`FLUSH_EVERY`] and at shutdown.
 //!
-//! What is counted: reads that return nothing (`message.check` with no
-//! message, `check_partner_status`), and refusals beyond a client's
+//! What is counted: reads that consume nothing (`message.check` with no
+//! message, a peek or re-read, `check_partner_status`), self-reported
+//! status heartbeats (`update_my_status`, with the latest status), and
+//! refusals beyond a client's
 //! itemized allowance (each client's first refusals in a minute still get
 //! a row of their own, so an occasional mistake stays easy to read).
 //! Messages, state changes and every consuming read are still audited one
@@ -50,6 +52,8 @@ pub struct Count {
     pub n: u64,
     pub first: Millis,
     pub last: Millis,
+    /// The latest value reported with the event (e.g. a status), if any.
+    pub latest: Option<String>,
 }
 
 impl Count {
@@ -62,6 +66,7 @@ impl Count {
             "client": c.client,
             "first": rfc3339(self.first),
             "last": rfc3339(self.last),
+            "latest": self.latest,
             "flush_interval_secs": FLUSH_EVERY.as_secs(),
         })
     }
@@ -96,7 +101,12 @@ impl Default for Tally {
 
 impl Tally {
     /// Adds one to `counter`.
-    pub fn count(&self, mut counter: Counter, now: Millis) {
+    pub fn count(&self, counter: Counter, now: Millis) {
+        self.count_with(counter, now, None);
+    }
+
+    /// Adds one to `counter`, remembering `latest` as its newest value.
+    pub fn count_with(&self, mut counter: Counter, now: Millis, latest: Option<String>) {
         let mut guard = self.counts.lock().unwrap_or_else(|p| p.into_inner());
         let Counts { map, named } = &mut *guard;
         if !map.contains_key(&counter) {
@@ -113,11 +123,15 @@ impl Tally {
             .and_modify(|c| {
                 c.n += 1;
                 c.last = now;
+                if latest.is_some() {
+                    c.latest.clone_from(&latest);
+                }
             })
             .or_insert(Count {
                 n: 1,
                 first: now,
                 last: now,
+                latest,
             });
     }
 
@@ -157,6 +171,9 @@ impl Tally {
                 .and_modify(|c| {
                     c.n += v.n;
                     c.first = c.first.min(v.first);
+                    if v.last > c.last {
+                        c.latest = v.latest.clone();
+                    }
                     c.last = c.last.max(v.last);
                 })
                 .or_insert(v);
@@ -193,7 +210,8 @@ mod tests {
             Count {
                 n: 1000,
                 first: 0,
-                last: 999
+                last: 999,
+                latest: None
             }
         );
         assert!(t.drain().is_empty());

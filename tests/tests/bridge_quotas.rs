@@ -112,6 +112,10 @@ async fn empty_reads_are_counted_and_flushed_not_audited_one_row_each() -> anyho
     for _ in 0..50 {
         s.ok("check_partner_status", c.args("a", json!({}))).await?;
     }
+    for status in ["working", "blocked"].iter().cycle().take(41) {
+        s.ok("update_my_status", c.args("a", json!({ "status": status })))
+            .await?;
+    }
     s.ok("send_to_partner", c.args("a", json!({"message": "one"})))
         .await?;
     for _ in 0..30 {
@@ -135,6 +139,10 @@ async fn empty_reads_are_counted_and_flushed_not_audited_one_row_each() -> anyho
     assert_eq!(events(&partner), 50);
     assert_eq!(partner.len(), 1);
     assert_eq!(events(&audit_rows_for(&db, "message.check.reread")?), 30);
+    let status = audit_rows_for(&db, "status.update")?;
+    assert_eq!(status.len(), 1);
+    assert_eq!(detail(&status[0])["count"], 41);
+    assert_eq!(detail(&status[0])["latest"], "working");
     assert!(bridge_tests::audit_verify(&db)?.0, "the chain stays intact");
     Ok(())
 }
