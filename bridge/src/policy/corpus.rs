@@ -219,6 +219,8 @@ fn safe_mode_never_accepts_a_hazard_in_generated_argvs() {
             if let Some(v) = hazards::violation(&argv) {
                 panic!("safe mode accepted {command}, but {v}");
             }
+            let restricted = policy.check(Mode::Restricted, &command);
+            assert!(restricted.is_allowed(), "safe accepts, restricted refuses {command}: {restricted:?}");
         }
     }
     // The property must be exercised, not vacuous: a good share of the cases get accepted.
