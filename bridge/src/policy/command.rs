@@ -16,29 +16,51 @@ use super::{Checked, Mode, Policy, Verdict, git, joined, no, programs, scripts};
 /// text is printed. Every other one is refused: `GIT_*` (`GIT_TRACE=FILE` writes,
 /// `GIT_PAGER` runs), `PAGER`, `LD_*`, `PATH`, `LESSOPEN`, `BASH_ENV`, ….
 const SAFE_VARIABLES: &[&str] = &[
-    "LANG", "LANGUAGE", "LC_ALL", "LC_COLLATE", "LC_CTYPE", "LC_MESSAGES", "LC_NUMERIC",
-    "LC_TIME", "TZ", "COLUMNS", "NO_COLOR",
+    "LANG",
+    "LANGUAGE",
+    "LC_ALL",
+    "LC_COLLATE",
+    "LC_CTYPE",
+    "LC_MESSAGES",
+    "LC_NUMERIC",
+    "LC_TIME",
+    "TZ",
+    "COLUMNS",
+    "NO_COLOR",
 ];
 /// Restricted mode adds switches of the project tools it runs; none of them names a program
 /// (unlike `RUSTC_WRAPPER`, `RUSTFLAGS`, `NODE_OPTIONS`, `PYTHONSTARTUP`).
 const RESTRICTED_VARIABLES: &[&str] = &[
-    "RUST_BACKTRACE", "RUST_LOG", "RUST_TEST_THREADS", "RUST_MIN_STACK", "CARGO_TERM_COLOR",
-    "CARGO_INCREMENTAL", "CI", "NODE_ENV", "FORCE_COLOR", "PYTHONDONTWRITEBYTECODE",
-    "PYTHONUNBUFFERED", "PYTHONHASHSEED",
+    "RUST_BACKTRACE",
+    "RUST_LOG",
+    "RUST_TEST_THREADS",
+    "RUST_MIN_STACK",
+    "CARGO_TERM_COLOR",
+    "CARGO_INCREMENTAL",
+    "CI",
+    "NODE_ENV",
+    "FORCE_COLOR",
+    "PYTHONDONTWRITEBYTECODE",
+    "PYTHONUNBUFFERED",
+    "PYTHONHASHSEED",
 ];
 
-/// In safe mode a program named by path must live here; `./ls` could be anything.
+/// A program named by path must live here; `./ls` could be anything.
 const SYSTEM_DIRS: &[&str] = &["/bin", "/usr/bin", "/usr/local/bin", "/sbin", "/usr/sbin"];
 
 impl Policy {
     pub(super) fn check_simple(&self, mode: Mode, words: &[Word]) -> Checked {
-        let assignments = words.iter().take_while(|w| assigned_name(&w.text).is_some());
+        let assignments = words
+            .iter()
+            .take_while(|w| assigned_name(&w.text).is_some());
         let assignments: Vec<&Word> = assignments.collect();
-        assignments.iter().try_for_each(|w| check_assignment(mode, w))?;
+        assignments
+            .iter()
+            .try_for_each(|w| check_assignment(mode, w))?;
         let Some((first, args)) = words[assignments.len()..].split_first() else {
             return Ok(()); // only assignments: nothing runs
         };
-        let prog = program_name(mode, first)?;
+        let prog = program_name(first)?;
         let safe = self.check_safe(prog, args);
         match (mode, safe) {
             (Mode::Restricted, Err(_)) => self.check_restricted(prog, args),
@@ -87,7 +109,6 @@ impl Policy {
             );
         }
         if hazards::of(prog).next().is_some() {
-            check_hazards(prog, prog, &[], None)?;
             if let Some(w) = args.iter().find(|w| w.may_become_option()) {
                 return Err(expansion(prog, w));
             }
@@ -99,7 +120,11 @@ impl Policy {
                 return check_hazards("git", "git", args, Some(Effect::Exec));
             };
             check_hazards("git", "git", &args[..i], Some(Effect::Exec))?;
-            (Some(&args[i]), format!("git {}", args[i].text), &args[i + 1..])
+            (
+                Some(&args[i]),
+                format!("git {}", args[i].text),
+                &args[i + 1..],
+            )
         } else {
             let sub = args.iter().find(|w| !w.text.starts_with(['-', '+']));
             (sub, prog.to_owned(), args)
@@ -144,13 +169,15 @@ fn check_assignment(mode: Mode, word: &Word) -> Checked {
     if word.opaque || !plain {
         return no(
             "variable-not-allowed",
-            format!("`{name}` may be set only to a plain word such as `C` or `en_US.UTF-8` (no `/`, spaces or expansions); write the value out"),
+            format!(
+                "`{name}` may be set only to a plain word such as `C` or `en_US.UTF-8` (no `/`, spaces or expansions); write the value out"
+            ),
         );
     }
     Ok(())
 }
 
-fn program_name(mode: Mode, word: &Word) -> Result<&str, Verdict> {
+fn program_name(word: &Word) -> Result<&str, Verdict> {
     let text = word.text.as_str();
     if word.opaque {
         let why = "so this policy cannot tell what runs; write the name out";
@@ -161,7 +188,8 @@ fn program_name(mode: Mode, word: &Word) -> Result<&str, Verdict> {
     }
     match text.rsplit_once('/') {
         None => Ok(text),
-        Some((dir, base)) if mode != Mode::Safe || SYSTEM_DIRS.contains(&dir) => Ok(base),
+        // Restricted mode promises the listed programs, not a workspace file named like one.
+        Some((dir, base)) if SYSTEM_DIRS.contains(&dir) => Ok(base),
         Some(_) => {
             let why = "runs a file outside the system directories, not the system tool";
             no(
@@ -202,9 +230,9 @@ fn check_git(args: &[Word]) -> Checked {
         );
     }
     let parsed = check_options(&key, spec, rest)?;
-    let lists = parsed.iter().any(|a| {
-        matches!(a, options::Arg::Option { name, .. } if name == "--list" || name == "-l")
-    });
+    let lists = parsed.iter().any(
+        |a| matches!(a, options::Arg::Option { name, .. } if name == "--list" || name == "-l"),
+    );
     let operand = parsed.iter().any(|a| matches!(a, options::Arg::Operand(_)));
     if sub.text == "branch" && operand && !lists {
         let why = "creates a branch; safe mode allows `git branch` only to list (add `--list` to match patterns)";
@@ -274,9 +302,9 @@ fn check_options(key: &str, spec: &Spec, args: &[Word]) -> Result<Vec<options::A
         Misfit::MissingValue { option } => {
             format!("`{key}` option `{option}` needs a value; add it")
         }
-        Misfit::UnexpectedValue { option } => format!(
-            "`{key}` option `{option}` takes no value; drop the `=…`"
-        ),
+        Misfit::UnexpectedValue { option } => {
+            format!("`{key}` option `{option}` takes no value; drop the `=…`")
+        }
         Misfit::TooManyOperands { max } => format!(
             "`{key}` takes at most {max} file operand(s) in safe mode (another one would be a file it writes); give one and read the output"
         ),
@@ -297,22 +325,51 @@ fn expansion(key: &str, w: &Word) -> Verdict {
 /// Restricted mode's checks of the project tools' arguments: sed and awk scripts, sed's
 /// in-place suffix, make's variable assignments.
 fn check_project_tool(prog: &str, args: &[Word]) -> Checked {
-    let refuse = |why: String| no("dangerous-option", format!("`{prog}`: {why}; write the command without it, or ask for yolo mode"));
+    let refuse = |why: String| {
+        no(
+            "dangerous-option",
+            format!("`{prog}`: {why}; write the command without it, or ask for yolo mode"),
+        )
+    };
     match prog {
         "sed" => {
-            let spec = Spec::getopt("nrsuzEe:i::l:", &[&["quiet", "silent", "expression=",
-                "in-place?", "line-length=", "null-data", "zero-terminated", "regexp-extended",
-                "separate", "unbuffered", "posix", "debug", "sandbox", "follow-symlinks"]]);
+            let spec = Spec::getopt(
+                "nrsuzEe:i::l:",
+                &[&[
+                    "quiet",
+                    "silent",
+                    "expression=",
+                    "in-place?",
+                    "line-length=",
+                    "null-data",
+                    "zero-terminated",
+                    "regexp-extended",
+                    "separate",
+                    "unbuffered",
+                    "posix",
+                    "debug",
+                    "sandbox",
+                    "follow-symlinks",
+                ]],
+            );
             let parsed = check_options("sed", &spec, args)?;
             let mut expressions = Vec::new();
             let mut operands = Vec::new();
             for arg in &parsed {
                 match arg {
-                    options::Arg::Option { name, value: Some(v) } if name == "-e" || name == "--expression" => {
+                    options::Arg::Option {
+                        name,
+                        value: Some(v),
+                    } if name == "-e" || name == "--expression" => {
                         expressions.push(v.clone());
                     }
-                    options::Arg::Option { name, value: Some(v) } if (name == "-i" || name == "--in-place") && v.contains('/') => {
-                        return refuse(format!("the in-place suffix `{v}` puts backups in another directory"));
+                    options::Arg::Option {
+                        name,
+                        value: Some(v),
+                    } if (name == "-i" || name == "--in-place") && v.contains('/') => {
+                        return refuse(format!(
+                            "the in-place suffix `{v}` puts backups in another directory"
+                        ));
                     }
                     options::Arg::Operand(o) => operands.push(o.clone()),
                     _ => {}
@@ -344,11 +401,17 @@ fn check_project_tool(prog: &str, args: &[Word]) -> Checked {
             let assignment = args.iter().find(|w| {
                 w.text.split_once('=').is_some_and(|(name, value)| {
                     value.contains('$')
-                        || matches!(name.trim_end_matches([':', '+', '?']), "SHELL" | ".SHELLFLAGS" | "MAKEFLAGS" | "MAKE" | "MAKEFILES")
+                        || matches!(
+                            name.trim_end_matches([':', '+', '?']),
+                            "SHELL" | ".SHELLFLAGS" | "MAKEFLAGS" | "MAKE" | "MAKEFILES"
+                        )
                 })
             });
             match assignment {
-                Some(w) => refuse(format!("the variable assignment `{}` can run commands", w.text)),
+                Some(w) => refuse(format!(
+                    "the variable assignment `{}` can run commands",
+                    w.text
+                )),
                 None => Ok(()),
             }
         }

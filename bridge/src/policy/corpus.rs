@@ -28,7 +28,12 @@ fn safe_mode_accepts_the_everyday_corpus() {
         }
     }
     assert!(count >= 400, "the corpus shrank to {count} commands");
-    assert!(failures.is_empty(), "{} refused:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} refused:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -40,14 +45,23 @@ fn safe_mode_refuses_the_hostile_corpus() {
             Some(command) => (true, command),
             None => (false, line),
         };
-        let modes: &[Mode] = if both { &[Mode::Safe, Mode::Restricted] } else { &[Mode::Safe] };
+        let modes: &[Mode] = if both {
+            &[Mode::Safe, Mode::Restricted]
+        } else {
+            &[Mode::Safe]
+        };
         for &mode in modes {
             if policy.check(mode, command).is_allowed() {
                 failures.push(format!("{mode} allowed {command:?}"));
             }
         }
     }
-    assert!(failures.is_empty(), "{} allowed:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} allowed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 /// Every way to write one hazard option: each long option's every prefix, bare and with a value;
@@ -57,12 +71,20 @@ fn spellings(option: &str) -> Vec<String> {
         let ends = long.char_indices().map(|(i, c)| i + c.len_utf8());
         ends.flat_map(|end| {
             let p = &long[..end];
-            [format!("--{p}"), format!("--{p}=sh"), format!("--{p}=/tmp/x")]
+            [
+                format!("--{p}"),
+                format!("--{p}=sh"),
+                format!("--{p}=/tmp/x"),
+            ]
         })
         .collect()
     } else if option.len() == 2 {
         let c = &option[1..];
-        let mut all = vec![option.to_owned(), format!("{option}x"), format!("{option}/tmp/x")];
+        let mut all = vec![
+            option.to_owned(),
+            format!("{option}x"),
+            format!("{option}/tmp/x"),
+        ];
         all.extend("nrvailsu".chars().map(|b| format!("-{b}{c}")));
         all.extend("nrvailsu".chars().map(|b| format!("-{b}{c}x")));
         all
@@ -103,7 +125,12 @@ fn every_hazard_is_refused_in_every_spelling() {
         }
     }
     assert!(tried > 1000, "only {tried} spellings");
-    assert!(failures.is_empty(), "{} allowed:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} allowed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 /// The allow-lists and the hazard table must not overlap, counting every parser: an allowed
@@ -116,11 +143,19 @@ fn allow_lists_and_hazards_are_disjoint() {
         .map(|(p, s)| (p.to_string(), s))
         .collect();
     specs.push(("git".into(), &git::GLOBAL));
-    specs.extend(git::SUBCOMMANDS.iter().map(|(s, spec)| (format!("git {s}"), spec)));
+    specs.extend(
+        git::SUBCOMMANDS
+            .iter()
+            .map(|(s, spec)| (format!("git {s}"), spec)),
+    );
     let mut failures = Vec::new();
     for (key, spec) in &specs {
         let shorts = spec.short.chars().filter(|c| *c != ':');
-        let longs = spec.long.iter().flat_map(|l| l.iter()).map(|l| l.trim_end_matches(['=', '?']));
+        let longs = spec
+            .long
+            .iter()
+            .flat_map(|l| l.iter())
+            .map(|l| l.trim_end_matches(['=', '?']));
         let words: Vec<String> = shorts
             .map(|c| format!("-{c}"))
             .chain(longs.map(|l| format!("--{l}")))
@@ -176,7 +211,12 @@ fn pool(key: &str, spec: &super::options::Spec) -> Vec<String> {
             words.push(format!("-{a}{b}"));
         }
     }
-    words.extend(["--", "-", "-5", "file", "src", "HEAD", "-x", "--x", "+%s", "%G?"].map(String::from));
+    words.extend(
+        [
+            "--", "-", "-5", "file", "src", "HEAD", "-x", "--x", "+%s", "%G?",
+        ]
+        .map(String::from),
+    );
     words
 }
 
@@ -193,9 +233,16 @@ fn safe_mode_never_accepts_a_hazard_in_generated_argvs() {
         .map(|(p, s)| (vec![p.to_string()], p.to_string(), s))
         .collect();
     for (sub, spec) in git::SUBCOMMANDS {
-        targets.push((vec!["git".into(), sub.to_string()], format!("git {sub}"), spec));
+        targets.push((
+            vec!["git".into(), sub.to_string()],
+            format!("git {sub}"),
+            spec,
+        ));
     }
-    let pools: Vec<Vec<String>> = targets.iter().map(|(_, key, spec)| pool(key, spec)).collect();
+    let pools: Vec<Vec<String>> = targets
+        .iter()
+        .map(|(_, key, spec)| pool(key, spec))
+        .collect();
     let global = pool("git", &git::GLOBAL);
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let (mut accepted, mut cases) = (0, 0);
@@ -220,7 +267,10 @@ fn safe_mode_never_accepts_a_hazard_in_generated_argvs() {
                 panic!("safe mode accepted {command}, but {v}");
             }
             let restricted = policy.check(Mode::Restricted, &command);
-            assert!(restricted.is_allowed(), "safe accepts, restricted refuses {command}: {restricted:?}");
+            assert!(
+                restricted.is_allowed(),
+                "safe accepts, restricted refuses {command}: {restricted:?}"
+            );
         }
     }
     // The property must be exercised, not vacuous: a good share of the cases get accepted.

@@ -158,7 +158,12 @@ pub fn violation(argv: &[String]) -> Option<String> {
         }
         if matches!(
             w.as_str(),
-            "-C" | "-c" | "--git-dir" | "--work-tree" | "--namespace" | "--config-env" | "--super-prefix"
+            "-C" | "-c"
+                | "--git-dir"
+                | "--work-tree"
+                | "--namespace"
+                | "--config-env"
+                | "--super-prefix"
         ) {
             words.next();
             continue;
@@ -202,7 +207,10 @@ mod tests {
         assert!(violation(&argv("git -C d grep -nO x")).is_some());
         assert!(violation(&argv("git --no-pager grep --open-files-in-pag=rm x")).is_some());
         assert!(violation(&argv("git -c core.pager=sh log")).is_some());
-        assert!(violation(&argv("git log -c")).is_none(), "-c after log is a diff format");
+        assert!(
+            violation(&argv("git log -c")).is_none(),
+            "-c after log is a diff format"
+        );
         assert!(violation(&argv("/usr/bin/sort --compress-prog=sh")).is_some());
         assert!(violation(&argv("sort -n x")).is_none());
     }

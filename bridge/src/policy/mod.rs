@@ -28,6 +28,8 @@
 
 mod blocked;
 mod command;
+#[cfg(test)]
+mod corpus;
 mod git;
 pub mod hazards;
 mod options;
@@ -36,8 +38,6 @@ mod scripts;
 mod shell;
 #[cfg(test)]
 mod tests;
-#[cfg(test)]
-mod corpus;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -81,8 +81,12 @@ impl Mode {
     /// One line for the operator, shown next to the mode's name.
     pub fn describe(self) -> &'static str {
         match self {
-            Mode::Safe => "read-only inspection (ls, cat, grep, find, git log/diff, …): starts no other program, writes no file",
-            Mode::Restricted => "safe commands plus file edits, git, cargo, npm, pip, pytest, make (runs project code); no option that starts an arbitrary program",
+            Mode::Safe => {
+                "read-only inspection (ls, cat, grep, find, git log/diff, …): starts no other program, writes no file"
+            }
+            Mode::Restricted => {
+                "safe commands plus file edits, git, cargo, npm, pip, pytest, make (runs project code); no option that starts an arbitrary program"
+            }
             Mode::Yolo => "anything except always-blocked commands (rm -rf /, sudo, curl | sh, …)",
         }
     }
@@ -170,7 +174,8 @@ impl Policy {
     pub fn builtin() -> Self {
         static BUILTIN: OnceLock<Policy> = OnceLock::new();
         let build = || {
-            let rule = |(n, p, r): &(&str, &str, &str)| (n.to_string(), blocked::expand(p), r.to_string());
+            let rule =
+                |(n, p, r): &(&str, &str, &str)| (n.to_string(), blocked::expand(p), r.to_string());
             let blocked: Vec<_> = blocked::ALWAYS_BLOCKED.iter().map(rule).collect();
             let blocked_set =
                 RegexSet::new(blocked.iter().map(|r| &r.1)).expect("patterns compile");
@@ -269,6 +274,20 @@ impl Policy {
             ))
         })?;
         Ok(policy)
+    }
+
+    /// The simple commands of `command` as argument lists (program first, assignments
+    /// dropped), as this policy's splitter reads them; `None` if it refuses to split. For the
+    /// fuzz target, which checks accepted commands against [`hazards::violation`].
+    pub fn simple_commands(command: &str) -> Option<Vec<Vec<String>>> {
+        let commands = split(command, true).ok()?;
+        let argv = |words: Vec<shell::Word>| {
+            let words = words.into_iter().map(|w| w.text);
+            words
+                .skip_while(|w| shell::assigned_name(w).is_some())
+                .collect()
+        };
+        Some(commands.into_iter().map(argv).collect())
     }
 
     pub fn check(&self, mode: Mode, command: &str) -> Verdict {

@@ -54,7 +54,10 @@ pub(super) struct Spec {
 }
 
 impl Spec {
-    pub(super) const fn getopt(short: &'static str, long: &'static [&'static [&'static str]]) -> Self {
+    pub(super) const fn getopt(
+        short: &'static str,
+        long: &'static [&'static [&'static str]],
+    ) -> Self {
         Spec {
             style: Style::Getopt,
             short,
@@ -80,10 +83,13 @@ impl Spec {
     }
 
     fn long_arity(&self, name: &str) -> Option<Arity> {
-        self.long.iter().flat_map(|list| list.iter()).find_map(|entry| {
-            let (entry_name, arity) = split_arity(entry);
-            (entry_name == name).then_some(arity)
-        })
+        self.long
+            .iter()
+            .flat_map(|list| list.iter())
+            .find_map(|entry| {
+                let (entry_name, arity) = split_arity(entry);
+                (entry_name == name).then_some(arity)
+            })
     }
 
     fn long_names(&self) -> impl Iterator<Item = &'static str> + '_ {
@@ -94,7 +100,11 @@ impl Spec {
     }
 
     fn short_arity(&self, c: char) -> Option<Arity> {
-        let at = self.short.char_indices().find(|&(_, s)| s == c && s != ':')?.0;
+        let at = self
+            .short
+            .char_indices()
+            .find(|&(_, s)| s == c && s != ':')?
+            .0;
         let rest = &self.short[at + c.len_utf8()..];
         Some(if rest.starts_with("::") {
             Arity::Attached
@@ -128,7 +138,10 @@ fn split_arity(entry: &str) -> (&str, Arity) {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Arg {
     /// An option in its canonical spelling (`-n`, `--format`, `-name`) with its value, if any.
-    Option { name: String, value: Option<String> },
+    Option {
+        name: String,
+        value: Option<String>,
+    },
     Operand(String),
 }
 
@@ -388,14 +401,33 @@ mod tests {
         let cases: &[(&str, Vec<Arg>)] = &[
             ("-Sn1", vec![opt("-S", Some("n1"))]),
             ("-nS1", vec![opt("-n", None), opt("-S", Some("1"))]),
-            ("-nS 1 f", vec![opt("-n", None), opt("-S", Some("1")), Arg::Operand("f".into())]),
+            (
+                "-nS 1 f",
+                vec![
+                    opt("-n", None),
+                    opt("-S", Some("1")),
+                    Arg::Operand("f".into()),
+                ],
+            ),
             ("-k -o", vec![opt("-k", Some("-o"))]),
-            ("--key 2 --key=3", vec![opt("--key", Some("2")), opt("--key", Some("3"))]),
-            ("--color x", vec![opt("--color", None), Arg::Operand("x".into())]),
+            (
+                "--key 2 --key=3",
+                vec![opt("--key", Some("2")), opt("--key", Some("3"))],
+            ),
+            (
+                "--color x",
+                vec![opt("--color", None), Arg::Operand("x".into())],
+            ),
             ("-M -n", vec![opt("-M", None), opt("-n", None)]),
-            ("-M50% f", vec![opt("-M", Some("50%")), Arg::Operand("f".into())]),
+            (
+                "-M50% f",
+                vec![opt("-M", Some("50%")), Arg::Operand("f".into())],
+            ),
             ("f -n", vec![Arg::Operand("f".into()), opt("-n", None)]),
-            ("-- -o --output", vec![Arg::Operand("-o".into()), Arg::Operand("--output".into())]),
+            (
+                "-- -o --output",
+                vec![Arg::Operand("-o".into()), Arg::Operand("--output".into())],
+            ),
             ("-", vec![Arg::Operand("-".into())]),
         ];
         for (args, want) in cases {
@@ -406,20 +438,32 @@ mod tests {
     #[test]
     fn getopt_refuses_what_it_does_not_know() {
         let unknown = |args: &str| match parse(&SORT, &words(args)) {
-            Err(Misfit::Unknown { option, could_be, .. }) => (option, could_be),
+            Err(Misfit::Unknown {
+                option, could_be, ..
+            }) => (option, could_be),
             other => panic!("{args}: {other:?}"),
         };
         assert_eq!(unknown("-no x"), ("-o".into(), vec![]));
         assert_eq!(unknown("--outp=x"), ("--outp".into(), vec![]));
-        assert_eq!(unknown("--numeric"), ("--numeric".into(), vec!["--numeric-sort".into()]));
-        assert_eq!(unknown("--no-numeric-sort"), ("--no-numeric-sort".into(), vec![]));
+        assert_eq!(
+            unknown("--numeric"),
+            ("--numeric".into(), vec!["--numeric-sort".into()])
+        );
+        assert_eq!(
+            unknown("--no-numeric-sort"),
+            ("--no-numeric-sort".into(), vec![])
+        );
         assert_eq!(
             parse(&SORT, &words("-k")),
-            Err(Misfit::MissingValue { option: "-k".into() })
+            Err(Misfit::MissingValue {
+                option: "-k".into()
+            })
         );
         assert_eq!(
             parse(&SORT, &words("--numeric-sort=1")),
-            Err(Misfit::UnexpectedValue { option: "--numeric-sort".into() })
+            Err(Misfit::UnexpectedValue {
+                option: "--numeric-sort".into()
+            })
         );
         let git = SORT.style(Style::Git);
         assert!(parse(&git, &words("--no-numeric-sort")).is_ok());
@@ -429,7 +473,13 @@ mod tests {
     fn find_reads_its_expression() {
         let parsed = parse_find(&words("-L . src -name x -newermt y ( -type f -o -empty )"));
         assert_eq!(parsed.unwrap().len(), 10);
-        for bad in ["-exec", ". -delete", ". -name x -fprint y", ". -execdir", ". -exe"] {
+        for bad in [
+            "-exec",
+            ". -delete",
+            ". -name x -fprint y",
+            ". -execdir",
+            ". -exe",
+        ] {
             assert!(parse_find(&words(bad)).is_err(), "{bad}");
         }
         // A primary's value is a value, whatever it looks like; the hazard check reads it.

@@ -32,8 +32,7 @@ pub(super) fn sed_refusal(script: &str) -> Option<String> {
         match command {
             // A block opens or closes: the next command may follow at once.
             '{' | '}' => continue,
-            '=' | 'd' | 'D' | 'g' | 'G' | 'h' | 'H' | 'n' | 'N' | 'p' | 'P' | 'x'
-            | 'z' | 'F' => {}
+            '=' | 'd' | 'D' | 'g' | 'G' | 'h' | 'H' | 'n' | 'N' | 'p' | 'P' | 'x' | 'z' | 'F' => {}
             'q' | 'Q' | 'l' | 'L' => {
                 while cs.get(i).is_some_and(|c| *c == ' ' || c.is_ascii_digit()) {
                     i += 1;
@@ -53,7 +52,9 @@ pub(super) fn sed_refusal(script: &str) -> Option<String> {
                 }
                 while let Some(&flag) = cs.get(i) {
                     match flag {
-                        'e' => return Some("the `e` flag of `s` runs the result as a command".into()),
+                        'e' => {
+                            return Some("the `e` flag of `s` runs the result as a command".into());
+                        }
                         'w' => return Some("the `w` flag of `s` writes a file".into()),
                         'g' | 'p' | 'i' | 'I' | 'm' | 'M' | '0'..='9' => i += 1,
                         _ => break,
@@ -167,7 +168,9 @@ pub(super) fn awk_refusal(program: &str) -> Option<String> {
         bytes[i] == b'|' && bytes.get(i + 1) != Some(&b'|') && (i == 0 || bytes[i - 1] != b'|')
     });
     if lone_pipe {
-        return Some("`|` pipes to or from a command (use `||` for or, `grep -E` for alternation)".into());
+        return Some(
+            "`|` pipes to or from a command (use `||` for or, `grep -E` for alternation)".into(),
+        );
     }
     let writes = program
         .split([';', '{', '}', '\n'])
@@ -181,24 +184,66 @@ mod tests {
 
     #[test]
     fn sed_scripts() {
-        for ok in ["s/a/b/", "s/a/b/g", "s|a|b|gI", "1,5d", "/x/,/y/p", "$!N;P;D", "s/e/w/",
-            "s/\\/e/x/2", "y/abc/xyz/", "/start/,+3{s/a/b/;p}", "1~2d", "\\,x,d", "a hello",
-            "/w/ r file", "# comment\np", ":a;N;ba", "s/a/b/;s/c/d/"] {
+        for ok in [
+            "s/a/b/",
+            "s/a/b/g",
+            "s|a|b|gI",
+            "1,5d",
+            "/x/,/y/p",
+            "$!N;P;D",
+            "s/e/w/",
+            "s/\\/e/x/2",
+            "y/abc/xyz/",
+            "/start/,+3{s/a/b/;p}",
+            "1~2d",
+            "\\,x,d",
+            "a hello",
+            "/w/ r file",
+            "# comment\np",
+            ":a;N;ba",
+            "s/a/b/;s/c/d/",
+        ] {
             assert_eq!(sed_refusal(ok), None, "{ok}");
         }
-        for bad in ["s/a/id/e", "s/a/b/w out", "w out", "1e id", "/x/e", "e", "W f", "$ w f",
-            "s/a/b/ge", "1!e id", "s/a/b/;e id", "{e id}", "s/a", "k", "s/a/b/x"] {
+        for bad in [
+            "s/a/id/e",
+            "s/a/b/w out",
+            "w out",
+            "1e id",
+            "/x/e",
+            "e",
+            "W f",
+            "$ w f",
+            "s/a/b/ge",
+            "1!e id",
+            "s/a/b/;e id",
+            "{e id}",
+            "s/a",
+            "k",
+            "s/a/b/x",
+        ] {
             assert!(sed_refusal(bad).is_some(), "{bad}");
         }
     }
 
     #[test]
     fn awk_programs() {
-        for ok in ["{print $1}", "$3 > 10 {print}", "NR==1 || /x/", "{s+=$1} END {print s}"] {
+        for ok in [
+            "{print $1}",
+            "$3 > 10 {print}",
+            "NR==1 || /x/",
+            "{s+=$1} END {print s}",
+        ] {
             assert_eq!(awk_refusal(ok), None, "{ok}");
         }
-        for bad in ["{system(\"id\")}", "{print | \"sh\"}", "{\"id\" | getline x}",
-            "{print > \"/tmp/x\"}", "{printf \"%s\", $1 >> \"f\"}", "@load \"x\""] {
+        for bad in [
+            "{system(\"id\")}",
+            "{print | \"sh\"}",
+            "{\"id\" | getline x}",
+            "{print > \"/tmp/x\"}",
+            "{printf \"%s\", $1 >> \"f\"}",
+            "@load \"x\"",
+        ] {
             assert!(awk_refusal(bad).is_some(), "{bad}");
         }
     }

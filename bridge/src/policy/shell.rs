@@ -49,8 +49,7 @@ impl Word {
     /// Whether the shell could turn this word into one starting with `-`, i.e. an option.
     /// `src/*.rs` cannot (its first character is a literal `s`); `*.rs`, `$X` and `a$X` can.
     pub(super) fn may_become_option(&self) -> bool {
-        self.opaque
-            && (self.lead_opaque || self.splits || self.brace || self.text.starts_with('-'))
+        self.opaque && (self.lead_opaque || self.splits || self.brace || self.text.starts_with('-'))
     }
 
     /// A word as the policy's tests and the fuzz oracle build it: plain text, no expansion.
@@ -289,4 +288,3 @@ impl Splitter {
         Ok(())
     }
 }
-

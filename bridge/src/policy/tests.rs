@@ -243,7 +243,8 @@ const CASES: &[(Mode, &str, &str)] = &[
     (Mode::Restricted, "mkdir -p a/b && touch a/b/c && cp a/b/c d && mv d e", "ok"),
     (Mode::Restricted, "find . -fprint out", "ok"),
     (Mode::Restricted, "sort -o out.txt in.txt", "ok"),
-    (Mode::Restricted, "./ls", "ok"),
+    (Mode::Restricted, "./ls", "program-path"),
+    (Mode::Restricted, "/usr/bin/make -j2", "ok"),
     // restricted: refused
     (Mode::Restricted, "git push origin main", "subcommand-not-allowed"),
     (Mode::Restricted, "npm publish", "subcommand-not-allowed"),
