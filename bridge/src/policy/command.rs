@@ -45,6 +45,9 @@ const RESTRICTED_VARIABLES: &[&str] = &[
     "PYTHONHASHSEED",
 ];
 
+/// The hazards restricted mode refuses; it allows writes, which the container confines.
+const RESTRICTED_REFUSES: &[Effect] = &[Effect::Exec, Effect::Delete];
+
 /// A program named by path must live here; `./ls` could be anything.
 const SYSTEM_DIRS: &[&str] = &["/bin", "/usr/bin", "/usr/local/bin", "/sbin", "/usr/sbin"];
 
@@ -84,7 +87,7 @@ impl Policy {
         let Some(spec) = programs::safe_spec(prog) else {
             return Ok(());
         };
-        check_options(prog, spec, args).map(drop)
+        check_options(Mode::Safe, prog, spec, args).map(drop)
     }
 
     fn check_restricted(&self, prog: &str, args: &[Word]) -> Checked {
@@ -92,7 +95,7 @@ impl Policy {
         let pytest_module =
             matches!(args, [m, p, ..] if m.text == "-m" && p.text == "pytest" && !p.opaque);
         if python && pytest_module {
-            return check_hazards(prog, "pytest", &args[2..], Some(Effect::Exec));
+            return check_hazards(prog, "pytest", &args[2..], Some(RESTRICTED_REFUSES));
         }
         let listed = self.restricted.get(prog);
         if listed.is_none() && !self.safe.contains(prog) && prog != "git" {
@@ -117,9 +120,9 @@ impl Policy {
         let (sub, key, rest) = if prog == "git" {
             let texts: Vec<&str> = args.iter().map(|w| w.text.as_str()).collect();
             let Some(i) = git::subcommand_index(&texts) else {
-                return check_hazards("git", "git", args, Some(Effect::Exec));
+                return check_hazards("git", "git", args, Some(RESTRICTED_REFUSES));
             };
-            check_hazards("git", "git", &args[..i], Some(Effect::Exec))?;
+            check_hazards("git", "git", &args[..i], Some(RESTRICTED_REFUSES))?;
             (
                 Some(&args[i]),
                 format!("git {}", args[i].text),
@@ -129,7 +132,7 @@ impl Policy {
             let sub = args.iter().find(|w| !w.text.starts_with(['-', '+']));
             (sub, prog.to_owned(), args)
         };
-        check_hazards(prog, &key, rest, Some(Effect::Exec))?;
+        check_hazards(prog, &key, rest, Some(RESTRICTED_REFUSES))?;
         let subs = listed.map(Vec::as_slice).unwrap_or_default();
         match sub {
             // No subcommand at all is fine: `cargo --version`.
@@ -205,7 +208,7 @@ fn check_git(args: &[Word]) -> Checked {
     let sub = git::subcommand_index(&texts);
     let (global, rest) = args.split_at(sub.unwrap_or(args.len()));
     check_hazards("git", "git", global, None)?;
-    check_options("git", &git::GLOBAL, global)?;
+    check_options(Mode::Safe, "git", &git::GLOBAL, global)?;
     let Some((sub, rest)) = rest.split_first() else {
         return Ok(()); // `git --version`
     };
@@ -229,7 +232,7 @@ fn check_git(args: &[Word]) -> Checked {
             format!("`{key}` argument `{}`: {why}; leave them out", w.text),
         );
     }
-    let parsed = check_options(&key, spec, rest)?;
+    let parsed = check_options(Mode::Safe, &key, spec, rest)?;
     let lists = parsed.iter().any(
         |a| matches!(a, options::Arg::Option { name, .. } if name == "--list" || name == "-l"),
     );
@@ -246,8 +249,8 @@ fn check_git(args: &[Word]) -> Checked {
 
 /// Refuses words the shell may turn into options for a program with hazards, then any word
 /// that spells a hazard (all of them, or only `only`'s).
-fn check_hazards(prog: &str, key: &str, args: &[Word], only: Option<Effect>) -> Checked {
-    let relevant = |h: &&Hazard| only.is_none_or(|e| h.effect == e);
+fn check_hazards(prog: &str, key: &str, args: &[Word], only: Option<&[Effect]>) -> Checked {
+    let relevant = |h: &&Hazard| only.is_none_or(|e| e.contains(&h.effect));
     if hazards::of(key).filter(relevant).next().is_none() {
         return Ok(());
     }
@@ -263,6 +266,7 @@ fn check_hazards(prog: &str, key: &str, args: &[Word], only: Option<Effect>) -> 
         }
         let (does, mode) = match hazard.effect {
             Effect::Exec => ("runs another program", "safe or restricted mode"),
+            Effect::Delete => ("deletes files", "safe or restricted mode"),
             Effect::Write => ("writes files", "safe mode, which is read-only"),
         };
         let same = if w.text.split('=').next() == Some(option) {
@@ -281,12 +285,23 @@ fn check_hazards(prog: &str, key: &str, args: &[Word], only: Option<Effect>) -> 
     Ok(())
 }
 
-fn check_options(key: &str, spec: &Spec, args: &[Word]) -> Result<Vec<options::Arg>, Verdict> {
+fn check_options(
+    mode: Mode,
+    key: &str,
+    spec: &Spec,
+    args: &[Word],
+) -> Result<Vec<options::Arg>, Verdict> {
     let misfit = match options::parse(spec, args) {
         Ok(parsed) => return Ok(parsed),
         Err(misfit) => misfit,
     };
-    let next = "write it out in full if it is one of these, or leave it out; other options need restricted or yolo mode";
+    let wider = match mode {
+        Mode::Safe => "ask for restricted or yolo mode",
+        _ => "ask for yolo mode",
+    };
+    let next = format!(
+        "write it out in full if it is one of these, or leave it out; other options need you to {wider}"
+    );
     let reason = match misfit {
         Misfit::Unknown {
             word,
@@ -297,7 +312,7 @@ fn check_options(key: &str, spec: &Spec, args: &[Word]) -> Result<Vec<options::A
             could_be.join(", ")
         ),
         Misfit::Unknown { word, option, .. } => format!(
-            "`{key}` option `{option}` (in `{word}`) is not one safe mode allows for `{key}`, which accepts only options that read, select or format; leave it out, or ask for restricted or yolo mode"
+            "`{key}` option `{option}` (in `{word}`) is not one {mode} mode allows for `{key}`, which accepts only options it knows to read, select or format; leave it out, or {wider}"
         ),
         Misfit::MissingValue { option } => {
             format!("`{key}` option `{option}` needs a value; add it")
@@ -306,7 +321,7 @@ fn check_options(key: &str, spec: &Spec, args: &[Word]) -> Result<Vec<options::A
             format!("`{key}` option `{option}` takes no value; drop the `=…`")
         }
         Misfit::TooManyOperands { max } => format!(
-            "`{key}` takes at most {max} file operand(s) in safe mode (another one would be a file it writes); give one and read the output"
+            "`{key}` takes at most {max} operand(s) in {mode} mode (a second `uniq` operand is a file it writes); give fewer and read the output"
         ),
         Misfit::BadOperand { word, why } => format!("`{key} {word}` {why}"),
     };
@@ -352,7 +367,7 @@ fn check_project_tool(prog: &str, args: &[Word]) -> Checked {
                     "follow-symlinks",
                 ]],
             );
-            let parsed = check_options("sed", &spec, args)?;
+            let parsed = check_options(Mode::Restricted, "sed", &spec, args)?;
             let mut expressions = Vec::new();
             let mut operands = Vec::new();
             for arg in &parsed {
@@ -387,7 +402,7 @@ fn check_project_tool(prog: &str, args: &[Word]) -> Checked {
         }
         "awk" => {
             let spec = Spec::getopt("F:v:", &[&["field-separator=", "assign="]]);
-            let parsed = check_options("awk", &spec, args)?;
+            let parsed = check_options(Mode::Restricted, "awk", &spec, args)?;
             let program = parsed.iter().find_map(|a| match a {
                 options::Arg::Operand(o) => Some(o),
                 _ => None,

@@ -113,7 +113,7 @@ fn every_hazard_is_refused_in_every_spelling() {
                 let command = command_with(hazard.program, &word);
                 tried += 1;
                 let mut modes = vec![Mode::Safe];
-                if hazard.effect == Effect::Exec {
+                if hazard.effect != Effect::Write {
                     modes.push(Mode::Restricted);
                 }
                 for mode in modes {

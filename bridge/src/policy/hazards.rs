@@ -1,7 +1,8 @@
 //! Every admitted program's ways to start another program or write a file, from an audit of the
 //! GNU tools (Debian image) and the busybox applets (offline image), kept apart from the
 //! allow-lists on purpose: the allow-lists say what safe mode accepts, this table says what must
-//! never get through. Safe mode refuses every entry; restricted mode refuses the `Exec` ones.
+//! never get through. Safe mode refuses every entry; restricted mode refuses the `Exec` and
+//! `Delete` ones.
 //! The tests and the fuzz target check the allow-lists against this table ([`violation`]).
 //!
 //! Spellings: `-o` is a short option, matched anywhere in a cluster (`-uo`, `-to`); `--output`
@@ -15,8 +16,10 @@
 pub enum Effect {
     /// Starts another program (a shell, a pager, an editor, a decompressor, a hook).
     Exec,
-    /// Writes or deletes a file (or the clock).
+    /// Writes a file (or the clock).
     Write,
+    /// Deletes files: refused in restricted mode too, which has no `rm` either.
+    Delete,
 }
 
 /// One row: a program (or `git SUBCOMMAND`), what its options do, and why.
@@ -28,7 +31,7 @@ pub struct Hazard {
     pub why: &'static str,
 }
 
-use Effect::{Exec, Write};
+use Effect::{Delete, Exec, Write};
 
 const fn h(
     program: &'static str,
@@ -83,7 +86,8 @@ pub const HAZARDS: &[Hazard] = &[
     h("git add", Exec, &["-e", "--edit", "--help"], "starts an editor"),
     // reading tools
     h("find", Exec, &["-exec", "-execdir", "-ok", "-okdir"], "runs a program on every match"),
-    h("find", Write, &["-delete", "-fprint", "-fprint0", "-fprintf", "-fls"], "deletes the matches or writes a file"),
+    h("find", Delete, &["-delete"], "deletes the matches"),
+    h("find", Write, &["-fprint", "-fprint0", "-fprintf", "-fls"], "writes a file"),
     h("sort", Exec, &["--compress-program"], "runs a program to compress temporary files"),
     h("sort", Write, &["-o", "--output", "-T", "--temporary-directory"], "writes the output, or its temporary files, where the agent says"),
     h("rg", Exec, &["--pre", "-z", "--search-zip", "--hostname-bin"], "runs a preprocessor, decompressors or a hostname program"),
