@@ -111,10 +111,9 @@ impl Policy {
                 format!("{why}; anything else needs yolo mode"),
             );
         }
-        if hazards::of(prog).next().is_some() {
-            if let Some(w) = args.iter().find(|w| w.may_become_option()) {
-                return Err(expansion(prog, w));
-            }
+        let has_hazards = hazards::of(prog).next().is_some();
+        if let Some(w) = args.iter().find(|w| has_hazards && w.may_become_option()) {
+            return Err(expansion(prog, w));
         }
         // git: global options, then the subcommand's own; others: all arguments.
         let (sub, key, rest) = if prog == "git" {
@@ -251,7 +250,7 @@ fn check_git(args: &[Word]) -> Checked {
 /// that spells a hazard (all of them, or only `only`'s).
 fn check_hazards(prog: &str, key: &str, args: &[Word], only: Option<&[Effect]>) -> Checked {
     let relevant = |h: &&Hazard| only.is_none_or(|e| e.contains(&h.effect));
-    if hazards::of(key).filter(relevant).next().is_none() {
+    if hazards::of(key).find(relevant).is_none() {
         return Ok(());
     }
     if let Some(w) = args.iter().find(|w| w.may_become_option()) {

@@ -14,7 +14,8 @@ pub(super) fn sed_refusal(script: &str) -> Option<String> {
     };
     loop {
         skip_blank(&mut i);
-        let Some(&c) = cs.get(i) else { return None };
+        // At the end of the script nothing was refused.
+        let &c = cs.get(i)?;
         if c == '#' {
             i = to_line_end(&cs, i);
             continue;
