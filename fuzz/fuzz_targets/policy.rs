@@ -20,7 +20,7 @@ use bridge::policy::hazards::{self, HAZARDS};
 use bridge::policy::{Mode, Policy, Verdict};
 use libfuzzer_sys::fuzz_target;
 
-/// Rules that apply in every mode, yolo included (policy.rs ALWAYS_BLOCKED).
+/// Rules that apply in every mode, yolo included (policy/blocked.rs ALWAYS_BLOCKED).
 const ALWAYS: &[&str] = &[
     "rm-root", "no-preserve-root", "block-device-write", "disk-format", "download-exec",
     "fork-bomb", "privilege-escalation", "eval",

@@ -10,6 +10,13 @@
 //! (nopt) and pip (optparse) all take unambiguous prefixes; `-exec` is a `find`-style word,
 //! matched exactly (find never abbreviates). A program key `git log` holds the options after
 //! that subcommand, `git` those before any subcommand.
+//!
+//! Absent because no mode admits them, so the splitter's program check refuses them first:
+//! wrappers that start their arguments (`xargs`, `env`, `nice`, `timeout`, `nohup`, `stdbuf`,
+//! `command`, `exec`), writers (`tee`, `dd`), pagers and editors (`less` with `LESSOPEN`,
+//! `more`, `man`, `vi`), interpreters. git aliases cannot shadow the admitted subcommands (git
+//! runs a builtin before an alias of the same name), and the variables that reconfigure
+//! programs (`GIT_*`, `PAGER`, `LESSOPEN`, `LD_*`) are outside the variable allow-lists.
 
 /// What an option does that safe mode must never allow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
