@@ -612,3 +612,24 @@ fn adversarial_inputs_stay_fast() {
     }
     eprintln!("worst adversarial case: {:?} took {:?}", worst.1, worst.0);
 }
+
+#[test]
+fn simple_commands_are_what_the_policy_checks() {
+    let argv = |c: &str| Policy::simple_commands(c);
+    let want = |v: &[&[&str]]| {
+        Some(
+            v.iter()
+                .map(|c| c.iter().map(|w| w.to_string()).collect())
+                .collect(),
+        )
+    };
+    assert_eq!(
+        argv("LC_ALL=C sort '-o' x | cat; ls"),
+        want(&[&["sort", "-o", "x"], &["cat"], &["ls"]])
+    );
+    assert_eq!(
+        argv("git grep --open-files-in-pag='rm -f' -e x"),
+        want(&[&["git", "grep", "--open-files-in-pag=rm -f", "-e", "x"]])
+    );
+    assert_eq!(argv("echo $(id)"), None);
+}
