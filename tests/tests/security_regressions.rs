@@ -716,7 +716,7 @@ async fn weakness_safe_mode_ran_programs_and_wrote_files_through_options() -> an
     // Refusals count against the proposal quota (10 a minute per session), so
     // the two sessions take turns. More members of each class are in the
     // policy's own corpus tests (`cargo test -p bridge --lib policy`).
-    let session = |i: usize| if i % 2 == 0 { "a" } else { "b" };
+    let session = |i: usize| if i.is_multiple_of(2) { "a" } else { "b" };
     let hostile = [
         (
             "git grep --open-files-in-pag='rm -f' -e important",
