@@ -28,6 +28,7 @@ fn safe_mode_accepts_the_everyday_corpus() {
         }
     }
     assert!(count >= 400, "the corpus shrank to {count} commands");
+    eprintln!("everyday commands accepted: {count}");
     assert!(
         failures.is_empty(),
         "{} refused:\n{}",
@@ -125,6 +126,7 @@ fn every_hazard_is_refused_in_every_spelling() {
         }
     }
     assert!(tried > 1000, "only {tried} spellings");
+    eprintln!("hazard spellings tried: {tried}");
     assert!(
         failures.is_empty(),
         "{} allowed:\n{}",

@@ -10,6 +10,11 @@
 //! spelling `--outp` is refused with the full names it could stand for. For the same reason
 //! every word is read as an option even after an operand (GNU permutes; busybox does not, but
 //! reading more words as options only refuses more).
+//!
+//! Where GNU and busybox disagree on whether a short option takes a value, a cluster such as
+//! `-ko` parses two ways (`-k o`, or `-k -o`). The allow-lists follow GNU, and the more
+//! dangerous reading is covered by the hazard check in `command.rs`, which looks at every word,
+//! values and operands included, and matches a hazard letter anywhere in a cluster.
 
 use super::shell::Word;
 
