@@ -82,7 +82,7 @@ impl Policy {
                 format!("`{prog}` is not a read-only command; safe mode allows: {allowed}"),
             );
         }
-        check_hazards(prog, prog, args, None)?;
+        check_hazards(prog, args, None)?;
         // A program an operator's policy file adds has no option list: the operator vouches.
         let Some(spec) = programs::safe_spec(prog) else {
             return Ok(());
@@ -95,7 +95,7 @@ impl Policy {
         let pytest_module =
             matches!(args, [m, p, ..] if m.text == "-m" && p.text == "pytest" && !p.opaque);
         if python && pytest_module {
-            return check_hazards(prog, "pytest", &args[2..], Some(RESTRICTED_REFUSES));
+            return check_hazards("pytest", &args[2..], Some(RESTRICTED_REFUSES));
         }
         let listed = self.restricted.get(prog);
         if listed.is_none() && !self.safe.contains(prog) && prog != "git" {
@@ -119,9 +119,9 @@ impl Policy {
         let (sub, key, rest) = if prog == "git" {
             let texts: Vec<&str> = args.iter().map(|w| w.text.as_str()).collect();
             let Some(i) = git::subcommand_index(&texts) else {
-                return check_hazards("git", "git", args, Some(RESTRICTED_REFUSES));
+                return check_hazards("git", args, Some(RESTRICTED_REFUSES));
             };
-            check_hazards("git", "git", &args[..i], Some(RESTRICTED_REFUSES))?;
+            check_hazards("git", &args[..i], Some(RESTRICTED_REFUSES))?;
             (
                 Some(&args[i]),
                 format!("git {}", args[i].text),
@@ -131,7 +131,7 @@ impl Policy {
             let sub = args.iter().find(|w| !w.text.starts_with(['-', '+']));
             (sub, prog.to_owned(), args)
         };
-        check_hazards(prog, &key, rest, Some(RESTRICTED_REFUSES))?;
+        check_hazards(&key, rest, Some(RESTRICTED_REFUSES))?;
         let subs = listed.map(Vec::as_slice).unwrap_or_default();
         match sub {
             // No subcommand at all is fine: `cargo --version`.
@@ -166,7 +166,7 @@ fn check_assignment(mode: Mode, word: &Word) -> Checked {
     let plain = |c: char| c.is_ascii_alphanumeric() || "_.@+-,:=".contains(c);
     // A zone name such as `Europe/Paris` names a file under the zone directory; a leading `/`
     // or a `..` would name any file.
-    let zone = name == "TZ" && !value.starts_with('/') && !value.contains("..");
+    let zone = name == "TZ" && !value.starts_with(['/', ':']) && !value.contains("..");
     let plain = value.chars().all(|c| plain(c) || (zone && c == '/'));
     if word.opaque || !plain {
         return no(
@@ -206,7 +206,7 @@ fn check_git(args: &[Word]) -> Checked {
     let texts: Vec<&str> = args.iter().map(|w| w.text.as_str()).collect();
     let sub = git::subcommand_index(&texts);
     let (global, rest) = args.split_at(sub.unwrap_or(args.len()));
-    check_hazards("git", "git", global, None)?;
+    check_hazards("git", global, None)?;
     check_options(Mode::Safe, "git", &git::GLOBAL, global)?;
     let Some((sub, rest)) = rest.split_first() else {
         return Ok(()); // `git --version`
@@ -223,7 +223,7 @@ fn check_git(args: &[Word]) -> Checked {
         );
     };
     let key = format!("git {}", sub.text);
-    check_hazards("git", &key, rest, None)?;
+    check_hazards(&key, rest, None)?;
     if let Some(w) = rest.iter().find(|w| w.text.contains("%G")) {
         let why = "`%G` placeholders verify signatures by running gpg";
         return no(
@@ -248,7 +248,7 @@ fn check_git(args: &[Word]) -> Checked {
 
 /// Refuses words the shell may turn into options for a program with hazards, then any word
 /// that spells a hazard (all of them, or only `only`'s).
-fn check_hazards(prog: &str, key: &str, args: &[Word], only: Option<&[Effect]>) -> Checked {
+fn check_hazards(key: &str, args: &[Word], only: Option<&[Effect]>) -> Checked {
     let relevant = |h: &&Hazard| only.is_none_or(|e| e.contains(&h.effect));
     if hazards::of(key).find(relevant).is_none() {
         return Ok(());
@@ -276,7 +276,7 @@ fn check_hazards(prog: &str, key: &str, args: &[Word], only: Option<&[Effect]>) 
         return no(
             "dangerous-option",
             format!(
-                "`{prog}` argument `{}`{same} {does}: it {}; that is not allowed in {mode}",
+                "`{key}` argument `{}`{same} {does}: it {}; that is not allowed in {mode}",
                 w.text, hazard.why
             ),
         );
