@@ -83,9 +83,10 @@ impl Policy {
             );
         }
         check_hazards(prog, args, None)?;
-        // A program an operator's policy file adds has no option list: the operator vouches.
+        // A program an operator's policy file adds has no option list: the operator vouches,
+        // though a sed or awk script that runs or writes is still refused.
         let Some(spec) = programs::safe_spec(prog) else {
-            return Ok(());
+            return check_project_tool(prog, args);
         };
         check_options(Mode::Safe, prog, spec, args).map(drop)
     }

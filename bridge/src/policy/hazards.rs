@@ -114,6 +114,7 @@ pub const HAZARDS: &[Hazard] = &[
     h("python", Exec, &["-c"], "runs code given on the command line"),
     h("python3", Exec, &["-c"], "runs code given on the command line"),
     h("sed", Exec, &["-f", "--file"], "reads a script this policy cannot check (which may use `e` or `w`)"),
+    h("sed", Write, &["-i", "--in-place"], "edits the files in place"),
     h("awk", Exec, &["-f", "--file", "-E", "--exec", "-l", "--load", "-i", "--include"],
       "reads a program file or loads an extension this policy cannot check"),
 ];

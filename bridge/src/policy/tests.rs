@@ -343,7 +343,7 @@ fn modes_parse_print_and_serialize() {
 
 const EXTRA: &str = r#"
 [safe]
-commands = ["jq"]
+commands = ["jq", "sed", "awk"]
 
 [restricted]
 commands = { go = ["build", "test", "vet"], terraform = [], git = ["push"] }
@@ -361,6 +361,10 @@ fn policy_file_extends_the_builtin() {
     #[rustfmt::skip]
     let cases = [
         (Mode::Safe, "jq .name package.json", "ok", "not-read-only"),
+        (Mode::Safe, "sed -n 1p f", "ok", "not-read-only"),
+        (Mode::Safe, "sed -i s/a/b/ f", "dangerous-option", "not-read-only"),
+        (Mode::Safe, "sed 's/a/id/e' f", "dangerous-option", "not-read-only"),
+        (Mode::Safe, "awk 'BEGIN{system(\"id\")}'", "dangerous-option", "not-read-only"),
         (Mode::Restricted, "cat x.json | jq .", "ok", "not-allowed"),
         (Mode::Restricted, "go test ./...", "ok", "not-allowed"),
         (Mode::Restricted, "go run main.go", "subcommand-not-allowed", "not-allowed"),
