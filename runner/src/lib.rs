@@ -5,6 +5,7 @@
 //! every step.
 
 pub mod capture;
+pub mod confined;
 pub mod jobs;
 pub mod pool;
 pub mod sandbox;
