@@ -299,8 +299,11 @@ async fn sweep(ctx: &Ctx) {
 async fn run_job(ctx: Ctx, p: Proposal, cancel: CancellationToken) {
     let id = p.id.clone();
     if let Err(e) = run_job_inner(&ctx, &p, cancel.clone()).await {
-        tracing::error!(job = %id, error = %e, "job failed before or while running");
-        let (red, now, p2, why) = (ctx.red.clone(), ctx.now(), p.clone(), e.to_string());
+        // The error may quote workspace or engine text: it is redacted once
+        // and that form alone is logged, stored and sent.
+        let why = ctx.red.redacted(&format!("{e:#}"));
+        tracing::error!(job = %id, error = %why, "job failed before or while running");
+        let (red, now, p2) = (ctx.red.clone(), ctx.now(), p.clone());
         let _ = ctx
             .db
             .call(move |c| jobs::fail(c, &red, &p2, &why, now).map_err(to_store))
