@@ -37,6 +37,10 @@ pub enum ConfinedError {
     )]
     Workspace { workspace: PathBuf, source: Errno },
     #[error(
+        "the workspace path {workspace} now passes through a symbolic link; it had none when YOLO was enabled, so a directory on it was replaced since. Check it, then re-enable YOLO with the real path"
+    )]
+    WorkspaceLink { workspace: PathBuf },
+    #[error(
         "refusing `{path}` in the workspace: {reason}. The sandbox can write there, so the runner does not follow it; remove it (or restore it from git) and retry"
     )]
     Refused { path: String, reason: &'static str },
@@ -94,17 +98,27 @@ pub struct Dir {
 }
 
 impl Dir {
-    /// Opens the workspace itself. Its own path was chosen by the operator
-    /// and lies outside the sandbox's reach, so it is resolved normally.
+    /// Opens the workspace itself. `bridge yolo enable` stored its
+    /// canonical path, so no component of it is a symlink; one that is now
+    /// was swapped in since, possibly by a command with another read-write
+    /// workspace above this one, and is refused rather than followed.
     pub fn workspace(path: &Path) -> Result<Self, ConfinedError> {
-        let fd = rustix::fs::open(
+        let fd = rustix::fs::openat2(
+            rustix::fs::CWD,
             path,
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::NONBLOCK,
             Mode::empty(),
+            ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
         )
-        .map_err(|source| ConfinedError::Workspace {
-            workspace: path.to_owned(),
-            source,
+        .map_err(|source| match source {
+            Errno::NOSYS | Errno::PERM => ConfinedError::Unsupported { source },
+            Errno::LOOP => ConfinedError::WorkspaceLink {
+                workspace: path.to_owned(),
+            },
+            source => ConfinedError::Workspace {
+                workspace: path.to_owned(),
+                source,
+            },
         })?;
         Ok(Self {
             fd,
@@ -257,6 +271,37 @@ impl Dir {
             Ok(st) => Ok(Some(FileType::from_raw_mode(st.st_mode))),
             Err(Errno::NOENT | Errno::NOTDIR) => Ok(None),
             Err(e) => Err(classify("stat", &self.shown(name), e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_workspace_path_through_a_symlink_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let real = tmp.path().join("real/ws");
+        std::fs::create_dir_all(&real).unwrap();
+        std::os::unix::fs::symlink(tmp.path().join("real"), tmp.path().join("link")).unwrap();
+        Dir::workspace(&real).unwrap();
+        for via in [tmp.path().join("link/ws"), tmp.path().join("link")] {
+            let e = Dir::workspace(&via).unwrap_err();
+            assert!(matches!(e, ConfinedError::WorkspaceLink { .. }), "{e}");
+        }
+    }
+
+    #[test]
+    fn dot_dot_cannot_leave_a_confined_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(tmp.path().join("ws/a")).unwrap();
+        std::fs::write(tmp.path().join("outside"), "x").unwrap();
+        let ws = Dir::workspace(&tmp.path().join("ws")).unwrap();
+        assert!(ws.dir("a/..").unwrap().is_some());
+        for name in ["../outside", "a/../../outside", "/etc/passwd"] {
+            let e = ws.read_file(name, 10).unwrap_err();
+            assert!(matches!(e, ConfinedError::Refused { .. }), "{name}: {e}");
         }
     }
 }

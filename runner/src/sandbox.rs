@@ -144,8 +144,9 @@ pub fn check_workspace(path: &std::path::Path) -> Result<(), SandboxError> {
     // may have planted them, and following one would turn this check into
     // an oracle on host paths. A symlink inside the workspace resolves in the
     // container's own filesystem, so only a real entry here matters.
-    let Ok(ws) = crate::confined::Dir::workspace(path) else {
-        return refuse("it cannot be opened as a directory; check that it exists");
+    let ws = match crate::confined::Dir::workspace(path) {
+        Ok(ws) => ws,
+        Err(e) => return refuse(&e.to_string()),
     };
     for dir in [".", "run", "var/run"] {
         let Ok(Some(dir)) = ws.dir(dir) else { continue };
