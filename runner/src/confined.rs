@@ -293,6 +293,23 @@ mod tests {
     }
 
     #[test]
+    fn openat2_being_unavailable_fails_closed_with_the_fix_named() {
+        for errno in [Errno::NOSYS, Errno::PERM] {
+            let e = classify("open", ".git/HEAD", errno);
+            assert!(matches!(e, ConfinedError::Unsupported { .. }), "{e}");
+            assert!(e.to_string().contains("allow openat2"), "{e}");
+        }
+        assert!(matches!(
+            classify("open", "x", Errno::LOOP),
+            ConfinedError::Refused { .. }
+        ));
+        assert!(matches!(
+            classify("open", "x", Errno::XDEV),
+            ConfinedError::Refused { .. }
+        ));
+    }
+
+    #[test]
     fn dot_dot_cannot_leave_a_confined_directory() {
         let tmp = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(tmp.path().join("ws/a")).unwrap();
