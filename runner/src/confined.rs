@@ -11,6 +11,8 @@
 //! then `fstat` on the open descriptor decides (no check-then-use race).
 //! Reads are capped, writes never follow or truncate an existing name, and
 //! errors carry only workspace-relative paths and a reason, never contents.
+//! Hard links are not refused: the sandbox sees only the workspace mount, so
+//! it cannot link a host file into it (link(2) needs a path to the source).
 
 use std::io::Read;
 use std::os::fd::OwnedFd;
