@@ -169,6 +169,22 @@ fn traps(out: &Path) -> Vec<Trap> {
             Some(".git/HEAD"),
         ),
         t(
+            "the branch is a FIFO",
+            "cd /workspace/.git/refs/heads && rm main && mkfifo main".into(),
+            Some("the branch HEAD names"),
+        ),
+        t(
+            "packed-refs is huge",
+            "cd /workspace/.git && rm refs/heads/main && head -c 9000000 /dev/zero > packed-refs"
+                .into(),
+            Some(".git/packed-refs"),
+        ),
+        t(
+            ".git is a FIFO",
+            "cd /workspace && mv .git .git-old && mkfifo .git".into(),
+            Some(".git"),
+        ),
+        t(
             "HEAD is huge",
             "head -c 100000 /dev/zero > /workspace/.git/HEAD".into(),
             Some(".git/HEAD"),
