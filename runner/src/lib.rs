@@ -108,7 +108,13 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
         runner: runner_id.clone(),
         db: db_id.clone(),
     };
-    let pool = pool::Pool::new(docker.clone(), owner, host_paths, cfg.pool_size);
+    let pool = pool::Pool::new(
+        docker.clone(),
+        owner,
+        host_paths,
+        cfg.redactor.clone(),
+        cfg.pool_size,
+    );
     let ctx = Ctx {
         docker,
         db,

@@ -320,3 +320,79 @@ async fn sandbox_planted_links_fifos_and_huge_files_never_reach_the_host() -> an
     canaries.assert_untouched("at the end")?;
     w.finish().await
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_workspace_path_swapped_for_a_symlink_is_refused_and_the_failure_is_redacted()
+-> anyhow::Result<()> {
+    if !yolo::docker_or_skip(
+        "a_workspace_path_swapped_for_a_symlink_is_refused_and_the_failure_is_redacted",
+    ) {
+        return Ok(());
+    }
+    // A credential-looking directory name stands in for any secret a
+    // failure text may quote: it must reach nothing unredacted.
+    const KEY: &str = "AKIAIOSFODNN7EXAMPLE";
+    let tmp = tempfile::tempdir()?;
+    let parent = tmp.path().join("enclosing");
+    let ws = parent.join(format!("ws-{KEY}"));
+    std::fs::create_dir_all(&ws)?;
+    open_up(&ws, 0o777)?;
+    clean_repo(&ws)?;
+    let mut w = world(&ws).await?;
+
+    // What a command in an enclosing read-write workspace could do: swap a
+    // directory on the path for a symlink (here to the same tree, so only
+    // the swap itself is under test).
+    let real = tmp.path().join("moved");
+    std::fs::rename(&parent, &real)?;
+    std::os::unix::fs::symlink(&real, &parent)?;
+
+    let proposal = w.propose("touch /workspace/ran").await?;
+    let job = approve_and_run(&w, &proposal).await?;
+    assert_eq!(job.state, "failed", "{job:?}");
+    let why = job.failure.clone().unwrap_or_default();
+    assert!(
+        why.contains("passes through a symbolic link") && why.contains("AWS_KEY_REDACTED"),
+        "{why}"
+    );
+    assert!(
+        !real.join(format!("ws-{KEY}/ran")).exists(),
+        "the command ran"
+    );
+
+    let conn = sql(&w.db)?;
+    let texts: Vec<String> = conn
+        .prepare(
+            "SELECT coalesce(failure, '') FROM proposals UNION ALL SELECT body FROM messages
+             UNION ALL SELECT detail FROM audit",
+        )?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    for session in ["a", "b"] {
+        for m in yolo::inbox(&w.server, &w.conv, session).await? {
+            assert!(
+                !m.to_string().contains(KEY),
+                "session {session} got the key: {m}"
+            );
+        }
+    }
+    let log = w.dir.path().join("runner.log");
+    w.runner.stop(Duration::from_secs(20))?;
+    let log = std::fs::read_to_string(log)?;
+    assert!(
+        log.contains("AWS_KEY_REDACTED"),
+        "the failure was not logged: {log}"
+    );
+    for (what, text) in texts
+        .iter()
+        .map(|t| ("the store", t))
+        .chain([("the runner's log", &log)])
+    {
+        assert!(
+            !text.contains(KEY),
+            "{what} holds the key unredacted:\n{text}"
+        );
+    }
+    std::fs::remove_file(&parent)?;
+    w.finish().await
+}
