@@ -58,8 +58,8 @@ fn clean_repo(ws: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Proposes, approves on the terminal and executes `command`; returns the
-/// final job.
+/// Approves `proposal` on the terminal and executes it; returns the final
+/// job.
 async fn approve_and_run(w: &World, proposal: &str) -> anyhow::Result<JobRow> {
     let token = yolo::approve(&w.db, proposal, &[])?;
     // A refused job is a tool error for the executing agent; the stored row
