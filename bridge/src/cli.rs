@@ -107,6 +107,18 @@ pub struct ServeArgs {
     /// Send quota per session: `10/1m,100/1h,500/1d` (the default) or `off`
     #[arg(long, env = "BRIDGE_RATE_LIMIT")]
     pub rate_limit: Option<String>,
+    /// Failed authentications per client and per conversation before backoff: `20/1m` (the default) or `off`
+    #[arg(long, env = "BRIDGE_AUTH_FAILURES")]
+    pub auth_failures: Option<String>,
+    /// Conversations one client (stdio process or HTTP session) may create: `60/1m,600/1h` (the default) or `off`
+    #[arg(long, env = "BRIDGE_CREATE_LIMIT")]
+    pub create_limit: Option<String>,
+    /// Conversations all clients together may create: `600/1m` (the default) or `off`
+    #[arg(long, env = "BRIDGE_CREATE_LIMIT_GLOBAL")]
+    pub create_limit_global: Option<String>,
+    /// Ceiling on live conversations in the database [default: 10000]
+    #[arg(long, env = "BRIDGE_MAX_CONVERSATIONS")]
+    pub max_conversations: Option<u64>,
     /// Extra redaction patterns: a TOML file of [[pattern]] name/regex/placeholder
     #[arg(long, env = "BRIDGE_REDACTION_PATTERNS")]
     pub redaction_patterns: Option<PathBuf>,
@@ -218,6 +230,10 @@ pub fn settings(global: &Global, serve: &ServeArgs) -> anyhow::Result<Settings> 
         sync: serve.sync,
         conversation_ttl: serve.conversation_ttl.clone(),
         rate_limit: serve.rate_limit.clone(),
+        auth_failures: serve.auth_failures.clone(),
+        create_limit: serve.create_limit.clone(),
+        create_limit_global: serve.create_limit_global.clone(),
+        max_conversations: serve.max_conversations,
         redaction_patterns: serve.redaction_patterns.clone(),
     })?)
 }
@@ -238,6 +254,7 @@ pub fn open_bridge(
         conversation_ttl: settings.conversation_ttl,
         clock: Arc::new(SystemClock),
         yolo: policy,
+        quotas: settings.quotas.clone(),
     }))
 }
 

@@ -59,6 +59,7 @@ pub async fn run() -> anyhow::Result<()> {
         conversation_ttl: DEFAULT_TTL,
         clock: Arc::new(SystemClock),
         yolo: None,
+        quotas: Default::default(),
     });
     println!(
         "Demo database: {} (deleted afterwards)\n",

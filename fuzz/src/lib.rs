@@ -70,6 +70,9 @@ impl Fixture {
             conversation_ttl: Duration::from_secs(86_400),
             clock: Arc::new(clock.clone()),
             yolo: Some(Policy::builtin()),
+            // The oracles judge answers, not throttling: a frozen clock would
+            // otherwise turn every later wrong token into "retry in N s".
+            quotas: bridge::throttle::Quotas::unlimited(),
         });
         let server = BridgeServer::new(bridge.clone());
         let args = serde_json::json!({"my_role": "fuzzer_a", "partner_role": "fuzzer_b"});

@@ -15,6 +15,7 @@ use serde_json::Value;
 
 pub mod bench;
 pub mod flood;
+pub mod canary;
 pub mod yolo;
 
 pub type Client = RunningService<RoleClient, ()>;
