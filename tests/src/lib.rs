@@ -14,8 +14,8 @@ use rmcp::transport::{ConfigureCommandExt, TokioChildProcess};
 use serde_json::Value;
 
 pub mod bench;
-pub mod flood;
 pub mod canary;
+pub mod flood;
 pub mod yolo;
 
 pub type Client = RunningService<RoleClient, ()>;
