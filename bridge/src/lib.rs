@@ -20,6 +20,7 @@ pub mod runner_process;
 pub mod service;
 pub mod store;
 pub mod tools;
+pub mod untrusted;
 pub mod wake;
 pub mod yolo;
 pub mod yolo_cli;
