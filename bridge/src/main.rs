@@ -15,7 +15,11 @@ async fn main() -> std::process::ExitCode {
     match bridge::cli::run(bridge::cli::Cli::parse()).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // An error can quote stored text; it reaches the same terminal.
+            eprintln!(
+                "error: {}",
+                bridge::untrusted::terminal::safe_layout(&format!("{e:#}"))
+            );
             std::process::ExitCode::FAILURE
         }
     }

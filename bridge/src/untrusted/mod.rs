@@ -17,7 +17,7 @@
 //! - [`first_unprintable`] is the intake check for fields that must be
 //!   printable text.
 
-use std::fmt::{self, Write as _};
+use std::fmt;
 
 use unicode_general_category::{GeneralCategory, get_general_category};
 
