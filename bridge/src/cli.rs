@@ -470,11 +470,12 @@ fn emit<T: Serialize>(json: bool, value: &T, text: impl FnOnce() -> String) -> a
     Ok(())
 }
 
-/// Both roles on one line, each escaped, so neither can forge the other.
+/// Both roles on one line, each escaped (so neither can forge the other)
+/// and shortened (intake caps them at 100 characters; older rows may not be).
 fn roles(roles: &[String]) -> String {
     roles
         .iter()
-        .map(|r| Escaped(r).to_string())
+        .map(|r| escaped_shortened(r, 100))
         .collect::<Vec<_>>()
         .join(" / ")
 }

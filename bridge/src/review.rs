@@ -100,6 +100,9 @@ pub fn approve_rows(p: &Proposal, ttl_secs: u32, width: usize) -> Vec<String> {
     }
     rows.push("===== command: end =====".into());
     prose(&mut rows, &warning(&p.command), width);
+    if let Some(note) = trailing_spaces(&lines) {
+        prose(&mut rows, &note, width);
+    }
     rows.push(String::new());
     prose(
         &mut rows,
@@ -129,6 +132,30 @@ fn warning(command: &str) -> String {
     )
 }
 
+/// The length of the gutter `row` starts with.
+fn prefix_len(row: &str, first: &str, cont: &str) -> usize {
+    if row.starts_with(first) {
+        first.len()
+    } else {
+        cont.len()
+    }
+}
+
+/// Spaces at the end of a line cannot be seen on a terminal; say where
+/// they are.
+fn trailing_spaces(lines: &[&str]) -> Option<String> {
+    let found: Vec<String> = lines
+        .iter()
+        .enumerate()
+        .filter_map(|(i, l)| {
+            let n = l.len() - l.trim_end_matches(' ').len();
+            (n > 0).then(|| format!("line {} ends with {n}", i + 1))
+        })
+        .collect();
+    (!found.is_empty())
+        .then(|| format!("Trailing spaces, not visible above: {}.", found.join(", ")))
+}
+
 /// Appends `raw`, escaped, as rows of at most `width` columns: the first
 /// starts with `first`, the others with `cont`. An escape is never split
 /// across rows; with `at_spaces`, a row breaks after its last space when it
@@ -147,14 +174,25 @@ fn wrap(rows: &mut Vec<String>, first: &str, cont: &str, raw: &str, width: usize
         let _ = write_char_safely(&mut piece, c);
         let w = piece.width_cjk();
         if used + w > room && used > 0 {
-            let rest = match after_space.filter(|_| at_spaces) {
-                Some((len, w_before)) => {
+            let rest = match after_space {
+                // Prose breaks after its last space.
+                Some((len, w_before)) if at_spaces => {
                     used -= w_before;
                     row.split_off(len)
                 }
-                None => {
-                    used = 0;
-                    String::new()
+                // A command row never ends in spaces, which a terminal cannot
+                // show (`rm -rf ./build /` must not read as `./build/`): they
+                // start the next row, right after its `+ ` gutter.
+                _ => {
+                    let content = row.len() - row.trim_end_matches(' ').len();
+                    let spaces = if row.trim_end_matches(' ').len() > prefix_len(&row, first, cont)
+                    {
+                        content
+                    } else {
+                        0
+                    };
+                    used = spaces;
+                    row.split_off(row.len() - spaces)
                 }
             };
             rows.push(std::mem::replace(&mut row, format!("{cont}{rest}")));
@@ -275,10 +313,40 @@ mod tests {
     }
 
     #[test]
+    fn a_command_row_never_ends_in_a_space() {
+        // Some width puts the break right at the space before `/`.
+        for width in 20..=90 {
+            let cmd = format!("rm -rf {} /", "./build".repeat(12));
+            let rows = approve_rows(&proposal(&cmd), 300, width);
+            let block: Vec<&String> = rows
+                .iter()
+                .skip_while(|r| !r.starts_with("====="))
+                .skip(1)
+                .take_while(|r| !r.starts_with("====="))
+                .collect();
+            assert!(block.len() > 1, "{width}: {block:?}");
+            let mut joined = String::new();
+            for r in &block {
+                assert!(!r.ends_with(' '), "{width}: {r:?}");
+                joined.push_str(&r[5..]);
+            }
+            assert_eq!(joined, cmd, "{width}");
+        }
+    }
+
+    #[test]
     fn a_plain_command_gets_the_all_clear() {
         let text = approve_rows(&proposal("cargo test -q"), 60, 80).join("\n");
         assert!(text.contains("No escaped or non-ASCII characters in the command."));
+        assert!(!text.contains("Trailing spaces"));
         assert!(text.contains("1 line, 13 bytes"));
         assert!(text.contains("valid for 60 s"));
+        let text = approve_rows(&proposal("ls  \npwd\n "), 60, 80).join("\n");
+        assert!(
+            text.contains(
+                "Trailing spaces, not visible above: line 1 ends with 2, line 3 ends with 1."
+            ),
+            "{text}"
+        );
     }
 }

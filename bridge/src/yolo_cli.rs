@@ -19,6 +19,9 @@ use crate::untrusted::terminal::{self, Table, Terminal};
 use crate::untrusted::{self as shown, Escaped};
 use crate::yolo::{self, Limits, Settings};
 
+/// Characters of a command shown in a listing; `approve` shows all of it.
+const COMMAND_CELL: usize = 100;
+
 #[derive(Debug, Subcommand)]
 pub enum YoloCommand {
     /// Enable YOLO for a conversation (interactive: phrase + one-time code)
@@ -222,7 +225,7 @@ pub fn run(cmd: YoloCommand, s: &BridgeSettings, json: bool) -> anyhow::Result<(
                         p.state.as_str(),
                         p.params.mode.as_str(),
                         &p.created_at,
-                        &p.command,
+                        &shown::escaped_shortened(&p.command, COMMAND_CELL),
                     ]);
                 }
                 terminal::println(format_args!(
@@ -281,7 +284,12 @@ pub fn run(cmd: YoloCommand, s: &BridgeSettings, json: bool) -> anyhow::Result<(
             } else {
                 let mut t = Table::new(&["token hash", "proposal", "expires", "command"]);
                 for r in &rows {
-                    t.row([&r.preview, &r.proposal_id, &r.expires_at, &r.command]);
+                    t.row([
+                        &r.preview,
+                        &r.proposal_id,
+                        &r.expires_at,
+                        &shown::escaped_shortened(&r.command, COMMAND_CELL),
+                    ]);
                 }
                 terminal::println(format_args!(
                     "{t}\n{} active token(s); tokens themselves are never stored",
