@@ -248,9 +248,7 @@ async fn approve_shows_every_hostile_command_as_stored_and_pages_before_asking()
                 text = out;
             }
         }
-        if case.text.chars().any(|c| !c.is_ascii())
-            || case.text.bytes().any(|b| b < 0x20 && b != b'\n')
-        {
+        if !case.text.is_ascii() || case.text.bytes().any(|b| b < 0x20 && b != b'\n') {
             assert!(
                 text.contains("WARNING: the command has"),
                 "{}: {text}",
