@@ -16,7 +16,7 @@ use crate::audit::{self, Entry, Outcome};
 use crate::auth::{self, ServerSecret};
 use crate::clock::{Millis, rfc3339};
 use crate::policy::Mode;
-use crate::redact::Redactor;
+use crate::redact::{Redacted, Redactor};
 use crate::store::StoreError;
 
 pub const DEFAULT_IMAGE: &str = "mcp-bridge-sandbox:latest";
@@ -370,10 +370,8 @@ pub fn disable(
         };
         transition(&tx, id, event, now)?;
         if event == Event::Fail {
-            tx.execute(
-                "UPDATE proposals SET failure = 'YOLO was disabled before a runner started it' WHERE id = ?1",
-                [id],
-            )?;
+            let why = redactor.redacted("YOLO was disabled before a runner started it");
+            record_failure(&tx, id, &why)?;
         }
     }
     audit::append(
@@ -390,6 +388,31 @@ pub fn disable(
     )?;
     tx.commit()?;
     Ok(n)
+}
+
+/// Stores why a job failed. The only writer of `proposals.failure`: it takes
+/// [`Redacted`], so no failure text reaches the store unredacted.
+pub fn record_failure(conn: &Connection, id: &str, why: &Redacted) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE proposals SET failure = ?1, lease_until = NULL WHERE id = ?2",
+        params![why, id],
+    )?;
+    Ok(())
+}
+
+/// Stores a job's result (the serialized, redacted outcome) and, when it
+/// ended as a failure, why. The only writer of `proposals.result`.
+pub fn record_result(
+    conn: &Connection,
+    id: &str,
+    result: &Redacted,
+    failure: Option<&Redacted>,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE proposals SET result = ?1, failure = ?2, lease_until = NULL WHERE id = ?3",
+        params![result, failure, id],
+    )?;
+    Ok(())
 }
 
 /// A stored proposal as the operator and the runner see it.
@@ -552,7 +575,10 @@ pub fn reject(
         &p.conversation_id,
         "bridge",
         "system",
-        &format!("The operator rejected proposal {id} (`{}`).", p.command),
+        &redactor.redacted(&format!(
+            "The operator rejected proposal {id} (`{}`).",
+            p.command
+        )),
         now,
     )?;
     audit::append(
