@@ -9,7 +9,10 @@ async fn main() -> std::process::ExitCode {
     match bridge::cli::run(bridge::cli::Cli::parse()).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", bridge::logging::redact_line(&format!("{e:#}")));
+            // An error can quote stored text (redacted for secrets) and reaches
+            // the operator's terminal (escaped).
+            let text = bridge::logging::redact_line(&format!("{e:#}"));
+            eprintln!("error: {}", bridge::untrusted::terminal::safe_layout(&text));
             std::process::ExitCode::FAILURE
         }
     }

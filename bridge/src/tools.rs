@@ -55,10 +55,10 @@ impl SessionId {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateConversationArgs {
-    /// Your role in this collaboration, e.g. "backend_developer" (3-100 characters).
+    /// Your role in this collaboration, e.g. "backend_developer" (3-100 printable characters on one line).
     #[schemars(length(min = 3, max = 100))]
     pub my_role: String,
-    /// Your partner's role, e.g. "frontend_developer" (3-100 characters).
+    /// Your partner's role, e.g. "frontend_developer" (3-100 printable characters on one line).
     #[schemars(length(min = 3, max = 100))]
     pub partner_role: String,
 }
@@ -142,14 +142,14 @@ auth_args! {
 
 auth_args! {
     pub struct ProposeArgs {
-        /// The exact shell command to run in the sandbox (at most 8 KiB; run with /bin/sh -c).
+        /// The exact shell command to run in the sandbox (at most 8 KiB; run with /bin/sh -c). Printable characters, newlines and tabs only: no other control, format or invisible characters.
         #[schemars(length(min = 1, max = 8192))]
         pub command: String,
         /// Seconds before the command is killed; at most the operator's limit (default: that limit).
         #[serde(default)]
         #[schemars(range(min = 1, max = 3600))]
         pub timeout_seconds: Option<u32>,
-        /// Why you want to run it; shown to the operator and your partner (at most 1000 characters).
+        /// Why you want to run it; shown to the operator and your partner (at most 1000 printable characters; newlines and tabs allowed).
         #[serde(default)]
         #[schemars(length(max = 1000))]
         pub reason: Option<String>,
@@ -202,6 +202,27 @@ fn field_in(serde_msg: &str) -> Option<String> {
     let len = serde_msg[start..].find('`')?;
     Some(serde_msg[start..start + len].to_owned())
 }
+
+/// Text a person will read must be printable: a control, format or
+/// invisible character could rewrite their screen or hide part of it (see
+/// `untrusted`). `allowed` lists the exceptions (newline and tab in
+/// multi-line fields); `what` says what the field may hold.
+fn check_printable(
+    field: &str,
+    value: &str,
+    allowed: &[char],
+    what: &str,
+) -> Result<(), ToolError> {
+    match crate::untrusted::first_unprintable(value, allowed) {
+        None => Ok(()),
+        Some(bad) => Err(ToolError::invalid(
+            field,
+            format!("{bad}; {what}. Remove that character and send it again"),
+        )),
+    }
+}
+
+const MULTI_LINE: &[char] = &['\n', '\t'];
 
 fn check_len(field: &str, value: &str, min: usize, max: usize) -> Result<(), ToolError> {
     let n = value.chars().count();
@@ -519,6 +540,14 @@ impl BridgeServer {
         let a: CreateConversationArgs = decode(args)?;
         check_len("my_role", &a.my_role, 3, 100)?;
         check_len("partner_role", &a.partner_role, 3, 100)?;
+        for (field, role) in [("my_role", &a.my_role), ("partner_role", &a.partner_role)] {
+            check_printable(
+                field,
+                role,
+                &[],
+                "a role must be printable text on one line (no control, format or invisible characters)",
+            )?;
+        }
         if let Err(e) = self
             .bridge
             .throttle()
@@ -618,8 +647,20 @@ impl BridgeServer {
         if a.command.contains('\0') {
             return Err(ToolError::invalid("command", "must not contain NUL bytes"));
         }
+        check_printable(
+            "command",
+            &a.command,
+            MULTI_LINE,
+            "a command may hold printable characters, newlines and tabs only; to use another character, have the command produce it (e.g. with printf and an octal escape)",
+        )?;
         if let Some(r) = &a.reason {
             check_len("reason", r, 0, 1000)?;
+            check_printable(
+                "reason",
+                r,
+                MULTI_LINE,
+                "a reason may hold printable text, newlines and tabs only",
+            )?;
         }
         self.bridge
             .propose(caller, a.command, a.timeout_seconds, a.reason)
@@ -788,6 +829,52 @@ mod tests {
             match err {
                 ToolError::Invalid { field: f, .. } => assert_eq!(f, field),
                 other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn unprintable_text_is_refused_naming_field_character_and_position() {
+        for (field, value, allowed, want) in [
+            ("command", "ls\n\tpwd", MULTI_LINE, None),
+            (
+                "command",
+                "rm -rf x #\r\x1b[2K ls",
+                MULTI_LINE,
+                Some(
+                    "invalid argument `command`: contains \\r (U+000D, a control character) at character 10 (byte 10; both counted from 0); ",
+                ),
+            ),
+            (
+                "reason",
+                "é\u{202e}",
+                MULTI_LINE,
+                Some(
+                    "invalid argument `reason`: contains \\u{202e} (U+202E, a bidirectional-text control) at character 1 (byte 2; ",
+                ),
+            ),
+            (
+                "my_role",
+                "dev\nops",
+                &[],
+                Some(
+                    "invalid argument `my_role`: contains \\n (U+000A, a control character) at character 3 (byte 3; ",
+                ),
+            ),
+        ] {
+            let got = check_printable(field, value, allowed, "what to do")
+                .err()
+                .map(|e| e.to_string());
+            match (got, want) {
+                (None, None) => {}
+                (Some(g), Some(w)) => {
+                    assert!(g.starts_with(w), "{g}");
+                    assert!(
+                        g.ends_with("what to do. Remove that character and send it again"),
+                        "{g}"
+                    );
+                }
+                (g, w) => panic!("{value:?}: got {g:?}, want {w:?}"),
             }
         }
     }
