@@ -162,6 +162,7 @@ pub fn settings(global: &Global, serve: &ServeArgs) -> anyhow::Result<Settings> 
         conversation_ttl: serve.conversation_ttl.clone(),
         rate_limit: serve.rate_limit.clone(),
         redaction_patterns: serve.redaction_patterns.clone(),
+        queue_ttl: None,
     })?)
 }
 

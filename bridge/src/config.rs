@@ -45,6 +45,8 @@ pub struct FileConfig {
     pub sync: Option<String>,
     /// A TOML file of `[[pattern]]` entries.
     pub redaction_patterns: Option<PathBuf>,
+    /// How long an executed job may wait for a runner, e.g. "10m".
+    pub queue_ttl: Option<String>,
     /// Inline extra patterns.
     #[serde(default)]
     pub pattern: Vec<PatternSpec>,
@@ -104,6 +106,8 @@ pub struct Settings {
     /// on to a runner started with `--spawn-runner` so it redacts alike.
     pub config_file: Option<PathBuf>,
     pub patterns_file: Option<PathBuf>,
+    /// A queued job older than this is failed, never run (runner side).
+    pub queue_ttl: Duration,
 }
 
 /// What the command line said; `None` means "not given".
@@ -115,6 +119,7 @@ pub struct Overrides {
     pub conversation_ttl: Option<String>,
     pub rate_limit: Option<String>,
     pub redaction_patterns: Option<PathBuf>,
+    pub queue_ttl: Option<String>,
 }
 
 impl Settings {
@@ -146,6 +151,12 @@ impl Settings {
             Some(s) => Limits::parse(&s).map_err(ConfigError::Invalid)?,
             None => Limits::default(),
         };
+        let queue_ttl = match o.queue_ttl.or(file.queue_ttl) {
+            Some(s) => parse_duration(&s).map_err(|e| {
+                ConfigError::Invalid(format!("queue_ttl (--queue-ttl or the config file): {e}"))
+            })?,
+            None => Duration::from_secs(crate::yolo::DEFAULT_QUEUE_TTL_SECS),
+        };
         let mut extra = file.pattern;
         if let Some(p) = o.redaction_patterns.or(file.redaction_patterns) {
             extra.extend(redact::load_patterns_file(&p)?);
@@ -159,6 +170,7 @@ impl Settings {
             redactor,
             config_file,
             patterns_file,
+            queue_ttl,
         })
     }
 }

@@ -361,7 +361,7 @@ fn check_approval(
     }
     let en = yolo::active_enablement(tx, cid, now)?
         .ok_or_else(|| YoloError::NotEnabled(cid.to_owned()))?;
-    if ExecParams::from_settings(&en.settings, p.params.timeout_secs) != p.params {
+    if !yolo::settings_mismatch(&en.settings, &p.params).is_empty() {
         return Err(YoloError::SettingsChanged.into());
     }
     if let crate::policy::Verdict::Blocked { rule, reason } =

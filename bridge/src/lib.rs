@@ -61,6 +61,7 @@ pub async fn serve(
         Some(runner_process::Supervisor::start(
             args.runner_bin.clone(),
             &settings,
+            args.policy.as_deref(),
         )?)
     } else {
         None
