@@ -16,6 +16,7 @@ pub mod operator;
 pub mod policy;
 pub mod ratelimit;
 pub mod redact;
+pub mod redact_stream;
 pub mod runner_process;
 pub mod service;
 pub mod store;
