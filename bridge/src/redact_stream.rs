@@ -49,7 +49,10 @@ pub fn window_for(red: &Redactor) -> usize {
 
 /// The longest text `pattern` can match, in bytes, if that is bounded.
 pub fn max_match_len(pattern: &str) -> Option<usize> {
-    regex_syntax::parse(pattern).ok()?.properties().maximum_len()
+    regex_syntax::parse(pattern)
+        .ok()?
+        .properties()
+        .maximum_len()
 }
 
 /// Where the rest of an over-long secret ends.
@@ -301,8 +304,10 @@ impl StreamRedactor {
 fn private_key_end() -> &'static Regex {
     static END: OnceLock<Regex> = OnceLock::new();
     END.get_or_init(|| {
-        Regex::new(r"-----END (?:(?:RSA|EC|OPENSSH|DSA|ENCRYPTED|PGP) )?PRIVATE KEY(?: BLOCK)?-----")
-            .expect("the END-line regex compiles (covered by tests)")
+        Regex::new(
+            r"-----END (?:(?:RSA|EC|OPENSSH|DSA|ENCRYPTED|PGP) )?PRIVATE KEY(?: BLOCK)?-----",
+        )
+        .expect("the END-line regex compiles (covered by tests)")
     })
 }
 

@@ -75,7 +75,10 @@ fn secrets_at_every_offset_and_chunk_size_are_redacted_whole() {
     // reachable; the secrets are all shorter than it.
     let (window, batch) = (256, 128);
     for (class, secret) in secrets() {
-        assert!(secret.len() < window, "{class}: test secret longer than the window");
+        assert!(
+            secret.len() < window,
+            "{class}: test secret longer than the window"
+        );
         // Releases come every `batch` bytes once the window is full, so
         // window + batch offsets put the secret at every position relative
         // to a cut.
@@ -87,14 +90,17 @@ fn secrets_at_every_offset_and_chunk_size_are_redacted_whole() {
             text.push_str(&filler(window + 3 * batch));
             // Every offset byte by byte; other chunk sizes at every eighth
             // offset (debug-build regexes are slow).
-            let sizes: &[usize] = if offset % 8 == 0 { &[1, 3, 64, 4096] } else { &[1] };
+            let sizes: &[usize] = if offset % 8 == 0 {
+                &[1, 3, 64, 4096]
+            } else {
+                &[1]
+            };
             let whole = red.redact(&text);
             for &chunk in sizes {
                 let mut r = StreamRedactor::with_window(&red, window, batch);
                 let out = run(&mut r, text.as_bytes(), chunk);
                 assert_eq!(
-                    out,
-                    whole,
+                    out, whole,
                     "{class} at offset {offset}, chunks of {chunk}: streaming differs from whole-text redaction"
                 );
                 assert!(
@@ -137,7 +143,10 @@ fn a_real_size_key_is_redacted_at_the_real_window() {
     let red = Redactor::builtin();
     // 8192-bit RSA: about 100 lines of 64 base64 characters.
     let key = pem("RSA ", 100);
-    assert!(key.len() < WINDOW / 2, "the window must hold the largest keys");
+    assert!(
+        key.len() < WINDOW / 2,
+        "the window must hold the largest keys"
+    );
     for offset in (0..3 * BATCH).step_by(4099) {
         let text = format!("{}{key}\n{}", filler(offset), filler(2 * BATCH));
         for chunk in [4096, 32 * 1024] {
@@ -185,7 +194,10 @@ fn an_over_long_token_is_dropped_to_the_end_of_its_line() {
     for chunk in [1, 64, 4096] {
         let mut r = StreamRedactor::with_window(&red, 256, 128);
         let out = run(&mut r, text.as_bytes(), chunk);
-        assert_eq!(out, "GITHUB_TOKEN_REDACTED\nnext line\n", "chunks of {chunk}");
+        assert_eq!(
+            out, "GITHUB_TOKEN_REDACTED\nnext line\n",
+            "chunks of {chunk}"
+        );
     }
 }
 
@@ -206,7 +218,10 @@ fn the_window_covers_every_bounded_rule() {
     for i in 0..red.rule_count() {
         let (name, pattern, _) = red.rule(i);
         if let Some(n) = max_match_len(pattern) {
-            assert!(n <= WINDOW, "{name} can match {n} bytes, more than the window");
+            assert!(
+                n <= WINDOW,
+                "{name} can match {n} bytes, more than the window"
+            );
         }
     }
     let big = crate::redact::PatternSpec {

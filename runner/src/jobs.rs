@@ -218,7 +218,13 @@ fn result_message(p: &Proposal, o: &Outcome) -> String {
     } else if o.cancelled {
         "was stopped because YOLO was disabled or the runner shut down".to_owned()
     } else {
-        format!("exited with code {}", o.exit_code)
+        match (o.exit_code, &o.exit_code_unknown_reason) {
+            (Some(code), _) => format!("exited with code {code}"),
+            (None, why) => format!(
+                "ended with an unknown exit status ({})",
+                why.as_deref().unwrap_or("no reason recorded")
+            ),
+        }
     };
     format!(
         "Command from session {} (proposal {}) {how} after {} ms:\n\n    {}\n\n--- stdout ({} bytes) ---\n{}\n--- stderr ({} bytes) ---\n{}",
@@ -248,7 +254,9 @@ pub fn finish(
     let (err, err_classes) = red.redact_report(&o.stderr);
     o.stdout = out.into_owned();
     o.stderr = err.into_owned();
-    let classes = [out_classes, err_classes].concat();
+    let mut classes = [o.redacted_classes.clone(), out_classes, err_classes].concat();
+    classes.sort();
+    classes.dedup();
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let owner: Option<String> = tx.query_row(
         "SELECT runner_id FROM proposals WHERE id = ?1",
@@ -295,7 +303,7 @@ pub fn finish(
             AuditOutcome::Ok
         },
         serde_json::json!({
-            "proposal_id": p.id, "exit_code": o.exit_code, "duration_ms": o.duration_ms,
+            "proposal_id": p.id, "exit_code": o.exit_code, "exit_code_unknown_reason": o.exit_code_unknown_reason, "duration_ms": o.duration_ms,
             "stdout_bytes": o.stdout_bytes, "stderr_bytes": o.stderr_bytes, "truncated": o.truncated,
             "timed_out": o.timed_out, "output_limit_hit": o.output_limit_hit, "cancelled": o.cancelled,
             "container_id": o.container_id, "redacted_classes": classes,

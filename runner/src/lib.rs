@@ -10,6 +10,7 @@ pub mod policy_watch;
 pub mod pool;
 pub mod sandbox;
 pub mod snapshot;
+pub mod trailer;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -359,8 +360,15 @@ async fn run_job_inner(ctx: &Ctx, p: &Proposal, cancel: CancellationToken) -> an
             .call(move |c| jobs::record_start(c, &red, &p2, &cid, &img, now).map_err(to_store))
             .await?;
     }
-    let outcome =
-        sandbox::run_command(&ctx.docker, &container, &p.params, &p.command, cancel).await;
+    let outcome = sandbox::run_command(
+        &ctx.docker,
+        &container,
+        &p.params,
+        &p.command,
+        &ctx.red,
+        cancel,
+    )
+    .await;
     // The result goes out before the container is destroyed: removal is
     // off the critical path.
     let result = match outcome {
