@@ -398,3 +398,7 @@ pub fn owned_containers(conn: &Connection) -> rusqlite::Result<Vec<String>> {
     .query_map([], |r| r.get(0))?
     .collect()
 }
+
+#[cfg(test)]
+#[path = "jobs_tests.rs"]
+mod tests;
