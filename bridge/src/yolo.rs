@@ -825,6 +825,10 @@ mod tests {
             }
             assert_eq!(JobState::parse(s.as_str()), Some(s));
         }
+        // A job that waited too long fails; it never runs and its token
+        // stays spent.
+        assert_eq!(JobState::Queued.next(Event::Expire), Some(JobState::Failed));
+        assert_eq!(JobState::Running.next(Event::Expire), None);
     }
 
     #[test]

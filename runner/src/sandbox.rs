@@ -562,7 +562,15 @@ pub async fn run_command(
 /// the command ended. The container's own exit code is named, but it is the
 /// wrapper's, not the command's.
 async fn vanished_reason(docker: &Docker, id: &str) -> Result<String, SandboxError> {
-    let code = wait_exit(docker, id).await?;
+    // The output stream can also break while the container still runs:
+    // do not wait for it forever.
+    let Ok(code) = tokio::time::timeout(Duration::from_secs(5), wait_exit(docker, id)).await else {
+        kill(docker, id).await;
+        return Ok(
+            "the output stream from the sandbox broke before the command reported its exit status; the sandbox was killed".to_owned(),
+        );
+    };
+    let code = code?;
     let oom = docker
         .inspect_container(id, None)
         .await
