@@ -114,7 +114,7 @@ fn claim_refusal(
     p: &Proposal,
     now: Millis,
 ) -> Result<Option<String>, YoloError> {
-    if yolo::verify_integrity(&p).is_err() {
+    if yolo::verify_integrity(p).is_err() {
         return Ok(Some(
             "the stored command no longer matches the approved hash; it was not run".into(),
         ));

@@ -135,17 +135,15 @@ fn a_job_whose_settings_and_policy_still_hold_is_claimed() {
 #[test]
 fn every_narrowed_setting_fails_the_job_at_claim_with_its_name() {
     let approved = settings(Mode::Yolo, true);
-    let narrowings: Vec<(&str, Box<dyn Fn(&mut Settings)>)> = vec![
-        ("workspace read-write", Box::new(|s| s.workspace_rw = false)),
-        ("mode", Box::new(|s| s.mode = Mode::Safe)),
-        (
-            "workspace",
-            Box::new(|s| s.workspace = Some("/srv/other".into())),
-        ),
-        ("image", Box::new(|s| s.image = "other:img".into())),
-        ("runtime", Box::new(|s| s.runtime = Some("runsc".into()))),
-        ("timeout", Box::new(|s| s.timeout_secs = 10)),
-        ("limits", Box::new(|s| s.limits.memory_bytes /= 2)),
+    type Narrow = fn(&mut Settings);
+    let narrowings: Vec<(&str, Narrow)> = vec![
+        ("workspace read-write", |s| s.workspace_rw = false),
+        ("mode", |s| s.mode = Mode::Safe),
+        ("workspace", |s| s.workspace = Some("/srv/other".into())),
+        ("image", |s| s.image = "other:img".into()),
+        ("runtime", |s| s.runtime = Some("runsc".into())),
+        ("timeout", |s| s.timeout_secs = 10),
+        ("limits", |s| s.limits.memory_bytes /= 2),
     ];
     for (name, narrow) in narrowings {
         let mut f = Fixture::new(&approved);
