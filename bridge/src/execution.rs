@@ -165,7 +165,9 @@ impl Bridge {
                     ws.as_deref().map(|w| format!("{w} {}", if params.workspace_rw { "read-write" } else { "read-only" })).unwrap_or_else(|| "none".into()),
                     reason.as_deref().unwrap_or("(none given)"),
                 );
-                insert_to_others(&tx, &cid, &sid, "proposal", Some("proposal"), &note, "[]", false, now)?;
+                let note = this.redactor().redacted(&note);
+                let no_files = this.redactor().redacted("[]");
+                insert_to_others(&tx, &cid, &sid, "proposal", Some("proposal"), &note, &no_files, false, now)?;
                 audit::append(&tx, this.redactor(), now, Entry {
                     conversation_id: Some(&cid),
                     session_id: Some(&sid),

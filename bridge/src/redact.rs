@@ -183,6 +183,37 @@ fn looks_like_code(value: &str, after: &str) -> bool {
             && after.starts_with([',', ')']))
 }
 
+/// Text that has been through the redactor. Only [`Redactor`] makes one
+/// (the field is private and there is no other constructor), so a function
+/// that takes `&Redacted` cannot be handed raw text: the type is the proof
+/// that redaction ran. Concatenating pieces means formatting plain text and
+/// redacting the whole again, so no secret can straddle a seam.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(transparent)]
+pub struct Redacted(String);
+
+impl Redacted {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+impl std::fmt::Display for Redacted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl rusqlite::ToSql for Redacted {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        self.0.to_sql()
+    }
+}
+
 /// The compiled rules. Cloning is cheap: the compiled regexes are shared, not recompiled.
 #[derive(Debug, Clone)]
 pub struct Redactor {
@@ -313,6 +344,25 @@ impl Redactor {
             }
             Value::Null | Value::Bool(_) | Value::Number(_) => false,
         }
+    }
+
+    /// Redacts `text` into a [`Redacted`], the only form the store accepts
+    /// for messages, job failures and results.
+    pub fn redacted(&self, text: &str) -> Redacted {
+        Redacted(self.redact(text).into_owned())
+    }
+
+    /// Like [`Redactor::redacted`], also returning the classes that matched.
+    pub fn redacted_report(&self, text: &str) -> (Redacted, Vec<String>) {
+        let (out, classes) = self.redact_report(text);
+        (Redacted(out.into_owned()), classes)
+    }
+
+    /// Redacts every string (and key) in `value` and serializes it; the flag
+    /// says whether anything changed.
+    pub fn redacted_json(&self, mut value: Value) -> (Redacted, bool) {
+        let changed = self.redact_json(&mut value);
+        (Redacted(value.to_string()), changed)
     }
 
     /// Names of all rules, in order (for `--help`/docs and tests).
@@ -854,5 +904,22 @@ mod tests {
             }
         }
         eprintln!("worst adversarial case: {:?} took {:?}", worst.1, worst.0);
+    }
+
+    #[test]
+    fn redacted_text_is_the_redactors_output() {
+        let red = Redactor::builtin();
+        let r = red.redacted("id AKIAIOSFODNN7EXAMPLE");
+        assert_eq!(r.as_str(), "id AWS_KEY_REDACTED");
+        assert_eq!(r.to_string(), "id AWS_KEY_REDACTED");
+        let (r, classes) = red.redacted_report("password=hunter2");
+        assert!(!r.as_str().contains("hunter2"));
+        assert_eq!(classes.len(), 1);
+        let (j, changed) = red.redacted_json(serde_json::json!({"out": "AKIAIOSFODNN7EXAMPLE"}));
+        assert!(changed && !j.as_str().contains("AKIAIOSFODNN7EXAMPLE"));
+        assert_eq!(
+            serde_json::to_string(&r).unwrap(),
+            format!("{:?}", r.as_str())
+        );
     }
 }

@@ -19,7 +19,7 @@ use crate::auth::{self, ServerSecret};
 use crate::clock::{Clock, Millis, rfc3339};
 use crate::policy::Policy;
 use crate::ratelimit::{Exceeded, Limits};
-use crate::redact::Redactor;
+use crate::redact::{Redacted, Redactor};
 use crate::store::{Db, StoreError};
 use crate::wake::{BACKSTOP, Doorbells, Inbox as InboxKey, Wake};
 
@@ -377,9 +377,10 @@ impl Bridge {
                     tx.commit()?;
                     return Ok(Err(ToolError::RateLimited(exceeded)));
                 }
-                let (body, mut classes) = inner.redactor.redact_report(&out.message);
-                let mut files = serde_json::json!(out.files_involved);
-                if inner.redactor.redact_json(&mut files) {
+                let (body, mut classes) = inner.redactor.redacted_report(&out.message);
+                let (files, files_changed) =
+                    inner.redactor.redacted_json(serde_json::json!(out.files_involved));
+                if files_changed {
                     classes.push("files_involved".into());
                 }
                 let redacted = !classes.is_empty();
@@ -390,7 +391,7 @@ impl Bridge {
                     "message",
                     Some(out.action_type.as_str()),
                     &body,
-                    &files.to_string(),
+                    &files,
                     redacted,
                     now,
                 )?;
@@ -810,7 +811,8 @@ impl Bridge {
 }
 
 /// Stores one message for every session of the conversation except the
-/// sender; returns the new ids in recipient order.
+/// sender; returns the new ids in recipient order. Body and file list are
+/// [`Redacted`]: nothing reaches `messages` without the redactor.
 #[allow(clippy::too_many_arguments)]
 pub fn insert_to_others(
     conn: &Connection,
@@ -818,8 +820,8 @@ pub fn insert_to_others(
     sender: &str,
     kind: &str,
     action_type: Option<&str>,
-    body: &str,
-    files_json: &str,
+    body: &Redacted,
+    files_json: &Redacted,
     redacted: bool,
     now: Millis,
 ) -> rusqlite::Result<Vec<i64>> {
@@ -878,10 +880,15 @@ pub fn insert_to_all(
     cid: &str,
     sender: &str,
     kind: &str,
-    body: &str,
+    body: &Redacted,
     now: Millis,
 ) -> rusqlite::Result<Vec<i64>> {
-    insert_to_others(conn, cid, sender, kind, None, body, "[]", false, now)
+    insert_to_others(conn, cid, sender, kind, None, body, &no_files(), false, now)
+}
+
+/// The empty file list, as the redactor's output (it holds no text).
+fn no_files() -> Redacted {
+    Redactor::builtin().redacted("[]")
 }
 
 pub(crate) fn internal(e: impl std::fmt::Display) -> ToolError {

@@ -16,7 +16,7 @@ use crate::audit::{self, Entry, Outcome};
 use crate::auth::{self, ServerSecret};
 use crate::clock::{Millis, rfc3339};
 use crate::policy::Mode;
-use crate::redact::Redactor;
+use crate::redact::{Redacted, Redactor};
 use crate::store::StoreError;
 
 pub const DEFAULT_IMAGE: &str = "mcp-bridge-sandbox:latest";
@@ -441,10 +441,7 @@ pub fn close_open(
                 "{} before a runner started it; it was not run",
                 cause.says()
             );
-            tx.execute(
-                "UPDATE proposals SET failure = ?1, lease_until = NULL WHERE id = ?2",
-                params![why, id],
-            )?;
+            record_failure(tx, id, &redactor.redacted(&why))?;
             audit::append(
                 tx,
                 redactor,
@@ -484,7 +481,7 @@ pub fn close_open(
             list(&closed.failed),
             closed.tokens_revoked,
         );
-        crate::service::insert_to_all(tx, cid, "bridge", "system", &body, now)?;
+        crate::service::insert_to_all(tx, cid, "bridge", "system", &redactor.redacted(&body), now)?;
     }
     Ok(closed)
 }
@@ -521,16 +518,15 @@ pub fn expire_queued(
             (now - queued_at) / 1000,
             ttl_ms / 1000
         );
-        tx.execute(
-            "UPDATE proposals SET failure = ?1, lease_until = NULL WHERE id = ?2",
-            params![why, id],
-        )?;
+        record_failure(tx, &id, &redactor.redacted(&why))?;
         crate::service::insert_to_all(
             tx,
             &cid,
             "runner",
             "command_result",
-            &format!("Command from session {session} (proposal {id}) failed: {why}"),
+            &redactor.redacted(&format!(
+                "Command from session {session} (proposal {id}) failed: {why}"
+            )),
             now,
         )?;
         audit::append(
@@ -576,6 +572,31 @@ pub fn settings_mismatch(current: &Settings, approved: &ExecParams) -> Vec<&'sta
         out.push("parameters");
     }
     out
+}
+
+/// Stores why a job failed. The only writer of `proposals.failure`: it takes
+/// [`Redacted`], so no failure text reaches the store unredacted.
+pub fn record_failure(conn: &Connection, id: &str, why: &Redacted) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE proposals SET failure = ?1, lease_until = NULL WHERE id = ?2",
+        params![why, id],
+    )?;
+    Ok(())
+}
+
+/// Stores a job's result (the serialized, redacted outcome) and, when it
+/// ended as a failure, why. The only writer of `proposals.result`.
+pub fn record_result(
+    conn: &Connection,
+    id: &str,
+    result: &Redacted,
+    failure: Option<&Redacted>,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE proposals SET result = ?1, failure = ?2, lease_until = NULL WHERE id = ?3",
+        params![result, failure, id],
+    )?;
+    Ok(())
 }
 
 /// A stored proposal as the operator and the runner see it.
@@ -738,7 +759,10 @@ pub fn reject(
         &p.conversation_id,
         "bridge",
         "system",
-        &format!("The operator rejected proposal {id} (`{}`).", p.command),
+        &redactor.redacted(&format!(
+            "The operator rejected proposal {id} (`{}`).",
+            p.command
+        )),
         now,
     )?;
     audit::append(

@@ -11,7 +11,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use bridge::audit::{self, Entry, Outcome as AuditOutcome};
 use bridge::clock::Millis;
 use bridge::policy::{Policy, Verdict};
-use bridge::redact::Redactor;
+use bridge::redact::{Redacted, Redactor};
 use bridge::service::insert_to_all;
 use bridge::yolo::{self, Event, Proposal, YoloError};
 
@@ -84,7 +84,7 @@ pub fn claim(
         };
         let p = yolo::load_proposal(&tx, &id)?;
         if let Some(why) = claim_refusal(&tx, rules.policy, &p, now)? {
-            fail_in(&tx, red, &p, &why, now)?;
+            fail_in(&tx, red, &p, &red.redacted(&why), now)?;
             tx.commit()?;
             continue;
         }
@@ -210,7 +210,7 @@ pub fn live_runners(conn: &Connection, now: Millis) -> rusqlite::Result<Vec<Stri
         .collect()
 }
 
-fn result_message(p: &Proposal, o: &Outcome) -> String {
+fn result_message(red: &Redactor, p: &Proposal, o: &Outcome) -> Redacted {
     let how = if o.timed_out {
         format!("was killed after its {} s timeout", p.params.timeout_secs)
     } else if o.output_limit_hit {
@@ -226,7 +226,7 @@ fn result_message(p: &Proposal, o: &Outcome) -> String {
             ),
         }
     };
-    format!(
+    red.redacted(&format!(
         "Command from session {} (proposal {}) {how} after {} ms:\n\n    {}\n\n--- stdout ({} bytes) ---\n{}\n--- stderr ({} bytes) ---\n{}",
         p.session_id,
         p.id,
@@ -236,7 +236,7 @@ fn result_message(p: &Proposal, o: &Outcome) -> String {
         o.stdout,
         o.stderr_bytes,
         o.stderr
-    )
+    ))
 }
 
 /// Stores the (redacted) result, tells both sessions, audits. Only the
@@ -272,17 +272,12 @@ pub fn finish(
     let failed = o.cancelled;
     let event = if failed { Event::Fail } else { Event::Finish };
     yolo::transition(&tx, &p.id, event, now)?;
-    let result = serde_json::to_string(&o).map_err(|e| YoloError::Corrupt(e.to_string()))?;
-    tx.execute(
-        "UPDATE proposals SET result = ?1, lease_until = NULL, failure = ?2 WHERE id = ?3",
-        params![
-            result,
-            failed.then_some("stopped: YOLO was disabled or the runner shut down"),
-            p.id
-        ],
-    )?;
-    let body = result_message(p, &o);
-    let body = red.redact(&body);
+    let result = serde_json::to_value(&o).map_err(|e| YoloError::Corrupt(e.to_string()))?;
+    let (result, _) = red.redacted_json(result);
+    let failure =
+        failed.then(|| red.redacted("stopped: YOLO was disabled or the runner shut down"));
+    yolo::record_result(&tx, &p.id, &result, failure.as_ref())?;
+    let body = result_message(red, p, &o);
     insert_to_all(
         &tx,
         &p.conversation_id,
@@ -317,23 +312,20 @@ fn fail_in(
     tx: &Connection,
     red: &Redactor,
     p: &Proposal,
-    why: &str,
+    why: &Redacted,
     now: Millis,
 ) -> Result<(), YoloError> {
     yolo::transition(tx, &p.id, Event::Fail, now)?;
-    tx.execute(
-        "UPDATE proposals SET failure = ?1, lease_until = NULL WHERE id = ?2",
-        params![why, p.id],
-    )?;
+    yolo::record_failure(tx, &p.id, why)?;
     insert_to_all(
         tx,
         &p.conversation_id,
         "runner",
         "command_result",
-        &format!(
+        &red.redacted(&format!(
             "Command from session {} (proposal {}) failed: {why}\n\n    {}",
             p.session_id, p.id, p.command
-        ),
+        )),
         now,
     )?;
     audit_job(
@@ -353,7 +345,7 @@ pub fn fail(
     conn: &mut Connection,
     red: &Redactor,
     p: &Proposal,
-    why: &str,
+    why: &Redacted,
     now: Millis,
 ) -> Result<(), YoloError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -377,13 +369,10 @@ pub fn fail_abandoned(
     let mut containers = Vec::new();
     for (id, container) in stale {
         let p = yolo::load_proposal(&tx, &id)?;
-        fail_in(
-            &tx,
-            red,
-            &p,
+        let why = red.redacted(
             "the runner stopped while the command was running (crash or kill); its container was removed and the command was not re-run",
-            now,
-        )?;
+        );
+        fail_in(&tx, red, &p, &why, now)?;
         containers.extend(container);
     }
     tx.commit()?;

@@ -5,6 +5,7 @@
 //! every step.
 
 pub mod capture;
+pub mod confined;
 pub mod jobs;
 pub mod policy_watch;
 pub mod pool;
@@ -117,7 +118,13 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
         runner: runner_id.clone(),
         db: db_id.clone(),
     };
-    let pool = pool::Pool::new(docker.clone(), owner, host_paths, cfg.pool_size);
+    let pool = pool::Pool::new(
+        docker.clone(),
+        owner,
+        host_paths,
+        cfg.redactor.clone(),
+        cfg.pool_size,
+    );
     let ctx = Ctx {
         docker,
         db,
@@ -324,8 +331,11 @@ async fn sweep(ctx: &Ctx) {
 async fn run_job(ctx: Ctx, p: Proposal, cancel: CancellationToken) {
     let id = p.id.clone();
     if let Err(e) = run_job_inner(&ctx, &p, cancel.clone()).await {
-        tracing::error!(job = %id, error = %e, "job failed before or while running");
-        let (red, now, p2, why) = (ctx.red.clone(), ctx.now(), p.clone(), e.to_string());
+        // The error may quote workspace or engine text: it is redacted once
+        // and that form alone is logged, stored and sent.
+        let why = ctx.red.redacted(&format!("{e:#}"));
+        tracing::error!(job = %id, error = %why, "job failed before or while running");
+        let (red, now, p2) = (ctx.red.clone(), ctx.now(), p.clone());
         let _ = ctx
             .db
             .call(move |c| jobs::fail(c, &red, &p2, &why, now).map_err(to_store))

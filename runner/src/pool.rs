@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bollard::Docker;
+use bridge::redact::Redactor;
 use bridge::yolo::ExecParams;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -31,6 +32,8 @@ pub struct Pool {
     docker: Docker,
     owner: Owner,
     host_paths: HostPaths,
+    /// Start failures can quote the workspace path; logs get them redacted.
+    red: Redactor,
     size: usize,
     slots: Mutex<HashMap<String, Slot>>,
     refill: Notify,
@@ -40,11 +43,18 @@ pub struct Pool {
 }
 
 impl Pool {
-    pub fn new(docker: Docker, owner: Owner, host_paths: HostPaths, size: usize) -> Arc<Self> {
+    pub fn new(
+        docker: Docker,
+        owner: Owner,
+        host_paths: HostPaths,
+        red: Redactor,
+        size: usize,
+    ) -> Arc<Self> {
         Arc::new(Self {
             docker,
             owner,
             host_paths,
+            red,
             size,
             slots: Mutex::new(HashMap::new()),
             refill: Notify::new(),
@@ -139,7 +149,8 @@ impl Pool {
                             (Some(slot), Err(e)) => {
                                 slot.starting -= 1;
                                 slot.broken = true;
-                                tracing::warn!(error = %e, "cannot pre-start a sandbox container; jobs will start their own");
+                                let why = this.red.redacted(&e.to_string());
+                                tracing::warn!(error = %why, "cannot pre-start a sandbox container; jobs will start their own");
                                 None
                             }
                             // The configuration was dropped while starting.

@@ -145,8 +145,18 @@ pub fn check_workspace(path: &std::path::Path) -> Result<(), SandboxError> {
             return refuse("it is a system directory; choose a project directory");
         }
     }
-    for sock in ["docker.sock", "run/docker.sock", "var/run/docker.sock"] {
-        if path.join(sock).exists() {
+    // Looked up without following symlinks: an earlier read-write command
+    // may have planted them, and following one would turn this check into
+    // an oracle on host paths. A symlink inside the workspace resolves in the
+    // container's own filesystem, so only a real entry here matters.
+    let ws = match crate::confined::Dir::workspace(path) {
+        Ok(ws) => ws,
+        Err(e) => return refuse(&e.to_string()),
+    };
+    for dir in [".", "run", "var/run"] {
+        let Ok(Some(dir)) = ws.dir(dir) else { continue };
+        let kind = dir.kind("docker.sock").ok().flatten();
+        if kind.is_some_and(|k| k != rustix::fs::FileType::Symlink) {
             return refuse(
                 "it contains a Docker socket, which would give the sandbox control of the host",
             );
@@ -697,6 +707,25 @@ mod tests {
         check_workspace(dir.path()).unwrap();
         std::fs::write(dir.path().join("docker.sock"), b"").unwrap();
         assert!(check_workspace(dir.path()).is_err());
+    }
+
+    #[test]
+    fn the_socket_check_follows_no_symlink_the_sandbox_planted() {
+        let host = tempfile::tempdir().unwrap();
+        let _socket =
+            std::os::unix::net::UnixListener::bind(host.path().join("docker.sock")).unwrap();
+        let ws = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(
+            host.path().join("docker.sock"),
+            ws.path().join("docker.sock"),
+        )
+        .unwrap();
+        std::os::unix::fs::symlink(host.path(), ws.path().join("run")).unwrap();
+        check_workspace(ws.path()).unwrap();
+        std::fs::create_dir_all(ws.path().join("var/run")).unwrap();
+        let _real =
+            std::os::unix::net::UnixListener::bind(ws.path().join("var/run/docker.sock")).unwrap();
+        assert!(check_workspace(ws.path()).is_err());
     }
 
     #[test]

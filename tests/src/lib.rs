@@ -14,6 +14,7 @@ use rmcp::transport::{ConfigureCommandExt, TokioChildProcess};
 use serde_json::Value;
 
 pub mod bench;
+pub mod canary;
 pub mod yolo;
 
 pub type Client = RunningService<RoleClient, ()>;

@@ -1,6 +1,7 @@
 //! Architecture invariants, checked mechanically: the bridge never depends
 //! on bollard (only the runner talks to Docker) and starts no process but
-//! the runner; containers are created in one place only.
+//! the runner; containers are created in one place only; stored texts go
+//! through `Redacted`; the runner opens workspace files only confined.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
@@ -126,4 +127,94 @@ fn containers_and_execs_are_created_in_sandbox_rs_only() {
         ["sandbox.rs"]
     );
     assert!(files_mentioning("runner/src", "process::Command::new").is_empty());
+}
+
+/// The non-test part of a source file (unit tests may build fixtures freely).
+fn production_source(p: &Path) -> String {
+    let text = std::fs::read_to_string(p).unwrap();
+    match text.find("#[cfg(test)]\nmod tests") {
+        Some(i) => text[..i].to_owned(),
+        None => text,
+    }
+}
+
+fn production_files_mentioning(dir: &str, needle: &str) -> Vec<String> {
+    let root = workspace().join(dir);
+    let mut files: Vec<String> = rust_files(&root)
+        .into_iter()
+        .filter(|p| {
+            !p.strip_prefix(&root)
+                .unwrap()
+                .components()
+                .any(|c| c.as_os_str() == "tests" || c.as_os_str() == "tests.rs")
+        })
+        .filter(|p| production_source(p).contains(needle))
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn messages_failures_and_results_are_written_only_by_functions_that_take_redacted() {
+    // `insert_to_others`, `yolo::record_failure` and `yolo::record_result`
+    // take `Redacted`, which only the redactor constructs; no other SQL may
+    // write these columns.
+    for dir in ["bridge/src", "runner/src"] {
+        let messages = production_files_mentioning(dir, "INSERT INTO messages");
+        let sql_writes = |column: &str| {
+            let mut files: Vec<String> = ["= ?", "= '", "=?", "='"]
+                .iter()
+                .flat_map(|op| production_files_mentioning(dir, &format!("{column} {op}")))
+                .chain(production_files_mentioning(dir, &format!("SET {column}")))
+                .collect();
+            files.sort();
+            files.dedup();
+            files
+        };
+        let (failure, result) = (sql_writes("failure"), sql_writes("result"));
+        if dir == "bridge/src" {
+            assert_eq!(messages, ["service.rs"]);
+            assert_eq!(failure, ["yolo.rs"]);
+            assert_eq!(result, ["yolo.rs"]);
+        } else {
+            assert!(messages.is_empty() && failure.is_empty() && result.is_empty());
+        }
+    }
+    let service = production_source(&workspace().join("bridge/src/service.rs"));
+    assert_eq!(service.matches("INSERT INTO messages").count(), 1);
+    assert!(service.contains("body: &Redacted,\n    files_json: &Redacted,"));
+}
+
+#[test]
+fn the_runner_touches_workspace_files_only_through_confined_rs() {
+    // A read-write workspace is the sandbox's: every open below it must go
+    // through openat2 with RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS (confined.rs).
+    // Path-based std::fs calls follow symlinks, so the runner has none
+    // except reading its own container's /etc/hostname (sandbox.rs).
+    for needle in [
+        "std::fs::read",
+        "std::fs::write",
+        "std::fs::create_dir",
+        "std::fs::metadata",
+        "std::fs::canonicalize",
+        "File::open",
+        "File::create",
+        "OpenOptions",
+        ".exists()",
+        ".is_file()",
+        ".is_dir()",
+        "read_dir(",
+    ] {
+        let hits = production_files_mentioning("runner/src", needle);
+        let allowed: &[&str] = if needle == "std::fs::read" {
+            &["sandbox.rs"]
+        } else {
+            &[]
+        };
+        assert_eq!(hits, allowed, "`{needle}` outside confined.rs");
+    }
+    let sandbox = production_source(&workspace().join("runner/src/sandbox.rs"));
+    assert_eq!(sandbox.matches("std::fs::read").count(), 1);
+    assert!(sandbox.contains("std::fs::read_to_string(\"/etc/hostname\")"));
 }
