@@ -39,6 +39,8 @@ pub enum SecretError {
     TooOpen { path: PathBuf, mode: u32 },
     #[error("the operating system's random number generator failed: {0}")]
     Random(getrandom::Error),
+    #[error(transparent)]
+    Permissions(#[from] crate::fileperm::PermError),
 }
 
 /// The key for token hashes. Cheap to clone.
@@ -61,6 +63,9 @@ impl ServerSecret {
 
     /// Loads the secret, creating it (mode 0600, exclusively) on first start.
     pub fn load_or_create(path: &Path) -> Result<Self, SecretError> {
+        // Mode, owner and directory; the check below on the opened file
+        // keeps the read-access rule for a file swapped in meanwhile.
+        crate::fileperm::check_file(path, crate::fileperm::Kind::Secret)?;
         match OpenOptions::new().read(true).open(path) {
             Ok(mut file) => {
                 let mode = file

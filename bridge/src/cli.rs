@@ -1,13 +1,12 @@
 //! The `bridge` command line: `serve` (the MCP server) and the operator's
-//! subcommands, rendered as tables or, with `--json`, as JSON.
-#![allow(clippy::print_stdout)] // the operator CLI's output is its product
+//! subcommands, rendered as tables or, with `--json`, as JSON. Stored text
+//! was written by agents: everything shown goes through `untrusted`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
-use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use serde::Serialize;
 
 use crate::auth::ServerSecret;
@@ -15,6 +14,8 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::{Overrides, Settings};
 use crate::service::{Bridge, BridgeParts};
 use crate::store::{Db, Sync};
+use crate::untrusted::terminal::{self, Table};
+use crate::untrusted::{Escaped, escaped_shortened, json as safe_json};
 use crate::{audit, operator};
 
 #[derive(Debug, Parser)]
@@ -107,6 +108,18 @@ pub struct ServeArgs {
     /// Send quota per session: `10/1m,100/1h,500/1d` (the default) or `off`
     #[arg(long, env = "BRIDGE_RATE_LIMIT")]
     pub rate_limit: Option<String>,
+    /// Failed authentications per client and per conversation before backoff: `20/1m` (the default) or `off`
+    #[arg(long, env = "BRIDGE_AUTH_FAILURES")]
+    pub auth_failures: Option<String>,
+    /// Conversations one client (stdio process or HTTP session) may create: `60/1m,600/1h` (the default) or `off`
+    #[arg(long, env = "BRIDGE_CREATE_LIMIT")]
+    pub create_limit: Option<String>,
+    /// Conversations all clients together may create: `600/1m` (the default) or `off`
+    #[arg(long, env = "BRIDGE_CREATE_LIMIT_GLOBAL")]
+    pub create_limit_global: Option<String>,
+    /// Ceiling on live conversations in the database [default: 10000]
+    #[arg(long, env = "BRIDGE_MAX_CONVERSATIONS")]
+    pub max_conversations: Option<u64>,
     /// Extra redaction patterns: a TOML file of [[pattern]] name/regex/placeholder
     #[arg(long, env = "BRIDGE_REDACTION_PATTERNS")]
     pub redaction_patterns: Option<PathBuf>,
@@ -161,6 +174,10 @@ pub fn settings(global: &Global, serve: &ServeArgs) -> anyhow::Result<Settings> 
         sync: serve.sync,
         conversation_ttl: serve.conversation_ttl.clone(),
         rate_limit: serve.rate_limit.clone(),
+        auth_failures: serve.auth_failures.clone(),
+        create_limit: serve.create_limit.clone(),
+        create_limit_global: serve.create_limit_global.clone(),
+        max_conversations: serve.max_conversations,
         redaction_patterns: serve.redaction_patterns.clone(),
         queue_ttl: None,
     })?)
@@ -182,6 +199,7 @@ pub fn open_bridge(
         conversation_ttl: settings.conversation_ttl,
         clock: Arc::new(SystemClock),
         yolo: policy,
+        quotas: settings.quotas.clone(),
     }))
 }
 
@@ -205,7 +223,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Health { url } => crate::health(&url).await,
         Command::HttpToken { file } => {
-            println!("{}", crate::http::read_token_file(&file)?);
+            terminal::println(crate::http::read_token_file(&file)?)?;
             Ok(())
         }
         Command::Demo => crate::demo::run().await,
@@ -228,7 +246,7 @@ fn operate(command: Command, settings: &Settings, json: bool) -> anyhow::Result<
         Command::List => {
             let rows = db.call_blocking(|c| operator::list(c, now))?;
             emit(json, &rows, || {
-                let mut t = table(&[
+                let mut t = Table::new(&[
                     "conversation",
                     "roles",
                     "created",
@@ -242,9 +260,9 @@ fn operate(command: Command, settings: &Settings, json: bool) -> anyhow::Result<
                     } else {
                         r.expires_at.clone()
                     };
-                    t.add_row(vec![
+                    t.row([
                         r.conversation_id.clone(),
-                        r.roles.join(" / "),
+                        roles(&r.roles),
                         r.created_at.clone(),
                         expires,
                         r.messages.to_string(),
@@ -265,15 +283,17 @@ fn operate(command: Command, settings: &Settings, json: bool) -> anyhow::Result<
             emit(json, &d, || {
                 let s = &d.summary;
                 let mut out = format!(
-                    "{}  created {}  expires {}{}\n",
-                    s.conversation_id,
+                    "{}  roles {}  created {}  expires {}{}\n",
+                    Escaped(&s.conversation_id),
+                    roles(&s.roles),
                     s.created_at,
                     s.expires_at,
                     if s.expired { " (expired)" } else { "" }
                 );
-                let mut t = table(&["session", "role", "status", "last heartbeat", "token hash"]);
+                let mut t =
+                    Table::new(&["session", "role", "status", "last heartbeat", "token hash"]);
                 for x in &d.sessions {
-                    t.add_row(vec![
+                    t.row([
                         x.session_id.clone(),
                         x.role.clone(),
                         x.status.clone().unwrap_or_else(|| "-".into()),
@@ -282,16 +302,26 @@ fn operate(command: Command, settings: &Settings, json: bool) -> anyhow::Result<
                     ]);
                 }
                 out.push_str(&format!("{t}\n"));
-                let mut m = table(&["id", "from→to", "kind", "action", "time", "read", "message"]);
+                let mut m = Table::new(&[
+                    "id",
+                    "from→to",
+                    "kind",
+                    "action",
+                    "time",
+                    "read",
+                    "files",
+                    "message",
+                ]);
                 for x in &d.messages {
-                    m.add_row(vec![
+                    m.row([
                         x.id.to_string(),
                         format!("{}→{}", x.from, x.to),
                         x.kind.clone(),
                         x.action_type.clone().unwrap_or_default(),
                         x.timestamp.clone(),
                         if x.read_at.is_some() { "yes" } else { "no" }.into(),
-                        shorten(&x.message, 80),
+                        escaped_shortened(&files(&x.files_involved), 40),
+                        escaped_shortened(&x.message, 80),
                     ]);
                 }
                 out.push_str(&m.to_string());
@@ -307,7 +337,9 @@ fn operate(command: Command, settings: &Settings, json: bool) -> anyhow::Result<
                 None => format!("audit chain intact: {} rows, head {}", v.rows, v.head_hash),
                 Some(b) => format!(
                     "AUDIT CHAIN BROKEN at row {}: {}\n({} rows checked up to and including it)",
-                    b.id, b.reason, v.rows
+                    b.id,
+                    Escaped(&b.reason),
+                    v.rows
                 ),
             })?;
             if !ok {
@@ -358,7 +390,7 @@ fn operate(command: Command, settings: &Settings, json: bool) -> anyhow::Result<
                 format!(
                     "archived {} audit row(s) to {}; the chain now starts at row {} from hash {}",
                     archived.rows,
-                    to.display(),
+                    Escaped(&to.display().to_string()),
                     archived.anchor.first_id,
                     archived.anchor.prev_hash
                 )
@@ -374,7 +406,7 @@ fn operate(command: Command, settings: &Settings, json: bool) -> anyhow::Result<
             }
             let rows = db.call_blocking(|c| audit::tail(c, target.as_deref(), limit))?;
             emit(json, &rows, || {
-                let mut t = table(&[
+                let mut t = Table::new(&[
                     "id",
                     "time",
                     "conversation",
@@ -384,14 +416,14 @@ fn operate(command: Command, settings: &Settings, json: bool) -> anyhow::Result<
                     "detail",
                 ]);
                 for r in &rows {
-                    t.add_row(vec![
+                    t.row([
                         r.id.to_string(),
                         crate::clock::rfc3339(r.ts),
                         r.conversation_id.clone().unwrap_or_default(),
                         r.session_id.clone().unwrap_or_default(),
                         r.action.clone(),
                         r.outcome.clone(),
-                        shorten(&r.detail, 80),
+                        escaped_shortened(&r.detail, 80),
                     ]);
                 }
                 t.to_string()
@@ -427,10 +459,10 @@ fn operate(command: Command, settings: &Settings, json: bool) -> anyhow::Result<
             emit(json, &r, || {
                 let mut out = format!(
                     "New tokens for {} (shown once; the old ones no longer work):\n",
-                    r.conversation_id
+                    Escaped(&r.conversation_id)
                 );
                 for (s, t) in &r.tokens {
-                    out.push_str(&format!("  session {s}: {t}\n"));
+                    out.push_str(&format!("  session {}: {t}\n", Escaped(s)));
                 }
                 out
             })
@@ -445,28 +477,39 @@ fn operate(command: Command, settings: &Settings, json: bool) -> anyhow::Result<
     }
 }
 
+/// Prints `value` as JSON (with unprintable characters as `\u` escapes) or
+/// as the text `text` renders, through the one terminal writer.
 fn emit<T: Serialize>(json: bool, value: &T, text: impl FnOnce() -> String) -> anyhow::Result<()> {
     if json {
-        println!("{}", serde_json::to_string_pretty(value)?);
+        terminal::println(safe_json::to_string_pretty(value)?)?;
     } else {
-        println!("{}", text());
+        terminal::println(text())?;
     }
     Ok(())
 }
 
-fn table(header: &[&str]) -> Table {
-    let mut t = Table::new();
-    t.load_preset(UTF8_FULL_CONDENSED)
-        .set_header(header.to_vec());
-    t
+/// Both roles on one line, each escaped (so neither can forge the other)
+/// and shortened (intake caps them at 100 characters; older rows may not be).
+fn roles(roles: &[String]) -> String {
+    roles
+        .iter()
+        .map(|r| escaped_shortened(r, 100))
+        .collect::<Vec<_>>()
+        .join(" / ")
 }
 
-fn shorten(s: &str, max: usize) -> String {
-    let one_line = s.replace('\n', "⏎");
-    if one_line.chars().count() <= max {
-        return one_line;
+/// A message's `files_involved` list on one line.
+fn files(v: &serde_json::Value) -> String {
+    match v.as_array() {
+        Some(items) => items
+            .iter()
+            .map(|i| {
+                i.as_str()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| i.to_string())
+            })
+            .collect::<Vec<_>>()
+            .join(", "),
+        None => String::new(),
     }
-    let mut out: String = one_line.chars().take(max - 1).collect();
-    out.push('…');
-    out
 }

@@ -9,6 +9,7 @@ use serde::Deserialize;
 use crate::ratelimit::Limits;
 use crate::redact::{self, PatternSpec, Redactor};
 use crate::store::Sync;
+use crate::throttle::Quotas;
 
 /// The original bridge's conversation lifetime.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(3 * 3600);
@@ -43,6 +44,14 @@ pub struct FileConfig {
     /// e.g. "10/1m,100/1h,500/1d" or "off".
     pub rate_limit: Option<String>,
     pub sync: Option<String>,
+    /// Failed authentications before backoff, e.g. "20/1m" or "off".
+    pub auth_failures: Option<String>,
+    /// Conversations per client, e.g. "60/1m,600/1h" or "off".
+    pub create_limit: Option<String>,
+    /// Conversations for all clients together, e.g. "600/1m" or "off".
+    pub create_limit_global: Option<String>,
+    /// Ceiling on live conversations.
+    pub max_conversations: Option<u64>,
     /// A TOML file of `[[pattern]]` entries.
     pub redaction_patterns: Option<PathBuf>,
     /// How long an executed job may wait for a runner, e.g. "10m".
@@ -101,6 +110,7 @@ pub struct Settings {
     pub sync: Sync,
     pub conversation_ttl: Duration,
     pub limits: Limits,
+    pub quotas: Quotas,
     pub redactor: Redactor,
     /// The config file and patterns file given on the command line, passed
     /// on to a runner started with `--spawn-runner` so it redacts alike.
@@ -118,6 +128,10 @@ pub struct Overrides {
     pub sync: Option<Sync>,
     pub conversation_ttl: Option<String>,
     pub rate_limit: Option<String>,
+    pub auth_failures: Option<String>,
+    pub create_limit: Option<String>,
+    pub create_limit_global: Option<String>,
+    pub max_conversations: Option<u64>,
     pub redaction_patterns: Option<PathBuf>,
     pub queue_ttl: Option<String>,
 }
@@ -157,6 +171,37 @@ impl Settings {
             })?,
             None => Duration::from_secs(crate::yolo::DEFAULT_QUEUE_TTL_SECS),
         };
+        let mut quotas = Quotas::default();
+        let limit = |key: &str, value: Option<String>, into: &mut Limits| {
+            if let Some(s) = value {
+                *into =
+                    Limits::parse(&s).map_err(|e| ConfigError::Invalid(format!("{key}: {e}")))?;
+            }
+            Ok::<(), ConfigError>(())
+        };
+        limit(
+            "auth_failures",
+            o.auth_failures.or(file.auth_failures),
+            &mut quotas.throttle.auth_failures,
+        )?;
+        limit(
+            "create_limit",
+            o.create_limit.or(file.create_limit),
+            &mut quotas.throttle.creates_per_client,
+        )?;
+        limit(
+            "create_limit_global",
+            o.create_limit_global.or(file.create_limit_global),
+            &mut quotas.creates_global,
+        )?;
+        if let Some(n) = o.max_conversations.or(file.max_conversations) {
+            if n == 0 {
+                return Err(ConfigError::Invalid(
+                    "max_conversations must be at least 1; the default is 10000".into(),
+                ));
+            }
+            quotas.max_live_conversations = n;
+        }
         let mut extra = file.pattern;
         if let Some(p) = o.redaction_patterns.or(file.redaction_patterns) {
             extra.extend(redact::load_patterns_file(&p)?);
@@ -167,6 +212,7 @@ impl Settings {
             sync,
             conversation_ttl,
             limits,
+            quotas,
             redactor,
             config_file,
             patterns_file,

@@ -1,8 +1,8 @@
 //! `bridge demo`: two MCP clients talk through a bridge on a temporary
 //! database, so a newcomer sees the whole exchange in one command. The
 //! clients speak real MCP to the real server over in-memory pipes (no child
-//! process: the bridge starts none but the runner).
-#![allow(clippy::print_stdout)] // the demo's narration is its output
+//! process: the bridge starts none but the runner). Its narration quotes
+//! what the clients sent and received, so it goes through `untrusted` too.
 
 use std::sync::Arc;
 
@@ -45,7 +45,9 @@ async fn call(client: &Client, tool: &str, args: Value) -> anyhow::Result<Value>
 }
 
 fn say(who: &str, what: impl std::fmt::Display) {
-    println!("{who:>9} │ {what}");
+    let what = crate::untrusted::Escaped(&what.to_string()).to_string();
+    // Narration only: a closed stdout (`bridge demo | head`) is no failure.
+    let _ = crate::untrusted::terminal::println(format_args!("{who:>9} │ {what}"));
 }
 
 pub async fn run() -> anyhow::Result<()> {
@@ -59,10 +61,11 @@ pub async fn run() -> anyhow::Result<()> {
         conversation_ttl: DEFAULT_TTL,
         clock: Arc::new(SystemClock),
         yolo: None,
+        quotas: Default::default(),
     });
-    println!(
-        "Demo database: {} (deleted afterwards)\n",
-        db_path.display()
+    say(
+        "bridge",
+        format!("demo database {} (deleted afterwards)", db_path.display()),
     );
     let a = connect(&bridge).await?;
     let b = connect(&bridge).await?;

@@ -43,11 +43,14 @@ pub struct HttpOptions {
 }
 
 /// Reads a token file (first line, trimmed), creating it with a fresh
-/// random token (mode 0600) if it does not exist; refuses world-readable
-/// ones. The token itself is never logged.
+/// random token (mode 0600) if it does not exist; refuses one that group
+/// or others can read or write, like the server secret. The token itself
+/// is never logged.
 pub fn read_token_file(path: &PathBuf) -> anyhow::Result<String> {
     use std::io::Write;
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    use std::os::unix::fs::OpenOptionsExt;
+    // The same rule as the server secret: 0600, ours, in a safe directory.
+    crate::fileperm::check_file(path, crate::fileperm::Kind::Secret)?;
     if !path.exists() {
         let token = crate::auth::new_token()?;
         let mut f = std::fs::OpenOptions::new()
@@ -62,15 +65,6 @@ pub fn read_token_file(path: &PathBuf) -> anyhow::Result<String> {
             "created a new HTTP bearer token; clients must send `Authorization: Bearer <contents of that file>`"
         );
         return Ok(token);
-    }
-    let meta = std::fs::metadata(path)
-        .with_context(|| format!("cannot read token file {}", path.display()))?;
-    if meta.permissions().mode() & 0o004 != 0 {
-        bail!(
-            "token file {} is world-readable; run `chmod 600 {}`",
-            path.display(),
-            path.display()
-        );
     }
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read token file {}", path.display()))?;

@@ -10,17 +10,23 @@ pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod execution;
+pub mod fileperm;
 pub mod guard;
 pub mod http;
+pub mod logging;
 pub mod operator;
 pub mod policy;
 pub mod ratelimit;
 pub mod redact;
 pub mod redact_stream;
+pub mod review;
 pub mod runner_process;
 pub mod service;
 pub mod store;
+pub mod tally;
+pub mod throttle;
 pub mod tools;
+pub mod untrusted;
 pub mod wake;
 pub mod yolo;
 pub mod yolo_cli;
@@ -39,6 +45,7 @@ pub async fn serve(
     args: &cli::ServeArgs,
 ) -> anyhow::Result<()> {
     let yolo = policy.is_some();
+    logging::use_redactor(settings.redactor.clone());
     let bridge = cli::open_bridge(&settings, policy)?;
     let http = match args.http {
         None => None,
@@ -68,6 +75,19 @@ pub async fn serve(
         None
     };
     tracing::info!(db = %settings.db.display(), limits = %settings.limits, yolo, "bridge starting");
+    // Counted audit events (empty reads, refusals past the itemized
+    // allowance) reach the log every FLUSH_EVERY and at shutdown.
+    let flusher = {
+        let bridge = bridge.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(tally::FLUSH_EVERY);
+            every.tick().await;
+            loop {
+                every.tick().await;
+                bridge.flush_tally().await;
+            }
+        })
+    };
     let result = match http {
         Some(opts) => {
             let shutdown = tokio_util::sync::CancellationToken::new();
@@ -77,10 +97,12 @@ pub async fn serve(
                 tracing::info!("signal received, shutting down");
                 trigger.cancel();
             });
-            http::serve(bridge, opts, shutdown, None).await
+            http::serve(bridge.clone(), opts, shutdown, None).await
         }
-        None => serve_stdio(bridge).await,
+        None => serve_stdio(bridge.clone()).await,
     };
+    flusher.abort();
+    bridge.flush_tally().await;
     if let Some(r) = runner {
         r.stop().await;
     }

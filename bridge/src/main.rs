@@ -5,17 +5,14 @@ use clap::Parser;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("BRIDGE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .init();
+    bridge::logging::init("BRIDGE_LOG", "warn");
     match bridge::cli::run(bridge::cli::Cli::parse()).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // An error can quote stored text (redacted for secrets) and reaches
+            // the operator's terminal (escaped).
+            let text = bridge::logging::redact_line(&format!("{e:#}"));
+            eprintln!("error: {}", bridge::untrusted::terminal::safe_layout(&text));
             std::process::ExitCode::FAILURE
         }
     }

@@ -21,6 +21,8 @@ use crate::policy::Policy;
 use crate::ratelimit::{Exceeded, Limits};
 use crate::redact::{Redacted, Redactor};
 use crate::store::{Db, StoreError};
+use crate::tally::{Counter, Tally};
+use crate::throttle::{Quotas, Throttle};
 use crate::wake::{BACKSTOP, Doorbells, Inbox as InboxKey, Wake};
 
 /// A partner whose last heartbeat is older than this is reported not alive.
@@ -39,6 +41,10 @@ pub enum ToolError {
     Unauthorized,
     #[error("{0}")]
     RateLimited(Exceeded),
+    /// Too many failed authentications, or too many new conversations;
+    /// the text says when to retry.
+    #[error("{0}")]
+    Throttled(String),
     /// A rule said no (policy, YOLO off, bad approval); the text says why.
     #[error("{0}")]
     Refused(String),
@@ -205,6 +211,9 @@ struct Inner {
     /// Started by the first long poll (it needs a runtime).
     dispatcher: tokio::sync::OnceCell<()>,
     yolo: Option<Policy>,
+    quotas: Quotas,
+    throttle: Throttle,
+    tally: Tally,
 }
 
 pub struct BridgeParts {
@@ -216,6 +225,8 @@ pub struct BridgeParts {
     pub clock: Arc<dyn Clock>,
     /// `Some` only when the operator started this server with YOLO on.
     pub yolo: Option<Policy>,
+    /// Failed-authentication backoff and conversation-creation limits.
+    pub quotas: Quotas,
 }
 
 impl Bridge {
@@ -232,6 +243,9 @@ impl Bridge {
             doorbells: Arc::default(),
             dispatcher: tokio::sync::OnceCell::new(),
             yolo: p.yolo,
+            throttle: Throttle::new(p.quotas.throttle.clone()),
+            quotas: p.quotas,
+            tally: Tally::default(),
         }))
     }
 
@@ -255,17 +269,47 @@ impl Bridge {
     pub fn now(&self) -> Millis {
         self.0.clock.now_ms()
     }
+    pub(crate) fn throttle(&self) -> &Throttle {
+        &self.0.throttle
+    }
 
-    /// Records a refusal that happened before any state was touched (invalid
-    /// input). Failure to audit is logged, never turned into a second error.
-    pub async fn audit_refusal(
-        &self,
-        tool: &str,
-        caller: Option<(String, String)>,
-        reason: String,
-    ) {
+    /// Checks a caller's token without taking the write lock or writing
+    /// anything: the throttled path, so a correct token is never refused.
+    pub async fn verify_caller(&self, caller: Caller) -> Result<bool, ToolError> {
         let this = self.clone();
-        let tool = tool.to_owned();
+        Ok(self
+            .0
+            .db
+            .call(move |conn| this.authenticate_quiet(conn, &caller, this.now()))
+            .await?)
+    }
+
+    /// Records a refusal: one row of its own while the client's itemized
+    /// allowance lasts (see `tally.rs`), else one more in an aggregate.
+    pub async fn audit_refused(
+        &self,
+        client: &str,
+        action: &'static str,
+        caller: Option<(String, String)>,
+        detail: serde_json::Value,
+    ) {
+        let now = self.now();
+        if !self.0.tally.itemize(client, now) {
+            let (c, s) = caller.unzip();
+            self.0.tally.count(
+                Counter {
+                    conversation_id: c,
+                    session_id: s,
+                    action,
+                    tool: detail["tool"].as_str().unwrap_or_default().to_owned(),
+                    client: client.to_owned(),
+                    refused: true,
+                },
+                now,
+            );
+            return;
+        }
+        let this = self.clone();
         let res = self
             .0
             .db
@@ -275,13 +319,13 @@ impl Bridge {
                 audit::append(
                     &tx,
                     &this.0.redactor,
-                    this.now(),
+                    now,
                     Entry {
                         conversation_id: c.as_deref(),
                         session_id: s.as_deref(),
-                        action: "request.invalid",
+                        action,
                         outcome: Outcome::Refused,
-                        detail: serde_json::json!({ "tool": tool, "reason": reason }),
+                        detail,
                     },
                 )?;
                 tx.commit()?;
@@ -290,6 +334,50 @@ impl Bridge {
             .await;
         if let Err(e) = res {
             tracing::error!(error = %e, "could not audit a refused request");
+        }
+    }
+
+    /// Writes every pending count as one aggregate audit row each. Runs
+    /// every `tally::FLUSH_EVERY` and at shutdown; on failure the counts
+    /// are kept for the next attempt.
+    pub async fn flush_tally(&self) {
+        let counts = self.0.tally.drain();
+        if counts.is_empty() {
+            return;
+        }
+        let this = self.clone();
+        let kept = counts.clone();
+        let res = self
+            .0
+            .db
+            .call(move |conn| {
+                let now = this.now();
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                for (counter, count) in &counts {
+                    audit::append(
+                        &tx,
+                        &this.0.redactor,
+                        now,
+                        Entry {
+                            conversation_id: counter.conversation_id.as_deref(),
+                            session_id: counter.session_id.as_deref(),
+                            action: counter.action,
+                            outcome: if counter.refused {
+                                Outcome::Refused
+                            } else {
+                                Outcome::Ok
+                            },
+                            detail: count.detail(counter),
+                        },
+                    )?;
+                }
+                tx.commit()?;
+                Ok(())
+            })
+            .await;
+        if let Err(e) = res {
+            tracing::error!(error = %e, "could not write aggregate audit rows; keeping the counts for the next flush");
+            self.0.tally.restore(kept);
         }
     }
 
@@ -313,6 +401,9 @@ impl Bridge {
                 let role_a = inner.redactor.redact(&my_role).into_owned();
                 let role_b = inner.redactor.redact(&partner_role).into_owned();
                 let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                if let Err(e) = inner.quotas.check_global(&tx, now)? {
+                    return Ok(Err(e));
+                }
                 tx.execute(
                     "INSERT INTO conversations (id, created_at, expires_at) VALUES (?1, ?2, ?3)",
                     params![cid, now, expires],
@@ -336,9 +427,9 @@ impl Bridge {
                     },
                 )?;
                 tx.commit()?;
-                Ok(expires)
+                Ok(Ok(expires))
             })
-            .await?;
+            .await??;
         Ok(Created {
             conversation_id,
             session_a_token: token_a,
@@ -362,18 +453,7 @@ impl Bridge {
                 }
                 let (cid, sid) = (&caller.conversation_id, &caller.session_id);
                 if let Err(exceeded) = this.take_quota(&tx, cid, sid, "send", now)? {
-                    audit::append(
-                        &tx,
-                        &inner.redactor,
-                        now,
-                        Entry {
-                            conversation_id: Some(cid),
-                            session_id: Some(sid),
-                            action: "rate.limited",
-                            outcome: Outcome::Refused,
-                            detail: serde_json::json!({ "tool": "send_to_partner", "window_secs": exceeded.window.secs, "max": exceeded.window.max, "retry_after_secs": exceeded.retry_after_secs }),
-                        },
-                    )?;
+                    // Audited by the tool layer (itemized or counted).
                     tx.commit()?;
                     return Ok(Err(ToolError::RateLimited(exceeded)));
                 }
@@ -455,14 +535,11 @@ impl Bridge {
             let this = self.clone();
             let caller2 = caller.clone();
             let waited_ms = started.elapsed().as_millis() as u64;
-            let check_auth = first;
             let found = self
                 .0
                 .db
                 .call(move |conn| {
-                    this.check_once(
-                        conn, &caller2, peek, since_id, check_auth, last_try, waited_ms,
-                    )
+                    this.check_once(conn, &caller2, peek, since_id, last_try, waited_ms)
                 })
                 .await??;
             first = false;
@@ -538,14 +615,12 @@ impl Bridge {
         Ok(())
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn check_once(
         &self,
         conn: &mut Connection,
         caller: &Caller,
         peek: bool,
         since_id: Option<i64>,
-        check_auth: bool,
         last_try: bool,
         waited_ms: u64,
     ) -> Result<Result<Option<Inbox>, ToolError>, StoreError> {
@@ -554,10 +629,8 @@ impl Bridge {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         // Re-authenticate every round so a conversation that expires or has
         // its tokens rotated mid-wait stops being served.
+        // A failure is audited by the tool layer, once per call.
         if !self.authenticate_quiet(&tx, caller, now)? {
-            if check_auth {
-                self.audit_auth_failure(&tx, caller, now, "check_messages")?;
-            }
             tx.commit()?;
             return Ok(Err(ToolError::Unauthorized));
         }
@@ -608,7 +681,21 @@ impl Bridge {
                 }
             }
         }
+        let consumed = !peek && rows.iter().any(|(_, unread)| *unread);
         let messages: Vec<Message> = rows.into_iter().map(|(m, _)| m).collect();
+        if !consumed {
+            // A read that consumed nothing (empty, a peek, a re-read)
+            // changes nothing: counted, not audited one row each, or a
+            // polling loop would fill the disk.
+            tx.commit()?;
+            let action = if messages.is_empty() {
+                "message.check.empty"
+            } else {
+                "message.check.reread"
+            };
+            self.count_read(caller, action, "check_messages", now);
+            return Ok(Ok(Some(Inbox { messages, has_more })));
+        }
         audit::append(
             &tx,
             &inner.redactor,
@@ -644,19 +731,21 @@ impl Bridge {
                     "UPDATE sessions SET status = ?1, last_heartbeat = ?2 WHERE conversation_id = ?3 AND session_id = ?4",
                     params![status.as_str(), now, caller.conversation_id, caller.session_id],
                 )?;
-                audit::append(
-                    &tx,
-                    &this.0.redactor,
-                    now,
-                    Entry {
-                        conversation_id: Some(&caller.conversation_id),
-                        session_id: Some(&caller.session_id),
-                        action: "status.update",
-                        outcome: Outcome::Ok,
-                        detail: serde_json::json!({ "status": status.as_str() }),
-                    },
-                )?;
                 tx.commit()?;
+                // A self-reported heartbeat: counted (with the latest status)
+                // rather than one row each, or a loop could fill the disk.
+                this.0.tally.count_with(
+                    Counter {
+                        conversation_id: Some(caller.conversation_id.clone()),
+                        session_id: Some(caller.session_id.clone()),
+                        action: "status.update",
+                        tool: "update_my_status".into(),
+                        client: String::new(),
+                        refused: false,
+                    },
+                    now,
+                    Some(status.as_str().into()),
+                );
                 Ok(Ok(MyStatus {
                     status: status.as_str().into(),
                     last_heartbeat: rfc3339(now),
@@ -683,19 +772,9 @@ impl Bridge {
                         params![caller.conversation_id, caller.session_id],
                         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
                     )?;
-                audit::append(
-                    &tx,
-                    &this.0.redactor,
-                    now,
-                    Entry {
-                        conversation_id: Some(&caller.conversation_id),
-                        session_id: Some(&caller.session_id),
-                        action: "status.check",
-                        outcome: Outcome::Ok,
-                        detail: serde_json::json!({ "partner": partner }),
-                    },
-                )?;
+                // A pure read: counted like an empty check.
                 tx.commit()?;
+                this.count_read(&caller, "status.check", "check_partner_status", now);
                 let age = beat.map(|b| ((now - b) / 1000).max(0));
                 Ok(Ok(PartnerStatus {
                     partner_session_id: partner,
@@ -709,19 +788,31 @@ impl Bridge {
             .await?
     }
 
-    /// Verifies the caller; on failure appends the refusal to the audit log.
+    /// Verifies the caller. A failure is audited by the tool layer
+    /// (`tools.rs`), which also throttles it, so it is never written here
+    /// inside the write transaction; `_tool` names the call for readers.
     pub(crate) fn authenticate(
         &self,
         conn: &Connection,
         caller: &Caller,
         now: Millis,
-        tool: &str,
+        _tool: &str,
     ) -> Result<bool, StoreError> {
-        if self.authenticate_quiet(conn, caller, now)? {
-            return Ok(true);
-        }
-        self.audit_auth_failure(conn, caller, now, tool)?;
-        Ok(false)
+        self.authenticate_quiet(conn, caller, now)
+    }
+
+    fn count_read(&self, caller: &Caller, action: &'static str, tool: &str, now: Millis) {
+        self.0.tally.count(
+            Counter {
+                conversation_id: Some(caller.conversation_id.clone()),
+                session_id: Some(caller.session_id.clone()),
+                action,
+                tool: tool.to_owned(),
+                client: String::new(),
+                refused: false,
+            },
+            now,
+        );
     }
 
     fn authenticate_quiet(
@@ -751,28 +842,6 @@ impl Bridge {
                 false
             }
         })
-    }
-
-    fn audit_auth_failure(
-        &self,
-        conn: &Connection,
-        caller: &Caller,
-        now: Millis,
-        tool: &str,
-    ) -> Result<(), StoreError> {
-        audit::append(
-            conn,
-            &self.0.redactor,
-            now,
-            Entry {
-                conversation_id: Some(&caller.conversation_id),
-                session_id: Some(&caller.session_id),
-                action: "auth.failed",
-                outcome: Outcome::Refused,
-                detail: serde_json::json!({ "tool": tool }),
-            },
-        )?;
-        Ok(())
     }
 
     /// Counts one `kind` action against the caller's quota, or says why not.

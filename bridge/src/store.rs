@@ -48,6 +48,8 @@ pub enum StoreError {
     Sql(#[from] rusqlite::Error),
     #[error("database task failed: {0}")]
     Join(String),
+    #[error(transparent)]
+    Permissions(#[from] crate::fileperm::PermError),
 }
 
 /// Durability of each commit.
@@ -201,9 +203,17 @@ pub fn migrate(conn: &mut Connection) -> rusqlite::Result<i64> {
 /// Creates the database file owner-only (0600) if it does not exist yet.
 /// SQLite gives the `-wal` and `-shm` files the database file's mode, so
 /// messages, audit rows and token hashes are never readable by other local
-/// users. An existing file that others can read is reported, not changed.
+/// users. An existing file that others can write, or that another user
+/// owns, is refused (`fileperm`); one that others can only read is
+/// reported, not changed.
 fn create_private(path: &Path) -> Result<(), StoreError> {
+    use crate::fileperm::{Kind, check_file};
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        check_file(Path::new(&name), Kind::Database)?;
+    }
     match std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)

@@ -8,6 +8,7 @@
 //! tool results with `isError: true` (the agent reads them); only protocol
 //! faults (unknown tool) are JSON-RPC errors.
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use rmcp::model::{
@@ -27,6 +28,7 @@ use crate::service::{
     ActionType, Bridge, Caller, Created, Inbox, MyStatus, Outgoing, PartnerStatus, Sent,
     SessionStatus, ToolError,
 };
+use crate::throttle::{Gate, Key};
 
 pub const MAX_MESSAGE_CHARS: usize = 50_000;
 pub const MAX_FILES: usize = 20;
@@ -53,10 +55,10 @@ impl SessionId {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateConversationArgs {
-    /// Your role in this collaboration, e.g. "backend_developer" (3-100 characters).
+    /// Your role in this collaboration, e.g. "backend_developer" (3-100 printable characters on one line).
     #[schemars(length(min = 3, max = 100))]
     pub my_role: String,
-    /// Your partner's role, e.g. "frontend_developer" (3-100 characters).
+    /// Your partner's role, e.g. "frontend_developer" (3-100 printable characters on one line).
     #[schemars(length(min = 3, max = 100))]
     pub partner_role: String,
 }
@@ -140,14 +142,14 @@ auth_args! {
 
 auth_args! {
     pub struct ProposeArgs {
-        /// The exact shell command to run in the sandbox (at most 8 KiB; run with /bin/sh -c).
+        /// The exact shell command to run in the sandbox (at most 8 KiB; run with /bin/sh -c). Printable characters, newlines and tabs only: no other control, format or invisible characters.
         #[schemars(length(min = 1, max = 8192))]
         pub command: String,
         /// Seconds before the command is killed; at most the operator's limit (default: that limit).
         #[serde(default)]
         #[schemars(range(min = 1, max = 3600))]
         pub timeout_seconds: Option<u32>,
-        /// Why you want to run it; shown to the operator and your partner (at most 1000 characters).
+        /// Why you want to run it; shown to the operator and your partner (at most 1000 printable characters; newlines and tabs allowed).
         #[serde(default)]
         #[schemars(length(max = 1000))]
         pub reason: Option<String>,
@@ -201,6 +203,27 @@ fn field_in(serde_msg: &str) -> Option<String> {
     Some(serde_msg[start..start + len].to_owned())
 }
 
+/// Text a person will read must be printable: a control, format or
+/// invisible character could rewrite their screen or hide part of it (see
+/// `untrusted`). `allowed` lists the exceptions (newline and tab in
+/// multi-line fields); `what` says what the field may hold.
+fn check_printable(
+    field: &str,
+    value: &str,
+    allowed: &[char],
+    what: &str,
+) -> Result<(), ToolError> {
+    match crate::untrusted::first_unprintable(value, allowed) {
+        None => Ok(()),
+        Some(bad) => Err(ToolError::invalid(
+            field,
+            format!("{bad}; {what}. Remove that character and send it again"),
+        )),
+    }
+}
+
+const MULTI_LINE: &[char] = &['\n', '\t'];
+
 fn check_len(field: &str, value: &str, min: usize, max: usize) -> Result<(), ToolError> {
     let n = value.chars().count();
     if n < min || n > max {
@@ -218,7 +241,13 @@ pub struct BridgeServer {
     bridge: Bridge,
     drain: tokio_util::sync::CancellationToken,
     tracker: tokio_util::task::TaskTracker,
+    /// This connection's identity for per-client limits: an stdio server
+    /// has one connection, an HTTP server one per MCP session.
+    client: u64,
 }
+
+/// Numbers connections within this process.
+static NEXT_CLIENT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 impl BridgeServer {
     pub fn new(bridge: Bridge) -> Self {
@@ -226,6 +255,19 @@ impl BridgeServer {
             bridge,
             drain: Default::default(),
             tracker: Default::default(),
+            client: NEXT_CLIENT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        }
+    }
+
+    /// How audit rows name this connection (and its peer, over HTTP).
+    fn client_label(&self, peer: Option<IpAddr>) -> String {
+        match peer {
+            Some(ip) => format!(
+                "client {} of pid {} from {ip}",
+                self.client,
+                std::process::id()
+            ),
+            None => format!("client {} of pid {}", self.client, std::process::id()),
         }
     }
 
@@ -320,6 +362,17 @@ impl BridgeServer {
         args: Option<JsonObject>,
         cancel: tokio_util::sync::CancellationToken,
     ) -> Result<CallToolResult, McpError> {
+        self.dispatch_from(name, args, cancel, None).await
+    }
+
+    /// [`Self::dispatch`] for a client at `peer` (HTTP, when known).
+    pub async fn dispatch_from(
+        &self,
+        name: &str,
+        args: Option<JsonObject>,
+        cancel: tokio_util::sync::CancellationToken,
+        peer: Option<IpAddr>,
+    ) -> Result<CallToolResult, McpError> {
         // Who the caller claims to be, for auditing refusals of bad input.
         // Claimed ids are recorded only when well-formed: a malformed one
         // may be a token sent in the wrong field.
@@ -336,7 +389,100 @@ impl BridgeServer {
                 .map(str::to_owned);
             (conv, sess)
         });
-        let result = match name {
+        let label = self.client_label(peer);
+        let mut keys = vec![Key::Client(self.client)];
+        keys.extend(peer.map(Key::Peer));
+        if let Some((Some(conv), _)) = &claimed {
+            keys.push(Key::Conversation(conv.clone()));
+        }
+        // Failed-authentication backoff, before any database write.
+        let authenticated = AUTHENTICATED_TOOLS.contains(&name);
+        let mut ticket = false;
+        if authenticated {
+            let now = self.bridge.now();
+            match self.bridge.throttle().gate(&keys, now) {
+                Gate::Pass => ticket = true,
+                Gate::VerifyFirst { retry_after_secs } => {
+                    let correct = match caller_in(args.as_ref()) {
+                        Some(c) => self.bridge.verify_caller(c).await.unwrap_or(false),
+                        None => false,
+                    };
+                    if !correct {
+                        self.bridge.throttle().failed_at_gate(&keys, now);
+                        let e = ToolError::Throttled(format!(
+                            "too many failed authentications from this client or for this conversation; retry in {retry_after_secs} s (a correct token is always accepted)"
+                        ));
+                        self.audit(&label, name, &claimed, &e).await;
+                        return Ok(CallToolResult::error(vec![ContentBlock::text(
+                            e.to_string(),
+                        )]));
+                    }
+                }
+            }
+        }
+        let result = self.run_tool(name, args, cancel).await?;
+        if ticket {
+            let failed = matches!(result, Err(ToolError::Unauthorized));
+            self.bridge
+                .throttle()
+                .judged(&keys, self.bridge.now(), failed);
+        }
+        let result = match result {
+            Ok(r) => r,
+            Err(e) => {
+                self.audit(&label, name, &claimed, &e).await;
+                CallToolResult::error(vec![ContentBlock::text(e.to_string())])
+            }
+        };
+        Ok(result)
+    }
+
+    /// Audits a refusal (itemized while the client's allowance lasts, then
+    /// counted). Claimed ids are recorded only when well-formed: a
+    /// malformed one may be a token sent in the wrong field.
+    async fn audit(
+        &self,
+        label: &str,
+        tool: &str,
+        claimed: &Option<(Option<String>, Option<String>)>,
+        e: &ToolError,
+    ) {
+        let caller = claimed
+            .clone()
+            .and_then(|(c, s)| Some((c?, s.unwrap_or_default())));
+        let (action, detail) = match e {
+            ToolError::Invalid { .. } => (
+                "request.invalid",
+                serde_json::json!({ "tool": tool, "reason": mask_token_like(&e.to_string()) }),
+            ),
+            ToolError::Unauthorized => ("auth.failed", serde_json::json!({ "tool": tool })),
+            ToolError::RateLimited(x) => (
+                "rate.limited",
+                serde_json::json!({ "tool": tool, "window_secs": x.window.secs, "max": x.window.max, "retry_after_secs": x.retry_after_secs }),
+            ),
+            ToolError::Throttled(why) if tool == "create_conversation" => (
+                "conversation.create.limited",
+                serde_json::json!({ "tool": tool, "reason": why }),
+            ),
+            ToolError::Throttled(why) => (
+                "auth.throttled",
+                serde_json::json!({ "tool": tool, "reason": why }),
+            ),
+            // Rule refusals are audited where the rule ran; internal errors are logged.
+            ToolError::Refused(_) | ToolError::Internal(_) => return,
+        };
+        self.bridge
+            .audit_refused(label, action, caller, detail)
+            .await;
+    }
+
+    async fn run_tool(
+        &self,
+        name: &str,
+        args: Option<JsonObject>,
+        cancel: tokio_util::sync::CancellationToken,
+    ) -> Result<Result<CallToolResult, ToolError>, McpError> {
+        Ok(match name {
             "create_conversation" => self.create(args).await.map(|c| {
                 let text = format!(
                     "Conversation {} created; it expires at {}. Keep session_a_token secret and give session_b_token to your partner out of band.",
@@ -387,18 +533,6 @@ impl BridgeServer {
                     None,
                 ));
             }
-        };
-        Ok(match result {
-            Ok(r) => r,
-            Err(e) => {
-                if let ToolError::Invalid { .. } = &e {
-                    let caller = claimed.and_then(|(c, s)| Some((c?, s.unwrap_or_default())));
-                    self.bridge
-                        .audit_refusal(name, caller, mask_token_like(&e.to_string()))
-                        .await;
-                }
-                CallToolResult::error(vec![ContentBlock::text(e.to_string())])
-            }
         })
     }
 
@@ -406,6 +540,24 @@ impl BridgeServer {
         let a: CreateConversationArgs = decode(args)?;
         check_len("my_role", &a.my_role, 3, 100)?;
         check_len("partner_role", &a.partner_role, 3, 100)?;
+        for (field, role) in [("my_role", &a.my_role), ("partner_role", &a.partner_role)] {
+            check_printable(
+                field,
+                role,
+                &[],
+                "a role must be printable text on one line (no control, format or invisible characters)",
+            )?;
+        }
+        if let Err(e) = self
+            .bridge
+            .throttle()
+            .take_create(self.client, self.bridge.now())
+        {
+            return Err(ToolError::Throttled(format!(
+                "too many conversations created by this client: at most {} per {} s; retry in {} s",
+                e.window.max, e.window.secs, e.retry_after_secs
+            )));
+        }
         self.bridge
             .create_conversation(a.my_role, a.partner_role)
             .await
@@ -495,8 +647,20 @@ impl BridgeServer {
         if a.command.contains('\0') {
             return Err(ToolError::invalid("command", "must not contain NUL bytes"));
         }
+        check_printable(
+            "command",
+            &a.command,
+            MULTI_LINE,
+            "a command may hold printable characters, newlines and tabs only; to use another character, have the command produce it (e.g. with printf and an octal escape)",
+        )?;
         if let Some(r) = &a.reason {
             check_len("reason", r, 0, 1000)?;
+            check_printable(
+                "reason",
+                r,
+                MULTI_LINE,
+                "a reason may hold printable text, newlines and tabs only",
+            )?;
         }
         self.bridge
             .propose(caller, a.command, a.timeout_seconds, a.reason)
@@ -543,6 +707,35 @@ impl BridgeServer {
         let caller = a.caller()?;
         self.bridge.partner_status(caller).await
     }
+}
+
+/// The tools that take a session token.
+const AUTHENTICATED_TOOLS: &[&str] = &[
+    "send_to_partner",
+    "check_messages",
+    "update_my_status",
+    "check_partner_status",
+    "propose_command",
+    "execute_command",
+];
+
+/// The caller named by a call's arguments, when every part is well-formed.
+fn caller_in(args: Option<&JsonObject>) -> Option<Caller> {
+    let a = args?;
+    let field = |k: &str| a.get(k).and_then(|v| v.as_str());
+    let (conversation_id, session_id, token) = (
+        field("conversation_id")?,
+        field("session_id")?,
+        field("token")?,
+    );
+    (auth::is_conversation_id(conversation_id)
+        && matches!(session_id, "a" | "b")
+        && auth::is_token(token))
+    .then(|| Caller {
+        conversation_id: conversation_id.to_owned(),
+        session_id: session_id.to_owned(),
+        token: token.to_owned(),
+    })
 }
 
 fn structured<T: serde::Serialize>(text: String, value: &T) -> CallToolResult {
@@ -594,7 +787,16 @@ impl ServerHandler for BridgeServer {
             .and_then(|p| p.extensions.get::<crate::http::ClientGone>())
             .map(|g| g.0.clone())
             .unwrap_or_default();
-        let work = self.dispatch(&request.name, request.arguments, cancel.clone());
+        // Over HTTP, the peer address when the transport recorded it.
+        let peer = context
+            .extensions
+            .get::<axum::http::request::Parts>()
+            .and_then(|p| {
+                p.extensions
+                    .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            })
+            .map(|c| c.0.ip());
+        let work = self.dispatch_from(&request.name, request.arguments, cancel.clone(), peer);
         tokio::select! {
             r = work => r.map(Into::into),
             _ = gone.cancelled(), if request.name == "check_messages" => {
@@ -627,6 +829,52 @@ mod tests {
             match err {
                 ToolError::Invalid { field: f, .. } => assert_eq!(f, field),
                 other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn unprintable_text_is_refused_naming_field_character_and_position() {
+        for (field, value, allowed, want) in [
+            ("command", "ls\n\tpwd", MULTI_LINE, None),
+            (
+                "command",
+                "rm -rf x #\r\x1b[2K ls",
+                MULTI_LINE,
+                Some(
+                    "invalid argument `command`: contains \\r (U+000D, a control character) at character 10 (byte 10; both counted from 0); ",
+                ),
+            ),
+            (
+                "reason",
+                "é\u{202e}",
+                MULTI_LINE,
+                Some(
+                    "invalid argument `reason`: contains \\u{202e} (U+202E, a bidirectional-text control) at character 1 (byte 2; ",
+                ),
+            ),
+            (
+                "my_role",
+                "dev\nops",
+                &[],
+                Some(
+                    "invalid argument `my_role`: contains \\n (U+000A, a control character) at character 3 (byte 3; ",
+                ),
+            ),
+        ] {
+            let got = check_printable(field, value, allowed, "what to do")
+                .err()
+                .map(|e| e.to_string());
+            match (got, want) {
+                (None, None) => {}
+                (Some(g), Some(w)) => {
+                    assert!(g.starts_with(w), "{g}");
+                    assert!(
+                        g.ends_with("what to do. Remove that character and send it again"),
+                        "{g}"
+                    );
+                }
+                (g, w) => panic!("{value:?}: got {g:?}, want {w:?}"),
             }
         }
     }

@@ -1,9 +1,8 @@
 //! `bridge yolo …`: the operator's YOLO commands. Enabling and approving
 //! happen only on an interactive terminal, after the confirmations in
-//! `guard.rs`; every refusal is audited.
-#![allow(clippy::print_stdout)] // the operator CLI's output is its product
+//! `guard.rs`; every refusal is audited. Everything shown goes through
+//! `untrusted` (commands and reasons are agent text).
 
-use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
@@ -16,7 +15,12 @@ use crate::config::{Settings as BridgeSettings, parse_duration};
 use crate::guard;
 use crate::policy::Mode;
 use crate::store::Db;
+use crate::untrusted::terminal::{self, Table, Terminal};
+use crate::untrusted::{self as shown, Escaped};
 use crate::yolo::{self, Limits, Settings};
+
+/// Characters of a command shown in a listing; `approve` shows all of it.
+const COMMAND_CELL: usize = 100;
 
 #[derive(Debug, Subcommand)]
 pub enum YoloCommand {
@@ -171,7 +175,7 @@ pub fn run(cmd: YoloCommand, s: &BridgeSettings, json: bool) -> anyhow::Result<(
             let summary = enable_summary(&conversation, &settings, &for_);
             let stdin = std::io::stdin();
             let mut input = stdin.lock();
-            let mut out = std::io::stdout();
+            let mut out = Terminal::stdout();
             if let Err(e) = guard::confirm_enable(&mut input, &mut out, &summary) {
                 return Err(refuse(&db, s, Some(&conversation), verb, &e));
             }
@@ -179,17 +183,14 @@ pub fn run(cmd: YoloCommand, s: &BridgeSettings, json: bool) -> anyhow::Result<(
                 .call_blocking(|c| yolo::enable(c, &red, &conversation, &settings, for_ms, now))
                 .map_err(|e| refuse(&db, s, Some(&conversation), verb, &e))?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&en)?);
+                terminal::println(shown::json::to_string_pretty(&en)?)?;
             } else {
-                println!(
-                    "YOLO enabled for {} in {} mode until {}.",
-                    en.conversation_id,
+                terminal::println(format_args!(
+                    "YOLO enabled for {} in {} mode until {}.\nAgents can now propose commands; approve each with `bridge yolo approve PROPOSAL`.",
+                    Escaped(&en.conversation_id),
                     en.settings.mode.as_str(),
                     en.expires_at
-                );
-                println!(
-                    "Agents can now propose commands; approve each with `bridge yolo approve PROPOSAL`."
-                );
+                ))?;
             }
         }
         YoloCommand::Disable { conversation } => {
@@ -197,38 +198,40 @@ pub fn run(cmd: YoloCommand, s: &BridgeSettings, json: bool) -> anyhow::Result<(
             if n == 0 {
                 bail!("YOLO was not enabled for {conversation}; nothing to disable");
             }
-            println!(
-                "YOLO disabled for {conversation}; pending proposals expired and queued jobs were cancelled."
-            );
+            terminal::println(format_args!(
+                "YOLO disabled for {}; pending proposals expired and queued jobs were cancelled.",
+                Escaped(&conversation)
+            ))?;
         }
         YoloCommand::Pending { conversation } => {
             let rows = db.call_blocking(|c| yolo::pending(c, conversation.as_deref()))?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&rows)?);
+                terminal::println(shown::json::to_string_pretty(&rows)?)?;
             } else {
-                let mut t = comfy_table::Table::new();
-                t.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED)
-                    .set_header(vec![
-                        "proposal",
-                        "conversation",
-                        "from",
-                        "state",
-                        "mode",
-                        "proposed",
-                        "command",
-                    ]);
+                let mut t = Table::new(&[
+                    "proposal",
+                    "conversation",
+                    "from",
+                    "state",
+                    "mode",
+                    "proposed",
+                    "command",
+                ]);
                 for p in &rows {
-                    t.add_row(vec![
-                        p.id.clone(),
-                        p.conversation_id.clone(),
-                        p.session_id.clone(),
-                        p.state.as_str().into(),
-                        p.params.mode.as_str().into(),
-                        p.created_at.clone(),
-                        p.command.clone(),
+                    t.row([
+                        p.id.as_str(),
+                        &p.conversation_id,
+                        &p.session_id,
+                        p.state.as_str(),
+                        p.params.mode.as_str(),
+                        &p.created_at,
+                        &shown::escaped_shortened(&p.command, COMMAND_CELL),
                     ]);
                 }
-                println!("{t}\n{} proposal(s) awaiting approval", rows.len());
+                terminal::println(format_args!(
+                    "{t}\n{} proposal(s) awaiting approval; review each in full with `bridge yolo approve PROPOSAL`",
+                    rows.len()
+                ))?;
             }
         }
         YoloCommand::Approve { proposal, ttl } => {
@@ -245,48 +248,53 @@ pub fn run(cmd: YoloCommand, s: &BridgeSettings, json: bool) -> anyhow::Result<(
             if let Err(e) = yolo::verify_integrity(&p) {
                 return Err(refuse(&db, s, Some(&p.conversation_id), verb, &e));
             }
-            let summary = approve_summary(&p, ttl);
+            // A pseudo-terminal nobody sized says 0x0: assume the classic 24x80.
+            let (height, width) = terminal::window_size().unwrap_or((24, 80));
+            let (height, width) = (usize::from(height), usize::from(width));
+            // One column spare: some terminals wrap a row that fills the last one.
+            let rows = crate::review::approve_rows(&p, ttl, width.saturating_sub(1));
             let stdin = std::io::stdin();
             let mut input = stdin.lock();
-            let mut out = std::io::stdout();
-            if let Err(e) = guard::confirm_approve(&mut input, &mut out, &summary) {
+            let mut out = Terminal::stdout();
+            if let Err(e) = guard::confirm_approve(&mut input, &mut out, &rows, height, width) {
                 return Err(refuse(&db, s, Some(&p.conversation_id), verb, &e));
             }
             let secret = ServerSecret::load_or_create(&ServerSecret::path_for_db(&s.db))?;
             let (token, expires) = db
                 .call_blocking(|c| yolo::approve(c, &secret, &red, &proposal, &p.hash, ttl, now))
                 .map_err(|e| refuse(&db, s, Some(&p.conversation_id), verb, &e))?;
-            println!("Approval token: {token}");
-            println!(
-                "Single use, for {proposal} only, valid until {}. Give it to the agent.",
+            out.println(format_args!(
+                "Approval token: {token}\nSingle use, for {} only, valid until {}. Give it to the agent.",
+                Escaped(&proposal),
                 rfc3339(expires)
-            );
+            ))?;
             out.flush()?;
         }
         YoloCommand::Reject { proposal } => {
             db.call_blocking(|c| yolo::reject(c, &red, &proposal, now))?;
-            println!("Rejected {proposal}; both sessions were told.");
+            terminal::println(format_args!(
+                "Rejected {}; both sessions were told.",
+                Escaped(&proposal)
+            ))?;
         }
         YoloCommand::Tokens => {
             let rows = db.call_blocking(|c| yolo::active_tokens(c, now))?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&rows)?);
+                terminal::println(shown::json::to_string_pretty(&rows)?)?;
             } else {
-                let mut t = comfy_table::Table::new();
-                t.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED)
-                    .set_header(vec!["token hash", "proposal", "expires", "command"]);
+                let mut t = Table::new(&["token hash", "proposal", "expires", "command"]);
                 for r in &rows {
-                    t.add_row(vec![
-                        r.preview.clone(),
-                        r.proposal_id.clone(),
-                        r.expires_at.clone(),
-                        r.command.clone(),
+                    t.row([
+                        &r.preview,
+                        &r.proposal_id,
+                        &r.expires_at,
+                        &shown::escaped_shortened(&r.command, COMMAND_CELL),
                     ]);
                 }
-                println!(
+                terminal::println(format_args!(
                     "{t}\n{} active token(s); tokens themselves are never stored",
                     rows.len()
-                );
+                ))?;
             }
         }
     }
@@ -314,33 +322,5 @@ fn enable_summary(conv: &str, s: &Settings, for_: &str) -> String {
         s.timeout_secs,
         s.limits.memory_bytes >> 20,
         s.limits.pids,
-    )
-}
-
-fn approve_summary(p: &yolo::Proposal, ttl: u32) -> String {
-    let x = &p.params;
-    format!(
-        "Proposal {} from session {} of {}\n\n  command:   {}\n  reason:    {}\n  image:     {}{}\n  workspace: {}\n  mode:      {}\n  timeout:   {} s\n  limits:    {} MiB memory, 1 CPU, {} processes, no network, output capped at {} KiB per stream\n  sha256:    {}\n\nThe token will be valid for {ttl} s and for this exact command only.",
-        p.id,
-        p.session_id,
-        p.conversation_id,
-        p.command,
-        p.reason.as_deref().unwrap_or("(none)"),
-        x.image,
-        x.runtime
-            .as_deref()
-            .map(|r| format!(" (runtime {r})"))
-            .unwrap_or_default(),
-        match &x.workspace {
-            None => "none".to_owned(),
-            Some(w) if x.workspace_rw => format!("{} READ-WRITE", w.display()),
-            Some(w) => format!("{} read-only", w.display()),
-        },
-        x.mode.as_str(),
-        x.timeout_secs,
-        x.limits.memory_bytes >> 20,
-        x.limits.pids,
-        x.limits.output_cap_bytes >> 10,
-        p.hash,
     )
 }

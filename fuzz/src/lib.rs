@@ -70,6 +70,9 @@ impl Fixture {
             conversation_ttl: Duration::from_secs(86_400),
             clock: Arc::new(clock.clone()),
             yolo: Some(Policy::builtin()),
+            // The oracles judge answers, not throttling: a frozen clock would
+            // otherwise turn every later wrong token into "retry in N s".
+            quotas: bridge::throttle::Quotas::unlimited(),
         });
         let server = BridgeServer::new(bridge.clone());
         let args = serde_json::json!({"my_role": "fuzzer_a", "partner_role": "fuzzer_b"});
@@ -158,6 +161,11 @@ pub fn first_text(result: &CallToolResult) -> String {
 pub enum Shape {
     /// A string of `min..=max` characters.
     Chars(usize, usize),
+    /// `min..=max` characters a terminal prints as themselves, on one line
+    /// (roles): nothing `bridge::untrusted::is_unprintable` flags.
+    Printable(usize, usize),
+    /// `min..=max` printable characters, newlines and tabs allowed (reason).
+    Text(usize, usize),
     /// `conv_` + 16 lowercase hex.
     ConversationId,
     /// `a` or `b`.
@@ -173,7 +181,7 @@ pub enum Shape {
     /// A non-negative integer that fits i64.
     NonNegative,
     Bool,
-    /// Not blank, at most 8 KiB, no NUL.
+    /// Not blank, at most 8 KiB, printable characters, newlines and tabs.
     Command,
     /// `prop_` + 16 lowercase hex.
     ProposalId,
@@ -196,8 +204,8 @@ pub const TOOLS: &[(&str, Contract)] = &[
     (
         "create_conversation",
         &[
-            ("my_role", Shape::Chars(3, 100), true),
-            ("partner_role", Shape::Chars(3, 100), true),
+            ("my_role", Shape::Printable(3, 100), true),
+            ("partner_role", Shape::Printable(3, 100), true),
         ],
     ),
     (
@@ -234,7 +242,7 @@ pub const TOOLS: &[(&str, Contract)] = &[
         &[
             ("command", Shape::Command, true),
             ("timeout_seconds", Shape::UpTo(u32::MAX as u64), false),
-            ("reason", Shape::Chars(0, 1000), false),
+            ("reason", Shape::Text(0, 1000), false),
         ],
     ),
     (
@@ -283,8 +291,15 @@ pub fn contract_refuses(tool: &str, args: &JsonObject) -> Option<bool> {
 fn fits(shape: Shape, v: &Value) -> bool {
     let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
     let chars = |s: &str, min: usize, max: usize| (min..=max).contains(&s.chars().count());
+    let printable = |s: &str, allowed: &[char]| {
+        s.chars().all(|c| allowed.contains(&c) || !bridge::untrusted::is_unprintable(c))
+    };
     match (shape, v) {
         (Shape::Chars(min, max), Value::String(s)) => chars(s, min, max),
+        (Shape::Printable(min, max), Value::String(s)) => chars(s, min, max) && printable(s, &[]),
+        (Shape::Text(min, max), Value::String(s)) => {
+            chars(s, min, max) && printable(s, &['\n', '\t'])
+        }
         (Shape::ConversationId, Value::String(s)) => {
             s.strip_prefix("conv_").is_some_and(|h| hex(h, 16))
         }
@@ -307,7 +322,7 @@ fn fits(shape: Shape, v: &Value) -> bool {
         (Shape::NonNegative, Value::Number(n)) => n.as_i64().is_some_and(|n| n >= 0),
         (Shape::Bool, Value::Bool(_)) => true,
         (Shape::Command, Value::String(s)) => {
-            !s.trim().is_empty() && s.len() <= 8192 && !s.contains('\0')
+            !s.trim().is_empty() && s.len() <= 8192 && printable(s, &['\n', '\t'])
         }
         (Shape::ProposalId, Value::String(s)) => {
             s.strip_prefix("prop_").is_some_and(|h| hex(h, 16))

@@ -52,13 +52,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("RUNNER_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    bridge::logging::init("RUNNER_LOG", "info");
     let args = Args::parse();
     let settings = match bridge::Settings::resolve(bridge::config::Overrides {
         config: args.config,
@@ -73,6 +67,7 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
+    bridge::logging::use_redactor(settings.redactor.clone());
     if args.health {
         return match runner::health(&settings.db).await {
             Ok(()) => std::process::ExitCode::SUCCESS,
@@ -101,7 +96,7 @@ async fn main() -> std::process::ExitCode {
     match runner::run(cfg, shutdown).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", bridge::logging::redact_line(&format!("{e:#}")));
             std::process::ExitCode::FAILURE
         }
     }

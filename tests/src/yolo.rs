@@ -149,12 +149,19 @@ pub fn enable(db: &Path, conv: &str, extra: &[&str]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Stage 4 on a real terminal: answers `y` and reads the printed token.
+/// Stage 4 on a real terminal: pages through the review (Enter at each
+/// page prompt), answers `y` and reads the printed token.
 pub fn approve(db: &Path, proposal: &str, extra: &[&str]) -> anyhow::Result<String> {
     let mut args = vec!["yolo", "approve", proposal];
     args.extend_from_slice(extra);
     let mut p = operator_pty(db, &args)?;
-    p.exp_string("[y/N] ")?;
+    loop {
+        let (_, prompt) = p.exp_regex(r"(Enter for more, q to decline --|\[y/N\] )")?;
+        if prompt.ends_with("[y/N] ") {
+            break;
+        }
+        p.send_line("")?;
+    }
     p.send_line("y")?;
     let (_, line) = p.exp_regex(r"Approval token: apv_[0-9a-f]{48}")?;
     p.exp_eof()?;

@@ -35,7 +35,9 @@ async fn every_auth_misuse_gets_the_same_answer_on_every_tool_and_is_audited() -
 {
     let dir = tempfile::tempdir()?;
     let db = dir.path().join("b.db");
-    let s = Server::start(&db, &[]).await?;
+    // 24 wrong tokens in a row: above the default backoff allowance, which
+    // `bridge_quotas` tests on its own.
+    let s = Server::start(&db, &["--auth-failures", "100/1m"]).await?;
     let c = Conv::create(&s).await?;
     let other = Conv::create(&s).await?;
     let expired = Conv::create(&s).await?;

@@ -797,7 +797,7 @@ async fn an_existing_token_file_is_used_and_a_world_readable_one_refused() -> an
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644))?;
     let addr = format!("127.0.0.1:{}", free_port());
     let stderr = start_refused(dir.path(), &addr, &["--http-token-file", path], &[]).await?;
-    assert!(stderr.contains("world-readable"), "{stderr}");
+    assert!(stderr.contains("readable by group or others"), "{stderr}");
     assert!(stderr.contains(&format!("chmod 600 {path}")), "{stderr}");
     assert!(!stderr.contains(&secret), "the refusal echoes the token");
     Ok(())

@@ -702,3 +702,67 @@ async fn weakness_shell_true_on_host_commands_run_only_in_a_container() -> anyho
     w.assert_healthy().await?;
     w.finish().await
 }
+
+/// Review of the Rust bridge (issue 9, section 3): "safe" mode accepted
+/// commands that ran programs or wrote files, through abbreviated long options
+/// (`--open-files-in-pag=`, `--compress-prog=`, `--outp=`) and variables
+/// (`GIT_TRACE=`). Through the real binary, an agent in a safe-mode
+/// conversation can propose none of them, nor other members of those classes,
+/// and each refusal names what was wrong; everyday read-only commands still
+/// go through.
+#[tokio::test(flavor = "multi_thread")]
+async fn weakness_safe_mode_ran_programs_and_wrote_files_through_options() -> anyhow::Result<()> {
+    let e = Enabled::start(&["--mode", "safe", "--image", yolo::TEST_IMAGE]).await?;
+    // Refusals count against the proposal quota (10 a minute per session), so
+    // the two sessions take turns. More members of each class are in the
+    // policy's own corpus tests (`cargo test -p bridge --lib policy`).
+    let session = |i: usize| if i.is_multiple_of(2) { "a" } else { "b" };
+    let hostile = [
+        (
+            "git grep --open-files-in-pag='rm -f' -e important",
+            "--open-files-in-pager",
+        ),
+        ("sort -S 1 --compress-prog=sh", "--compress-program"),
+        ("sort --outp=FILE x", "--output"),
+        ("GIT_TRACE=/workspace/x git status", "GIT_TRACE"),
+        ("git grep -nOvim x", "-O"),
+        ("git -c core.pager=sh log", "-c"),
+        ("git log --outp=x", "--output"),
+        ("sort --temp=/tmp x", "--temporary-directory"),
+        ("rg --pr=./x foo", "--pre"),
+        ("find . -fprint out", "-fprint"),
+        ("tree -R", "-R"),
+        ("sort *", "expanded by the shell"),
+    ];
+    for (i, (command, named)) in hostile.into_iter().enumerate() {
+        let no = e
+            .server
+            .refused(
+                "propose_command",
+                e.conv.args(session(i), json!({"command": command})),
+            )
+            .await?;
+        assert!(no.contains(named), "{command}: {no}");
+    }
+    for (i, command) in [
+        "git log --oneline -20",
+        "grep -rn TODO src",
+        "find . -name '*.rs'",
+        "sort file | uniq -c",
+        "git diff HEAD~1 --stat",
+        "LC_ALL=C sort -k2 -t, data.csv",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        e.server
+            .ok(
+                "propose_command",
+                e.conv.args(session(i + 1), json!({"command": command})),
+            )
+            .await
+            .with_context(|| command.to_owned())?;
+    }
+    assert_eq!(count(&e.db, "proposals")?, 6);
+    Ok(())
+}
