@@ -236,6 +236,7 @@ pub fn settings(global: &Global, serve: &ServeArgs) -> anyhow::Result<Settings> 
         create_limit_global: serve.create_limit_global.clone(),
         max_conversations: serve.max_conversations,
         redaction_patterns: serve.redaction_patterns.clone(),
+        queue_ttl: None,
     })?)
 }
 

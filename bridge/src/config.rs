@@ -54,6 +54,8 @@ pub struct FileConfig {
     pub max_conversations: Option<u64>,
     /// A TOML file of `[[pattern]]` entries.
     pub redaction_patterns: Option<PathBuf>,
+    /// How long an executed job may wait for a runner, e.g. "10m".
+    pub queue_ttl: Option<String>,
     /// Inline extra patterns.
     #[serde(default)]
     pub pattern: Vec<PatternSpec>,
@@ -114,6 +116,8 @@ pub struct Settings {
     /// on to a runner started with `--spawn-runner` so it redacts alike.
     pub config_file: Option<PathBuf>,
     pub patterns_file: Option<PathBuf>,
+    /// A queued job older than this is failed, never run (runner side).
+    pub queue_ttl: Duration,
 }
 
 /// What the command line said; `None` means "not given".
@@ -129,6 +133,7 @@ pub struct Overrides {
     pub create_limit_global: Option<String>,
     pub max_conversations: Option<u64>,
     pub redaction_patterns: Option<PathBuf>,
+    pub queue_ttl: Option<String>,
 }
 
 impl Settings {
@@ -159,6 +164,12 @@ impl Settings {
         let limits = match o.rate_limit.or(file.rate_limit) {
             Some(s) => Limits::parse(&s).map_err(ConfigError::Invalid)?,
             None => Limits::default(),
+        };
+        let queue_ttl = match o.queue_ttl.or(file.queue_ttl) {
+            Some(s) => parse_duration(&s).map_err(|e| {
+                ConfigError::Invalid(format!("queue_ttl (--queue-ttl or the config file): {e}"))
+            })?,
+            None => Duration::from_secs(crate::yolo::DEFAULT_QUEUE_TTL_SECS),
         };
         let mut quotas = Quotas::default();
         let limit = |key: &str, value: Option<String>, into: &mut Limits| {
@@ -205,6 +216,7 @@ impl Settings {
             redactor,
             config_file,
             patterns_file,
+            queue_ttl,
         })
     }
 }

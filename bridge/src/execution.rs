@@ -48,7 +48,13 @@ pub struct Execution {
     /// queued, running, done or failed.
     pub state: String,
     pub dry_run: bool,
+    /// The command's own exit status. `null` while it has not finished, and
+    /// also when it finished but its status is not known (killed at the
+    /// timeout or output limit, or its sandbox's shell died first): then
+    /// `exit_code_unknown_reason` says why. Never a made-up 0.
     pub exit_code: Option<i64>,
+    /// Why `exit_code` is `null` for a finished command.
+    pub exit_code_unknown_reason: Option<String>,
     pub duration_ms: Option<u64>,
     pub stdout: Option<String>,
     pub stderr: Option<String>,
@@ -363,7 +369,7 @@ fn check_approval(
     }
     let en = yolo::active_enablement(tx, cid, now)?
         .ok_or_else(|| YoloError::NotEnabled(cid.to_owned()))?;
-    if ExecParams::from_settings(&en.settings, p.params.timeout_secs) != p.params {
+    if !yolo::settings_mismatch(&en.settings, &p.params).is_empty() {
         return Err(YoloError::SettingsChanged.into());
     }
     if let crate::policy::Verdict::Blocked { rule, reason } =
@@ -386,12 +392,22 @@ fn yolo_store(e: YoloError) -> StoreError {
 pub fn execution_of(p: &yolo::Proposal) -> Execution {
     let r = p.result.clone().unwrap_or_default();
     let exit_code = r.get("exit_code").and_then(|v| v.as_i64());
+    let unknown = r
+        .get("exit_code_unknown_reason")
+        .and_then(|v| v.as_str())
+        .map(str::to_owned);
     let timed_out = r
         .get("timed_out")
         .and_then(|v| v.as_bool())
         .unwrap_or(false);
     let message = match p.state {
-        JobState::Done => format!("Exited with code {}.", exit_code.unwrap_or(-1)),
+        JobState::Done => match (exit_code, &unknown) {
+            (Some(code), _) => format!("Exited with code {code}."),
+            (None, why) => format!(
+                "Finished; its exit status is unknown: {}.",
+                why.as_deref().unwrap_or("no reason recorded")
+            ),
+        },
         JobState::Failed => format!("Failed: {}", p.failure.as_deref().unwrap_or("no reason recorded")),
         JobState::Queued => "Queued: no runner has picked it up yet; the result will arrive as a command_result message.".into(),
         JobState::Running => "Still running; the result will arrive as a command_result message.".into(),
@@ -403,6 +419,7 @@ pub fn execution_of(p: &yolo::Proposal) -> Execution {
         state: p.state.as_str().into(),
         dry_run: false,
         exit_code,
+        exit_code_unknown_reason: unknown,
         duration_ms: r.get("duration_ms").and_then(|v| v.as_u64()),
         stdout: r.get("stdout").and_then(|v| v.as_str()).map(str::to_owned),
         stderr: r.get("stderr").and_then(|v| v.as_str()).map(str::to_owned),

@@ -20,6 +20,7 @@ pub mod operator;
 pub mod policy;
 pub mod ratelimit;
 pub mod redact;
+pub mod redact_stream;
 pub mod review;
 pub mod runner_process;
 pub mod service;
@@ -73,6 +74,7 @@ pub async fn serve(
         Some(runner_process::Supervisor::start(
             args.runner_bin.clone(),
             &settings,
+            args.policy.as_deref(),
         )?)
     } else {
         None

@@ -370,6 +370,29 @@ impl Redactor {
         self.rules.iter().map(|r| r.name.as_str()).collect()
     }
 
+    /// For the streaming redactor: every rule's whole matches in `text` as
+    /// `(start, end, rule index)`; empty when no rule matches at all.
+    pub(crate) fn match_spans(&self, text: &str) -> Vec<(usize, usize, usize)> {
+        if !self.prefilter.is_match(text) {
+            return Vec::new();
+        }
+        let mut spans = Vec::new();
+        for (i, rule) in self.rules.iter().enumerate() {
+            spans.extend(rule.regex.find_iter(text).map(|m| (m.start(), m.end(), i)));
+        }
+        spans
+    }
+
+    /// For the streaming redactor: (name, regex, placeholder) of rule `i`.
+    pub(crate) fn rule(&self, i: usize) -> (&str, &str, &str) {
+        let r = &self.rules[i];
+        (&r.name, r.regex.as_str(), &r.placeholder)
+    }
+
+    pub(crate) fn rule_count(&self) -> usize {
+        self.rules.len()
+    }
+
     fn run<'a>(&self, text: &'a str, report: Option<&mut Vec<String>>) -> Cow<'a, str> {
         if !self.prefilter.is_match(text) {
             return Cow::Borrowed(text);

@@ -38,8 +38,15 @@ pub fn runner_binary(explicit: Option<PathBuf>) -> anyhow::Result<PathBuf> {
 
 impl Supervisor {
     /// Starts the runner on the bridge's database, with the bridge's config
-    /// and redaction patterns files so both redact the same secrets.
-    pub fn start(explicit: Option<PathBuf>, settings: &Settings) -> anyhow::Result<Self> {
+    /// and redaction patterns files so both redact the same secrets, and its
+    /// policy file so both judge commands alike.
+    /// `policy` is the bridge's `--policy` file: the runner re-checks every
+    /// job against the same rules before it runs it.
+    pub fn start(
+        explicit: Option<PathBuf>,
+        settings: &Settings,
+        policy: Option<&std::path::Path>,
+    ) -> anyhow::Result<Self> {
         let bin = runner_binary(explicit)?;
         let db = settings.db.clone();
         let mut extra: Vec<std::ffi::OsString> = Vec::new();
@@ -48,6 +55,9 @@ impl Supervisor {
         }
         if let Some(p) = &settings.patterns_file {
             extra.extend(["--redaction-patterns".into(), p.into()]);
+        }
+        if let Some(p) = policy {
+            extra.extend(["--policy".into(), p.into()]);
         }
         let (stop, mut stopped) = watch::channel(false);
         let task = tokio::spawn(async move {

@@ -26,6 +26,10 @@ pub const DEFAULT_APPROVAL_TTL_SECS: u32 = 300;
 pub const MAX_APPROVAL_TTL_SECS: u32 = 3600;
 pub const MAX_COMMAND_BYTES: usize = 8 * 1024;
 pub const DEFAULT_ENABLE_FOR_SECS: u64 = 3600;
+/// How long an executed job may wait for a runner before it is failed
+/// instead of run: settings the operator approved ten minutes ago are not
+/// necessarily the ones they would approve now.
+pub const DEFAULT_QUEUE_TTL_SECS: u64 = 600;
 
 /// Where a proposed command is in its life. Persisted as its lowercase name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,7 +45,9 @@ pub enum JobState {
     Running,
     /// Ran to completion (any exit code).
     Done,
-    /// Could not run or did not finish (timeout, runner lost, disabled).
+    /// Could not run or did not finish (runner lost, disabled or re-enabled,
+    /// settings or policy changed before the claim, waited too long in the
+    /// queue).
     Failed,
     /// The operator said no.
     Rejected,
@@ -100,6 +106,9 @@ impl JobState {
             (Queued, Claim) => Running,
             (Running, Finish) => Done,
             (Queued | Running, Fail) => Failed,
+            // A job that waited longer than the queue TTL never runs: it
+            // fails with the reason, so its token stays spent.
+            (Queued, Expire) => Failed,
             _ => return None,
         })
     }
@@ -292,8 +301,10 @@ pub fn active_enablement(
     .transpose()
 }
 
-/// Turns YOLO on for a conversation (replacing earlier settings). Proposals
-/// made under other settings can no longer be approved or executed.
+/// Turns YOLO on for a conversation, replacing earlier settings. Like
+/// [`disable`], it closes everything made under the previous enablement
+/// ([`close_open`]): what the operator approved then is not what they just
+/// enabled, even when the settings happen to be equal.
 pub fn enable(
     conn: &mut Connection,
     redactor: &Redactor,
@@ -316,6 +327,7 @@ pub fn enable(
     }
     let expires = (now + for_ms).min(conv_expires);
     let json = serde_json::to_string(settings).map_err(|e| YoloError::Corrupt(e.to_string()))?;
+    let closed = close_open(&tx, redactor, cid, CloseCause::Reenabled, now)?;
     tx.execute(
         "INSERT INTO yolo_enablements (conversation_id, settings, enabled_at, expires_at, disabled_at)
          VALUES (?1, ?2, ?3, ?4, NULL)
@@ -331,7 +343,7 @@ pub fn enable(
             session_id: None,
             action: "yolo.enable",
             outcome: Outcome::Ok,
-            detail: serde_json::json!({ "settings": settings, "expires_at": rfc3339(expires) }),
+            detail: serde_json::json!({ "settings": settings, "expires_at": rfc3339(expires), "closed": closed }),
         },
     )?;
     tx.commit()?;
@@ -344,8 +356,8 @@ pub fn enable(
     })
 }
 
-/// Ends YOLO for a conversation at once: pending proposals expire and
-/// queued jobs fail. A command already running is stopped by the runner,
+/// Ends YOLO for a conversation at once: everything in flight is closed
+/// ([`close_open`]). A command already running is stopped by the runner,
 /// which re-checks the enablement while it waits.
 pub fn disable(
     conn: &mut Connection,
@@ -358,22 +370,7 @@ pub fn disable(
         "UPDATE yolo_enablements SET disabled_at = ?1 WHERE conversation_id = ?2 AND disabled_at IS NULL",
         params![now, cid],
     )?;
-    let open: Vec<(String, String)> = tx
-        .prepare("SELECT id, state FROM proposals WHERE conversation_id = ?1 AND state IN ('proposed', 'approved', 'queued')")?
-        .query_map([cid], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<rusqlite::Result<_>>()?;
-    for (id, state) in &open {
-        let event = if state == "queued" {
-            Event::Fail
-        } else {
-            Event::Expire
-        };
-        transition(&tx, id, event, now)?;
-        if event == Event::Fail {
-            let why = redactor.redacted("YOLO was disabled before a runner started it");
-            record_failure(&tx, id, &why)?;
-        }
-    }
+    let closed = close_open(&tx, redactor, cid, CloseCause::Disabled, now)?;
     audit::append(
         &tx,
         redactor,
@@ -383,11 +380,198 @@ pub fn disable(
             session_id: None,
             action: "yolo.disable",
             outcome: if n > 0 { Outcome::Ok } else { Outcome::Refused },
-            detail: serde_json::json!({ "was_enabled": n > 0, "closed_proposals": open.iter().map(|(id, _)| id).collect::<Vec<_>>() }),
+            detail: serde_json::json!({ "was_enabled": n > 0, "closed": closed }),
         },
     )?;
     tx.commit()?;
     Ok(n)
+}
+
+/// Why [`close_open`] runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseCause {
+    Disabled,
+    Reenabled,
+}
+
+impl CloseCause {
+    fn says(self) -> &'static str {
+        match self {
+            Self::Disabled => "YOLO was disabled for this conversation",
+            Self::Reenabled => {
+                "the operator re-enabled YOLO for this conversation (its settings may have changed)"
+            }
+        }
+    }
+}
+
+/// What [`close_open`] closed (recorded in the enable/disable audit row).
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Closed {
+    /// Proposals awaiting approval or execution, now expired.
+    pub expired: Vec<String>,
+    /// Queued jobs, now failed without running.
+    pub failed: Vec<String>,
+    /// Unspent approval tokens that stopped working.
+    pub tokens_revoked: usize,
+}
+
+/// Closes what a conversation has in flight under its current enablement,
+/// inside the caller's transaction: proposed and approved proposals expire,
+/// their unspent approval tokens expire now, queued jobs fail (audited as
+/// `job.fail`), and both sessions get one message saying what was closed.
+/// A running job is left to the runner, which stops it when the enablement
+/// it ran under ends.
+pub fn close_open(
+    tx: &Connection,
+    redactor: &Redactor,
+    cid: &str,
+    cause: CloseCause,
+    now: Millis,
+) -> Result<Closed, YoloError> {
+    let open: Vec<(String, String, String)> = tx
+        .prepare("SELECT id, state, session_id FROM proposals WHERE conversation_id = ?1 AND state IN ('proposed', 'approved', 'queued') ORDER BY created_at, id")?
+        .query_map([cid], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut closed = Closed::default();
+    for (id, state, session) in &open {
+        if state == JobState::Queued.as_str() {
+            transition(tx, id, Event::Fail, now)?;
+            let why = format!(
+                "{} before a runner started it; it was not run",
+                cause.says()
+            );
+            record_failure(tx, id, &redactor.redacted(&why))?;
+            audit::append(
+                tx,
+                redactor,
+                now,
+                Entry {
+                    conversation_id: Some(cid),
+                    session_id: Some(session),
+                    action: "job.fail",
+                    outcome: Outcome::Failed,
+                    detail: serde_json::json!({ "proposal_id": id, "reason": why }),
+                },
+            )?;
+            closed.failed.push(id.clone());
+        } else {
+            transition(tx, id, Event::Expire, now)?;
+            closed.expired.push(id.clone());
+        }
+    }
+    closed.tokens_revoked = tx.execute(
+        "UPDATE approvals SET expires_at = ?1
+         WHERE used_at IS NULL AND expires_at > ?1
+           AND proposal_id IN (SELECT id FROM proposals WHERE conversation_id = ?2)",
+        params![now, cid],
+    )?;
+    if !open.is_empty() || closed.tokens_revoked > 0 {
+        let list = |ids: &[String]| {
+            if ids.is_empty() {
+                "none".to_owned()
+            } else {
+                ids.join(", ")
+            }
+        };
+        let body = format!(
+            "{}. Closed: proposals awaiting approval or execution (propose again if still needed): {}; queued jobs failed without running: {}; approval tokens revoked: {}.",
+            upper_first(cause.says()),
+            list(&closed.expired),
+            list(&closed.failed),
+            closed.tokens_revoked,
+        );
+        crate::service::insert_to_all(tx, cid, "bridge", "system", &redactor.redacted(&body), now)?;
+    }
+    Ok(closed)
+}
+
+fn upper_first(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_uppercase().chain(c).collect())
+        .unwrap_or_default()
+}
+
+/// Fails every job that has waited in the queue (since `execute_command`
+/// queued it) for `ttl_ms` or longer, inside the caller's transaction:
+/// audited as `job.expire`, both sessions told. Returns their ids.
+pub fn expire_queued(
+    tx: &Connection,
+    redactor: &Redactor,
+    ttl_ms: Millis,
+    now: Millis,
+) -> Result<Vec<String>, YoloError> {
+    // `updated_at` is the moment of the last transition, which for a
+    // queued job is the one into `queued`.
+    let stale: Vec<(String, String, String, Millis)> = tx
+        .prepare("SELECT id, conversation_id, session_id, updated_at FROM proposals WHERE state = 'queued' AND updated_at <= ?1 ORDER BY updated_at, id")?
+        .query_map([now.saturating_sub(ttl_ms)], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut ids = Vec::with_capacity(stale.len());
+    for (id, cid, session, queued_at) in stale {
+        transition(tx, &id, Event::Expire, now)?;
+        let why = format!(
+            "it waited {} s in the queue without a runner starting it (the limit is {} s); it was not run. Propose it again if it is still needed",
+            (now - queued_at) / 1000,
+            ttl_ms / 1000
+        );
+        record_failure(tx, &id, &redactor.redacted(&why))?;
+        crate::service::insert_to_all(
+            tx,
+            &cid,
+            "runner",
+            "command_result",
+            &redactor.redacted(&format!(
+                "Command from session {session} (proposal {id}) failed: {why}"
+            )),
+            now,
+        )?;
+        audit::append(
+            tx,
+            redactor,
+            now,
+            Entry {
+                conversation_id: Some(&cid),
+                session_id: Some(&session),
+                action: "job.expire",
+                outcome: Outcome::Failed,
+                detail: serde_json::json!({ "proposal_id": id, "reason": why, "queued_at": rfc3339(queued_at) }),
+            },
+        )?;
+        ids.push(id);
+    }
+    Ok(ids)
+}
+
+/// Names the execution parameters of `approved` that the conversation's
+/// current settings would not give: every field the proposal hash binds,
+/// and a timeout above the current maximum. Empty means "still the same".
+pub fn settings_mismatch(current: &Settings, approved: &ExecParams) -> Vec<&'static str> {
+    let now = ExecParams::from_settings(current, approved.timeout_secs);
+    let mut out = Vec::new();
+    let mut check = |name, differs: bool| {
+        if differs {
+            out.push(name);
+        }
+    };
+    check("mode", approved.mode != now.mode);
+    check("image", approved.image != now.image);
+    check("workspace", approved.workspace != now.workspace);
+    check(
+        "workspace read-write",
+        approved.workspace_rw != now.workspace_rw,
+    );
+    check("runtime", approved.runtime != now.runtime);
+    check("timeout", approved.timeout_secs > current.timeout_secs);
+    check("limits", approved.limits != now.limits);
+    // A field added to ExecParams later and forgotten above still counts.
+    if out.is_empty() && *approved != now {
+        out.push("parameters");
+    }
+    out
 }
 
 /// Stores why a job failed. The only writer of `proposals.failure`: it takes
@@ -532,7 +716,7 @@ pub fn approve(
     }
     let en = active_enablement(&tx, &p.conversation_id, now)?
         .ok_or_else(|| YoloError::NotEnabled(p.conversation_id.clone()))?;
-    if ExecParams::from_settings(&en.settings, p.params.timeout_secs) != p.params {
+    if !settings_mismatch(&en.settings, &p.params).is_empty() {
         return Err(YoloError::SettingsChanged);
     }
     transition(&tx, id, Event::Approve, now)?;
@@ -665,6 +849,10 @@ mod tests {
             }
             assert_eq!(JobState::parse(s.as_str()), Some(s));
         }
+        // A job that waited too long fails; it never runs and its token
+        // stays spent.
+        assert_eq!(JobState::Queued.next(Event::Expire), Some(JobState::Failed));
+        assert_eq!(JobState::Running.next(Event::Expire), None);
     }
 
     #[test]

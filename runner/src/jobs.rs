@@ -10,6 +10,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use bridge::audit::{self, Entry, Outcome as AuditOutcome};
 use bridge::clock::Millis;
+use bridge::policy::{Policy, Verdict};
 use bridge::redact::{Redacted, Redactor};
 use bridge::service::insert_to_all;
 use bridge::yolo::{self, Event, Proposal, YoloError};
@@ -42,17 +43,33 @@ fn audit_job(
     )
 }
 
-/// Claims the oldest queued job, or returns `None`. A job whose enablement
-/// ended or whose stored command no longer matches its hash is failed here
-/// instead of being run.
+/// What a queued job must still satisfy when a runner claims it.
+#[derive(Debug, Clone, Copy)]
+pub struct ClaimRules<'a> {
+    /// The operator's current command policy.
+    pub policy: &'a Policy,
+    /// Jobs queued longer than this are failed, never run.
+    pub queue_ttl_ms: Millis,
+}
+
+/// Claims the oldest queued job, or returns `None`. In the same transaction
+/// it first fails every job that waited longer than the queue TTL, then
+/// re-checks the candidate against what holds *now*: its stored command
+/// still matches its hash, its conversation still has an unexpired
+/// enablement whose settings give exactly the parameters the job was
+/// approved with, and the current policy still allows the command in the
+/// current mode. A job that fails any check is failed with the reason
+/// (both sessions told, audited) instead of being run.
 pub fn claim(
     conn: &mut Connection,
     red: &Redactor,
+    rules: ClaimRules<'_>,
     runner_id: &str,
     now: Millis,
 ) -> Result<Option<Proposal>, YoloError> {
     loop {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        yolo::expire_queued(&tx, red, rules.queue_ttl_ms, now)?;
         let id: Option<String> = tx
             .query_row(
                 "SELECT id FROM proposals WHERE state = 'queued' ORDER BY updated_at, id LIMIT 1",
@@ -60,17 +77,14 @@ pub fn claim(
                 |r| r.get(0),
             )
             .optional()?;
-        let Some(id) = id else { return Ok(None) };
-        let p = yolo::load_proposal(&tx, &id)?;
-        let refusal = if yolo::verify_integrity(&p).is_err() {
-            Some("the stored command no longer matches the approved hash; it was not run")
-        } else if yolo::active_enablement(&tx, &p.conversation_id, now)?.is_none() {
-            Some("YOLO was disabled or expired before the job started; it was not run")
-        } else {
-            None
+        let Some(id) = id else {
+            // Commit the expiries, if any.
+            tx.commit()?;
+            return Ok(None);
         };
-        if let Some(why) = refusal {
-            fail_in(&tx, red, &p, &red.redacted(why), now)?;
+        let p = yolo::load_proposal(&tx, &id)?;
+        if let Some(why) = claim_refusal(&tx, rules.policy, &p, now)? {
+            fail_in(&tx, red, &p, &red.redacted(&why), now)?;
             tx.commit()?;
             continue;
         }
@@ -91,6 +105,48 @@ pub fn claim(
         tx.commit()?;
         return Ok(Some(p));
     }
+}
+
+/// Why `p` must not run now, or `None` when it may.
+fn claim_refusal(
+    tx: &Connection,
+    policy: &Policy,
+    p: &Proposal,
+    now: Millis,
+) -> Result<Option<String>, YoloError> {
+    if yolo::verify_integrity(p).is_err() {
+        return Ok(Some(
+            "the stored command no longer matches the approved hash; it was not run".into(),
+        ));
+    }
+    let Some(en) = yolo::active_enablement(tx, &p.conversation_id, now)? else {
+        return Ok(Some(
+            "YOLO was disabled or expired before the job started; it was not run".into(),
+        ));
+    };
+    let changed = yolo::settings_mismatch(&en.settings, &p.params);
+    if !changed.is_empty() {
+        return Ok(Some(format!(
+            "the conversation's YOLO settings changed after approval ({} differ: now {} mode, workspace {}); it was not run. Propose it again under the current settings",
+            changed.join(", "),
+            en.settings.mode.as_str(),
+            match (&en.settings.workspace, en.settings.workspace_rw) {
+                (None, _) => "none".to_owned(),
+                (Some(w), rw) => format!(
+                    "{} {}",
+                    w.display(),
+                    if rw { "read-write" } else { "read-only" }
+                ),
+            },
+        )));
+    }
+    if let Verdict::Blocked { rule, reason } = policy.check(en.settings.mode, &p.command) {
+        return Ok(Some(format!(
+            "the current command policy blocks it (rule `{rule}` in {} mode: {reason}); it was not run",
+            en.settings.mode.as_str()
+        )));
+    }
+    Ok(None)
 }
 
 /// Records which container runs the job (for the reaper and the audit log).
@@ -162,7 +218,13 @@ fn result_message(red: &Redactor, p: &Proposal, o: &Outcome) -> Redacted {
     } else if o.cancelled {
         "was stopped because YOLO was disabled or the runner shut down".to_owned()
     } else {
-        format!("exited with code {}", o.exit_code)
+        match (o.exit_code, &o.exit_code_unknown_reason) {
+            (Some(code), _) => format!("exited with code {code}"),
+            (None, why) => format!(
+                "ended with an unknown exit status ({})",
+                why.as_deref().unwrap_or("no reason recorded")
+            ),
+        }
     };
     red.redacted(&format!(
         "Command from session {} (proposal {}) {how} after {} ms:\n\n    {}\n\n--- stdout ({} bytes) ---\n{}\n--- stderr ({} bytes) ---\n{}",
@@ -192,7 +254,9 @@ pub fn finish(
     let (err, err_classes) = red.redact_report(&o.stderr);
     o.stdout = out.into_owned();
     o.stderr = err.into_owned();
-    let classes = [out_classes, err_classes].concat();
+    let mut classes = [o.redacted_classes.clone(), out_classes, err_classes].concat();
+    classes.sort();
+    classes.dedup();
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let owner: Option<String> = tx.query_row(
         "SELECT runner_id FROM proposals WHERE id = ?1",
@@ -234,7 +298,7 @@ pub fn finish(
             AuditOutcome::Ok
         },
         serde_json::json!({
-            "proposal_id": p.id, "exit_code": o.exit_code, "duration_ms": o.duration_ms,
+            "proposal_id": p.id, "exit_code": o.exit_code, "exit_code_unknown_reason": o.exit_code_unknown_reason, "duration_ms": o.duration_ms,
             "stdout_bytes": o.stdout_bytes, "stderr_bytes": o.stderr_bytes, "truncated": o.truncated,
             "timed_out": o.timed_out, "output_limit_hit": o.output_limit_hit, "cancelled": o.cancelled,
             "container_id": o.container_id, "redacted_classes": classes,
@@ -323,3 +387,7 @@ pub fn owned_containers(conn: &Connection) -> rusqlite::Result<Vec<String>> {
     .query_map([], |r| r.get(0))?
     .collect()
 }
+
+#[cfg(test)]
+#[path = "jobs_tests.rs"]
+mod tests;

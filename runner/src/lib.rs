@@ -7,9 +7,11 @@
 pub mod capture;
 pub mod confined;
 pub mod jobs;
+pub mod policy_watch;
 pub mod pool;
 pub mod sandbox;
 pub mod snapshot;
+pub mod trailer;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -42,6 +44,11 @@ pub struct Config {
     /// The runner itself runs in a container (compose): translate workspace
     /// paths to host paths through its own mounts.
     pub translate_mounts: bool,
+    /// The operator's policy file (the bridge's `--policy`); re-read when it
+    /// changes. Built-in rules only when absent.
+    pub policy_file: Option<PathBuf>,
+    /// A job that waited longer than this for a runner is failed, not run.
+    pub queue_ttl: Duration,
 }
 
 /// Connects to the local engine and agrees on an API version it speaks
@@ -84,6 +91,7 @@ struct Ctx {
     red: Redactor,
     runner_id: String,
     pool: Arc<pool::Pool>,
+    queue_ttl_ms: i64,
 }
 
 impl Ctx {
@@ -95,6 +103,8 @@ impl Ctx {
 /// Runs until `shutdown` fires; then finishes (or stops and fails) in-flight
 /// jobs, removes its containers and deregisters.
 pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let mut policy = policy_watch::PolicyWatch::load(cfg.policy_file.clone())?;
+    let queue_ttl_ms = i64::try_from(cfg.queue_ttl.as_millis()).unwrap_or(i64::MAX);
     let docker = connect().await?;
     let db = Db::open(&cfg.db, Sync::Normal)?;
     let runner_id = format!("run_{}", bridge::auth::random_hex(6)?);
@@ -122,6 +132,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
         red: cfg.redactor.clone(),
         runner_id: runner_id.clone(),
         pool: pool.clone(),
+        queue_ttl_ms,
     };
     {
         let id = runner_id.clone();
@@ -143,11 +154,22 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
     loop {
         changes.borrow_and_update();
         refresh(&ctx, &mut running).await;
-        while tasks.len() < cfg.max_parallel {
-            let (c2, id, now) = (ctx.clone(), runner_id.clone(), ctx.now());
+        // Fail closed: with the policy file unreadable or invalid, nothing
+        // is claimed (queued jobs wait, then expire) until it is fixed.
+        let current = policy.current().inspect_err(|e| {
+            tracing::error!(error = %e, "cannot read the command policy; claiming no jobs until it is fixed");
+        });
+        while let (Ok(current), true) = (&current, tasks.len() < cfg.max_parallel) {
+            let (c2, id, now, pol) = (ctx.clone(), runner_id.clone(), ctx.now(), current.clone());
             let claimed = ctx
                 .db
-                .call(move |c| jobs::claim(c, &c2.red, &id, now).map_err(to_store))
+                .call(move |c| {
+                    let rules = jobs::ClaimRules {
+                        policy: &pol,
+                        queue_ttl_ms,
+                    };
+                    jobs::claim(c, &c2.red, rules, &id, now).map_err(to_store)
+                })
                 .await;
             match claimed {
                 Ok(Some(p)) => {
@@ -248,10 +270,14 @@ async fn refresh(ctx: &Ctx, running: &mut HashMap<String, (String, CancellationT
 /// Fails jobs whose runner died and removes every container of ours that
 /// no live runner or running job owns.
 async fn sweep(ctx: &Ctx) {
-    let (red, now) = (ctx.red.clone(), ctx.now());
+    let (red, now, ttl) = (ctx.red.clone(), ctx.now(), ctx.queue_ttl_ms);
     let res = ctx
         .db
         .call(move |c| {
+            // Also when every slot is busy and nothing is being claimed.
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            bridge::yolo::expire_queued(&tx, &red, ttl, now).map_err(to_store)?;
+            tx.commit()?;
             let dead = jobs::fail_abandoned(c, &red, now).map_err(to_store)?;
             let live = jobs::live_runners(c, now)?;
             let owned = jobs::owned_containers(c)?;
@@ -344,8 +370,15 @@ async fn run_job_inner(ctx: &Ctx, p: &Proposal, cancel: CancellationToken) -> an
             .call(move |c| jobs::record_start(c, &red, &p2, &cid, &img, now).map_err(to_store))
             .await?;
     }
-    let outcome =
-        sandbox::run_command(&ctx.docker, &container, &p.params, &p.command, cancel).await;
+    let outcome = sandbox::run_command(
+        &ctx.docker,
+        &container,
+        &p.params,
+        &p.command,
+        &ctx.red,
+        cancel,
+    )
+    .await;
     // The result goes out before the container is destroyed: removal is
     // off the critical path.
     let result = match outcome {

@@ -36,6 +36,15 @@ struct Args {
     /// paths through its own mounts, for the sibling sandbox containers
     #[arg(long, env = "RUNNER_TRANSLATE_MOUNTS")]
     translate_mounts: bool,
+    /// Extra command-policy rules: the same TOML file as the bridge's
+    /// `--policy`. Jobs are re-checked against it (re-read when it changes)
+    /// before they run.
+    #[arg(long, env = "BRIDGE_POLICY")]
+    policy: Option<PathBuf>,
+    /// A job that waited longer than this for a runner is failed instead of
+    /// run, e.g. `10m`, `90s` [default: config `queue_ttl`, else 10m]
+    #[arg(long, env = "BRIDGE_QUEUE_TTL")]
+    queue_ttl: Option<String>,
     /// Check health and exit: the engine answers and a runner heartbeat is fresh
     #[arg(long)]
     health: bool,
@@ -49,6 +58,7 @@ async fn main() -> std::process::ExitCode {
         config: args.config,
         db: args.db,
         redaction_patterns: args.redaction_patterns,
+        queue_ttl: args.queue_ttl,
         ..Default::default()
     }) {
         Ok(s) => s,
@@ -80,6 +90,8 @@ async fn main() -> std::process::ExitCode {
         max_parallel: args.max_parallel.max(1),
         grace: Duration::from_secs(args.grace_secs),
         translate_mounts: args.translate_mounts,
+        policy_file: args.policy,
+        queue_ttl: settings.queue_ttl,
     };
     match runner::run(cfg, shutdown).await {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -16,6 +16,8 @@ use bollard::query_parameters::{
     AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, KillContainerOptionsBuilder,
     RemoveContainerOptionsBuilder, WaitContainerOptions,
 };
+use bridge::redact::Redactor;
+use bridge::redact_stream::StreamRedactor;
 use bridge::yolo::ExecParams;
 use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
@@ -23,6 +25,7 @@ use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 
 use crate::capture::Capture;
+use crate::trailer::TrailerFilter;
 
 /// Every container we create carries this label, so a restarted runner can
 /// find and remove whatever a crashed one left behind.
@@ -46,7 +49,9 @@ pub const USER: &str = "65534:65534";
 /// both streams (a builtin: it works even at the pids limit), so the runner
 /// has the whole result without waiting for the engine to notice the
 /// container's exit. The nonce arrives on stdin, so the command cannot see it
-/// in its parent's arguments or environment.
+/// in its parent's arguments or environment; the runner counts only the
+/// first trailer with that nonce, wherever it is in the stream
+/// ([`crate::trailer`]).
 pub const WAIT_FOR_COMMAND: &str = r#"IFS= read -r line || exit 97
 nonce=${line%% *}
 /bin/sh -c "$(printf %s "${line#* }" | base64 -d)" </dev/null
@@ -321,45 +326,8 @@ async fn kill(docker: &Docker, id: &str) {
     let _ = docker.kill_container(id, Some(opts)).await;
 }
 
-/// Watches the end of one stream for the wrapper's `\n<nonce> <code>\n`.
-struct Trailer {
-    prefix: Vec<u8>,
-    tail: Vec<u8>,
-}
-
-impl Trailer {
-    fn new(nonce: &str) -> Self {
-        Self {
-            prefix: format!("\n{nonce} ").into_bytes(),
-            tail: Vec::new(),
-        }
-    }
-
-    fn push(&mut self, bytes: &[u8]) {
-        self.tail.extend_from_slice(bytes);
-        let keep = self.prefix.len() + 8;
-        if self.tail.len() > keep {
-            self.tail.drain(..self.tail.len() - keep);
-        }
-    }
-
-    /// The exit code and the trailer's length, if the stream ends with it.
-    fn marker(&self) -> Option<(i64, usize)> {
-        let t = &self.tail;
-        let start = t
-            .windows(self.prefix.len())
-            .rposition(|w| w == self.prefix.as_slice())?;
-        let rest = &t[start + self.prefix.len()..];
-        let digits = rest.strip_suffix(b"\n")?;
-        if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
-            return None;
-        }
-        let code = std::str::from_utf8(digits).ok()?.parse().ok()?;
-        Some((code, t.len() - start))
-    }
-}
-
-/// The container's exit code, which with an init process is the command's.
+/// The container's exit code: the wrapper shell's (or the init's), which
+/// is the command's only when the wrapper wrote its trailer.
 async fn wait_exit(docker: &Docker, id: &str) -> Result<i64, SandboxError> {
     // The default condition, "not-running", answers at once if it already exited.
     match docker
@@ -405,7 +373,11 @@ pub fn base64_encode(bytes: &[u8]) -> String {
 /// What one command did.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Outcome {
-    pub exit_code: i64,
+    /// The command's own exit status, from the wrapper's trailer; `None`
+    /// when it is not known (see `exit_code_unknown_reason`), never a guess.
+    pub exit_code: Option<i64>,
+    /// Why `exit_code` is `None`.
+    pub exit_code_unknown_reason: Option<String>,
     pub duration_ms: u64,
     pub stdout: String,
     pub stderr: String,
@@ -419,7 +391,55 @@ pub struct Outcome {
     pub cancelled: bool,
     pub container_id: String,
     pub image_id: String,
+    /// Secret classes the streaming redactor replaced (for the audit row).
+    #[serde(skip)]
+    pub redacted_classes: Vec<String>,
 }
+
+/// One output stream on its way from the container to the result: the
+/// wrapper's trailer is taken out, the rest is redacted as it streams and
+/// only then cut to the head and tail the result keeps.
+struct Stream {
+    trailer: TrailerFilter,
+    redactor: StreamRedactor,
+    capture: Capture,
+    /// Bytes the command wrote (trailer excluded).
+    bytes: u64,
+    scratch: Vec<u8>,
+}
+
+impl Stream {
+    fn new(nonce: &str, red: &Redactor, cap: u64) -> Self {
+        Self {
+            trailer: TrailerFilter::new(nonce),
+            redactor: StreamRedactor::new(red),
+            capture: Capture::new(cap),
+            bytes: 0,
+            scratch: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, frame: &[u8]) {
+        self.scratch.clear();
+        self.trailer.push(frame, &mut self.scratch);
+        self.bytes += self.scratch.len() as u64;
+        let clean = self.redactor.push(&self.scratch);
+        self.capture.push(clean.as_bytes());
+    }
+
+    fn finish(&mut self) {
+        self.scratch.clear();
+        self.trailer.finish(&mut self.scratch);
+        self.bytes += self.scratch.len() as u64;
+        let mut clean = self.redactor.push(&self.scratch);
+        clean.push_str(&self.redactor.finish());
+        self.capture.push(clean.as_bytes());
+    }
+}
+
+/// How long output from background processes is still collected after the
+/// command itself has exited (the container stops right after anyway).
+const LATE_OUTPUT_GRACE: Duration = Duration::from_secs(2);
 
 /// Runs `command` once in `container` (handing it to the waiting process on
 /// stdin), with the timeout and output
@@ -430,6 +450,7 @@ pub async fn run_command(
     container: &Started,
     p: &ExecParams,
     command: &str,
+    red: &Redactor,
     cancel: CancellationToken,
 ) -> Result<Outcome, SandboxError> {
     let started = Instant::now();
@@ -443,7 +464,8 @@ pub async fn run_command(
         mut output,
         mut input,
     } = docker.attach_container(&container.id, Some(opts)).await?;
-    let nonce = bridge::auth::random_hex(8)
+    // 128 bits: the command cannot guess it, so it cannot forge a trailer.
+    let nonce = bridge::auth::random_hex(16)
         .map_err(|e| SandboxError::Stdin(std::io::Error::other(e.to_string())))?;
     let line = format!("{nonce} {}\n", base64_encode(command.as_bytes()));
     input
@@ -454,70 +476,121 @@ pub async fn run_command(
     input.shutdown().await.map_err(SandboxError::Stdin)?;
     drop(input);
     let cap = p.limits.output_cap_bytes;
-    let (mut out, mut err) = (Capture::new(cap), Capture::new(cap));
+    let (mut out, mut err) = (Stream::new(&nonce, red, cap), Stream::new(&nonce, red, cap));
     let kill_at = cap.saturating_mul(OUTPUT_KILL_FACTOR);
     let deadline = tokio::time::sleep(Duration::from_secs(u64::from(p.timeout_secs)));
     tokio::pin!(deadline);
+    let late = tokio::time::sleep(Duration::from_secs(u64::from(p.timeout_secs)));
+    tokio::pin!(late);
+    let mut late_armed = false;
     let (mut timed_out, mut output_limit_hit, mut cancelled) = (false, false, false);
-    let (mut out_end, mut err_end) = (Trailer::new(&nonce), Trailer::new(&nonce));
     loop {
+        // The wrapper writes the trailer only after the command exited.
+        let exited = out.trailer.status().is_some() || err.trailer.status().is_some();
         tokio::select! {
             frame = output.next() => match frame {
                 None => break,
-                Some(Ok(bollard::container::LogOutput::StdOut { message })) => {
-                    out.push(&message);
-                    out_end.push(&message);
-                }
-                Some(Ok(bollard::container::LogOutput::StdErr { message })) => {
-                    err.push(&message);
-                    err_end.push(&message);
-                }
+                Some(Ok(bollard::container::LogOutput::StdOut { message })) => out.push(&message),
+                Some(Ok(bollard::container::LogOutput::StdErr { message })) => err.push(&message),
                 Some(Ok(_)) => {}
                 Some(Err(e)) => {
                     tracing::warn!(error = %e, "output stream failed");
                     break;
                 }
             },
-            _ = &mut deadline => { timed_out = true; break; }
-            _ = cancel.cancelled() => { cancelled = true; break; }
+            _ = &mut deadline => { timed_out = !exited; break; }
+            _ = &mut late, if late_armed => break,
+            _ = cancel.cancelled() => { cancelled = !exited; break; }
         }
-        if out.total() + err.total() > kill_at {
+        if out.bytes + err.bytes > kill_at {
             output_limit_hit = true;
             break;
         }
-        if out_end.marker().is_some() && err_end.marker().is_some() {
-            break;
+        if out.trailer.status().is_some() && err.trailer.status().is_some() {
+            if out.trailer.bytes_after() + err.trailer.bytes_after() == 0 {
+                // The usual end: no need to wait for the engine to notice.
+                break;
+            }
+            if !late_armed {
+                late.as_mut()
+                    .reset(tokio::time::Instant::now() + LATE_OUTPUT_GRACE);
+                late_armed = true;
+            }
         }
     }
     drop(output);
-    let stopped_early = timed_out || output_limit_hit || cancelled;
-    if stopped_early {
+    if timed_out || output_limit_hit || cancelled {
         kill(docker, &container.id).await;
     }
-    let exit_code = match (stopped_early, out_end.marker(), err_end.marker()) {
-        (true, _, _) => 137,
-        (false, Some((code, n_out)), Some((_, n_err))) => {
-            out.truncate_end(n_out);
-            err.truncate_end(n_err);
-            code
-        }
-        // The wrapper did not report (it was killed): ask the engine.
-        _ => wait_exit(docker, &container.id).await?,
+    out.finish();
+    err.finish();
+    let (exit_code, exit_code_unknown_reason) = match (out.trailer.status(), err.trailer.status()) {
+        (Some(a), Some(b)) if a != b => (
+            None,
+            Some(format!(
+                "the sandbox reported two different exit statuses ({a} on stdout, {b} on stderr); neither can be trusted"
+            )),
+        ),
+        (Some(code), _) | (_, Some(code)) => (Some(code), None),
+        (None, None) if timed_out => (
+            None,
+            Some(format!("the command was killed at its {} s timeout before it exited", p.timeout_secs)),
+        ),
+        (None, None) if output_limit_hit => (
+            None,
+            Some(format!("the command was killed for writing more than {kill_at} bytes of output before it exited")),
+        ),
+        (None, None) if cancelled => (
+            None,
+            Some("the command was stopped before it exited (YOLO was disabled or the runner shut down)".to_owned()),
+        ),
+        (None, None) => (None, Some(vanished_reason(docker, &container.id).await?)),
     };
+    let mut classes = out.redactor.classes();
+    classes.extend(err.redactor.classes());
+    classes.dedup();
     Ok(Outcome {
         exit_code,
+        exit_code_unknown_reason,
         duration_ms: started.elapsed().as_millis() as u64,
-        truncated: out.truncated() || err.truncated(),
-        stdout: out.render(),
-        stderr: err.render(),
-        stdout_bytes: out.total(),
-        stderr_bytes: err.total(),
+        truncated: out.capture.truncated() || err.capture.truncated(),
+        stdout: out.capture.render(),
+        stderr: err.capture.render(),
+        stdout_bytes: out.bytes,
+        stderr_bytes: err.bytes,
         timed_out,
         output_limit_hit,
         cancelled,
         container_id: container.id.clone(),
         image_id: container.image_id.clone(),
+        redacted_classes: classes,
     })
+}
+
+/// Why there is no exit status when the wrapper never wrote its trailer:
+/// something killed the wrapper shell (the command, the OOM killer) before
+/// the command ended. The container's own exit code is named, but it is the
+/// wrapper's, not the command's.
+async fn vanished_reason(docker: &Docker, id: &str) -> Result<String, SandboxError> {
+    // The output stream can also break while the container still runs:
+    // do not wait for it forever.
+    let Ok(code) = tokio::time::timeout(Duration::from_secs(5), wait_exit(docker, id)).await else {
+        kill(docker, id).await;
+        return Ok(
+            "the output stream from the sandbox broke before the command reported its exit status; the sandbox was killed".to_owned(),
+        );
+    };
+    let code = code?;
+    let oom = docker
+        .inspect_container(id, None)
+        .await
+        .ok()
+        .and_then(|c| c.state?.oom_killed)
+        .unwrap_or(false);
+    Ok(format!(
+        "the sandbox's shell ended before the command reported its exit status (container exit code {code}{}); the command's own status is unknown",
+        if oom { ", out of memory" } else { "" }
+    ))
 }
 
 #[cfg(test)]
@@ -608,25 +681,6 @@ mod tests {
             HostPaths::default().to_host("/w".as_ref()),
             std::path::Path::new("/w")
         );
-    }
-
-    #[test]
-    fn trailer_is_found_across_frames_and_only_at_the_end() {
-        let mut t = Trailer::new("abcd");
-        t.push(b"output without newline");
-        assert_eq!(t.marker(), None);
-        t.push(b"\nab");
-        t.push(b"cd 42\n");
-        assert_eq!(t.marker(), Some((42, "\nabcd 42\n".len())));
-        t.push(b"more");
-        assert_eq!(
-            t.marker(),
-            None,
-            "a marker followed by more output is not the end"
-        );
-        let mut forged = Trailer::new("abcd");
-        forged.push(b"\nwxyz 0\n");
-        assert_eq!(forged.marker(), None);
     }
 
     #[test]

@@ -1,0 +1,299 @@
+//! Claim-time re-checks, re-enable and queue expiry against a real SQLite
+//! database, with time from a manual clock.
+
+use super::*;
+use bridge::clock::{Clock, ManualClock};
+use bridge::policy::Mode;
+use bridge::yolo::{ExecParams, Limits, Settings};
+
+const CONV: &str = "conv_00000000000000aa";
+const TTL_MS: Millis = 600_000;
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    conn: Connection,
+    red: Redactor,
+    clock: ManualClock,
+}
+
+fn settings(mode: Mode, rw: bool) -> Settings {
+    Settings {
+        mode,
+        workspace: Some("/srv/project".into()),
+        workspace_rw: rw,
+        image: "img:test".into(),
+        runtime: None,
+        timeout_secs: 30,
+        limits: Limits::default(),
+    }
+}
+
+impl Fixture {
+    fn new(enabled: &Settings) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn =
+            bridge::store::open(&dir.path().join("t.db"), bridge::store::Sync::Normal).unwrap();
+        let clock = ManualClock::at(1_800_000_000_000);
+        let now = clock.now_ms();
+        conn.execute(
+            "INSERT INTO conversations (id, created_at, expires_at) VALUES (?1, ?2, ?3)",
+            params![CONV, now, now + 86_400_000],
+        )
+        .unwrap();
+        for s in ["a", "b"] {
+            conn.execute(
+                "INSERT INTO sessions (conversation_id, session_id, role, token_hash) VALUES (?1, ?2, 'role', x'00')",
+                params![CONV, s],
+            )
+            .unwrap();
+        }
+        let red = Redactor::builtin();
+        yolo::enable(&mut conn, &red, CONV, enabled, 3_600_000, now).unwrap();
+        Self {
+            _dir: dir,
+            conn,
+            red,
+            clock,
+        }
+    }
+
+    /// A job approved and executed under `s`, queued now.
+    fn queue(&self, id: &str, command: &str, s: &Settings) {
+        let params = ExecParams::from_settings(s, s.timeout_secs);
+        let json = serde_json::to_string(&params).unwrap();
+        let hash = yolo::proposal_hash(command, &json);
+        self.conn
+            .execute(
+                "INSERT INTO proposals (id, conversation_id, session_id, command, params, hash, state, created_at, updated_at)
+                 VALUES (?1, ?2, 'a', ?3, ?4, ?5, 'queued', ?6, ?6)",
+                params![id, CONV, command, json, hash, self.clock.now_ms()],
+            )
+            .unwrap();
+    }
+
+    fn claim(&mut self, policy: &Policy) -> Option<Proposal> {
+        let rules = ClaimRules {
+            policy,
+            queue_ttl_ms: TTL_MS,
+        };
+        let now = self.clock.now_ms();
+        claim(&mut self.conn, &self.red, rules, "run_test", now).unwrap()
+    }
+
+    fn job(&self, id: &str) -> (String, Option<String>) {
+        self.conn
+            .query_row(
+                "SELECT state, failure FROM proposals WHERE id = ?1",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap()
+    }
+
+    fn messages_to(&self, session: &str) -> Vec<String> {
+        self.conn
+            .prepare("SELECT body FROM messages WHERE recipient = ?1 ORDER BY id")
+            .unwrap()
+            .query_map([session], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap()
+    }
+
+    fn audit_actions(&self) -> Vec<String> {
+        self.conn
+            .prepare("SELECT action FROM audit ORDER BY id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap()
+    }
+
+    /// Changes the stored enablement behind the bridge's back (as a
+    /// concurrent `enable` that lost a race, or a hand edit, would).
+    fn store_settings(&self, s: &Settings) {
+        self.conn
+            .execute(
+                "UPDATE yolo_enablements SET settings = ?1 WHERE conversation_id = ?2",
+                params![serde_json::to_string(s).unwrap(), CONV],
+            )
+            .unwrap();
+    }
+}
+
+#[test]
+fn a_job_whose_settings_and_policy_still_hold_is_claimed() {
+    let s = settings(Mode::Yolo, true);
+    let mut f = Fixture::new(&s);
+    f.queue("prop_1", "touch x", &s);
+    let p = f.claim(&Policy::builtin()).expect("claimed");
+    assert_eq!(p.id, "prop_1");
+    assert_eq!(f.job("prop_1").0, "running");
+}
+
+#[test]
+fn every_narrowed_setting_fails_the_job_at_claim_with_its_name() {
+    let approved = settings(Mode::Yolo, true);
+    type Narrow = fn(&mut Settings);
+    let narrowings: Vec<(&str, Narrow)> = vec![
+        ("workspace read-write", |s| s.workspace_rw = false),
+        ("mode", |s| s.mode = Mode::Safe),
+        ("workspace", |s| s.workspace = Some("/srv/other".into())),
+        ("image", |s| s.image = "other:img".into()),
+        ("runtime", |s| s.runtime = Some("runsc".into())),
+        ("timeout", |s| s.timeout_secs = 10),
+        ("limits", |s| s.limits.memory_bytes /= 2),
+    ];
+    for (name, narrow) in narrowings {
+        let mut f = Fixture::new(&approved);
+        f.queue("prop_1", "touch x", &approved);
+        let mut now = approved.clone();
+        narrow(&mut now);
+        f.store_settings(&now);
+        assert!(f.claim(&Policy::builtin()).is_none(), "{name}: claimed");
+        let (state, failure) = f.job("prop_1");
+        assert_eq!(state, "failed", "{name}");
+        let failure = failure.unwrap();
+        assert!(
+            failure.contains("settings changed") && failure.contains(name),
+            "{name}: {failure}"
+        );
+        for session in ["a", "b"] {
+            assert!(
+                f.messages_to(session).iter().any(|m| m.contains(&failure)),
+                "{name}: session {session} was not told"
+            );
+        }
+        assert!(f.audit_actions().contains(&"job.fail".to_owned()), "{name}");
+    }
+}
+
+#[test]
+fn a_job_without_a_live_enablement_is_not_claimed() {
+    let s = settings(Mode::Yolo, false);
+    let mut f = Fixture::new(&s);
+    f.queue("prop_1", "ls", &s);
+    f.conn
+        .execute(
+            "UPDATE yolo_enablements SET expires_at = ?1",
+            [f.clock.now_ms()],
+        )
+        .unwrap();
+    assert!(f.claim(&Policy::builtin()).is_none());
+    let (state, failure) = f.job("prop_1");
+    assert_eq!(state, "failed");
+    assert!(failure.unwrap().contains("disabled or expired"));
+}
+
+#[test]
+fn the_current_policy_is_applied_at_claim() {
+    let s = settings(Mode::Yolo, false);
+    let mut f = Fixture::new(&s);
+    f.queue("prop_1", "touch marker", &s);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("p.toml");
+    std::fs::write(
+        &file,
+        "[[blocked]]\nname = \"no-touch\"\nregex = '\\btouch\\b'\nreason = \"no touching\"\n",
+    )
+    .unwrap();
+    let policy = Policy::with_file(&file).unwrap();
+    assert!(f.claim(&policy).is_none());
+    let (state, failure) = f.job("prop_1");
+    assert_eq!(state, "failed");
+    let failure = failure.unwrap();
+    assert!(failure.contains("no-touch"), "{failure}");
+}
+
+#[test]
+fn a_job_is_claimed_until_its_ttl_and_failed_from_then_on() {
+    let s = settings(Mode::Yolo, false);
+    for (waited_secs, claimed) in [(0, true), (599, true), (600, false), (3600, false)] {
+        let mut f = Fixture::new(&s);
+        f.queue("prop_1", "ls", &s);
+        f.clock.advance_secs(waited_secs);
+        assert_eq!(
+            f.claim(&Policy::builtin()).is_some(),
+            claimed,
+            "after {waited_secs} s"
+        );
+        if !claimed {
+            let (state, failure) = f.job("prop_1");
+            assert_eq!(state, "failed");
+            assert!(failure.unwrap().contains("in the queue"));
+            assert!(f.audit_actions().contains(&"job.expire".to_owned()));
+            for session in ["a", "b"] {
+                assert!(
+                    f.messages_to(session).iter().any(|m| m.contains("prop_1")),
+                    "session {session} was not told"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn re_enabling_closes_open_proposals_tokens_and_queued_jobs() {
+    let s = settings(Mode::Yolo, true);
+    let mut f = Fixture::new(&s);
+    f.queue("prop_q", "touch x", &s);
+    let now = f.clock.now_ms();
+    for (id, state) in [("prop_p", "proposed"), ("prop_a", "approved")] {
+        f.conn
+            .execute(
+                "INSERT INTO proposals (id, conversation_id, session_id, command, params, hash, state, created_at, updated_at)
+                 VALUES (?1, ?2, 'a', 'ls', '{}', 'h', ?3, ?4, ?4)",
+                params![id, CONV, state, now],
+            )
+            .unwrap();
+    }
+    f.conn
+        .execute(
+            "INSERT INTO approvals (token_hash, proposal_id, proposal_hash, created_at, expires_at) VALUES (x'01', 'prop_a', 'h', ?1, ?2)",
+            params![now, now + 300_000],
+        )
+        .unwrap();
+    let narrowed = settings(Mode::Safe, false);
+    yolo::enable(&mut f.conn, &f.red, CONV, &narrowed, 3_600_000, now).unwrap();
+    assert_eq!(f.job("prop_q").0, "failed");
+    assert!(f.job("prop_q").1.unwrap().contains("re-enabled"));
+    assert_eq!(f.job("prop_p").0, "expired");
+    assert_eq!(f.job("prop_a").0, "expired");
+    let live: i64 = f
+        .conn
+        .query_row(
+            "SELECT count(*) FROM approvals WHERE expires_at > ?1",
+            [now],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(live, 0, "an unspent token still works");
+    for session in ["a", "b"] {
+        let told = f.messages_to(session);
+        assert!(
+            told.iter()
+                .any(|m| m.contains("re-enabled") && m.contains("prop_q") && m.contains("prop_a")),
+            "session {session}: {told:?}"
+        );
+    }
+    let detail: String = f
+        .conn
+        .query_row(
+            "SELECT detail FROM audit WHERE action = 'yolo.enable' ORDER BY id DESC LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(
+        detail.contains("prop_q") && detail.contains("tokens_revoked"),
+        "{detail}"
+    );
+    assert!(f.claim(&Policy::builtin()).is_none(), "the failed job ran");
+    assert!(
+        bridge::audit::verify(&f.conn)
+            .unwrap()
+            .first_break
+            .is_none()
+    );
+}
