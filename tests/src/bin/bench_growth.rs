@@ -26,7 +26,8 @@ use bridge_tests::{Conv, Server, machine_summary, messages, operator, random_hex
 use rusqlite::params;
 use serde_json::json;
 
-/// Seeded conversations besides the measured one.
+/// Seeded conversations besides the measured one. The servers run with the
+/// live-conversation ceiling raised, since the seeded history is above it.
 const OTHER_CONVERSATIONS: usize = 10_000;
 const ITERATIONS: usize = 500;
 const WARMUP: usize = 50;
@@ -141,7 +142,11 @@ struct Latencies {
 /// Sends from `a` and checks `b` (one message back) and `a` (empty), timing
 /// each call on a freshly started server.
 async fn measure(db: &Path, c: &Conv) -> anyhow::Result<Latencies> {
-    let s = Server::start(db, &["--rate-limit", "off"]).await?;
+    let s = Server::start(
+        db,
+        &["--rate-limit", "off", "--max-conversations", "100000000"],
+    )
+    .await?;
     let (mut send, mut check, mut empty) = (vec![], vec![], vec![]);
     for i in 0..WARMUP + ITERATIONS {
         let t = Instant::now();
@@ -182,7 +187,11 @@ async fn measure(db: &Path, c: &Conv) -> anyhow::Result<Latencies> {
 /// A new database with one conversation made through MCP.
 async fn fresh(dir: &Path, name: &str) -> anyhow::Result<(std::path::PathBuf, Conv)> {
     let db = dir.join(name);
-    let s = Server::start(&db, &["--rate-limit", "off"]).await?;
+    let s = Server::start(
+        &db,
+        &["--rate-limit", "off", "--max-conversations", "100000000"],
+    )
+    .await?;
     let c = Conv::create(&s).await?;
     s.stop().await?;
     Ok((db, c))
@@ -262,7 +271,11 @@ async fn main() -> anyhow::Result<()> {
     // Meanwhile a live conversation keeps talking at an agent's pace: the
     // batches must never keep it waiting long, let alone fail it.
     let audit_before = count(&big_db, "audit")?;
-    let live_server = Server::start(&big_db, &["--rate-limit", "off"]).await?;
+    let live_server = Server::start(
+        &big_db,
+        &["--rate-limit", "off", "--max-conversations", "100000000"],
+    )
+    .await?;
     let live = Conv::create(&live_server).await?;
     sql(&big_db)?.execute(
         "UPDATE conversations SET expires_at = 0 WHERE id != ?1",
