@@ -148,6 +148,8 @@ fn production_files_mentioning(dir: &str, needle: &str) -> Vec<String> {
                 .components()
                 .any(|c| c.as_os_str() == "tests" || c.as_os_str() == "tests.rs")
         })
+        // `#[cfg(test)] #[path = "x_tests.rs"] mod tests;` files are tests too.
+        .filter(|p| !p.to_string_lossy().ends_with("_tests.rs"))
         .filter(|p| production_source(p).contains(needle))
         .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
         .collect();
@@ -207,10 +209,13 @@ fn the_runner_touches_workspace_files_only_through_confined_rs() {
         "read_dir(",
     ] {
         let hits = production_files_mentioning("runner/src", needle);
-        let allowed: &[&str] = if needle == "std::fs::read" {
-            &["sandbox.rs"]
-        } else {
-            &[]
+        // sandbox.rs reads its own container's /etc/hostname; policy_watch.rs
+        // stats the operator's policy file (an operator path given by flag,
+        // never one below a workspace) to notice edits.
+        let allowed: &[&str] = match needle {
+            "std::fs::read" => &["sandbox.rs"],
+            "std::fs::metadata" => &["policy_watch.rs"],
+            _ => &[],
         };
         assert_eq!(hits, allowed, "`{needle}` outside confined.rs");
     }
