@@ -70,7 +70,10 @@ fuzz_target!(|data: &[u8]| {
 fn splice(data: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(data.len());
     let mut rest = data;
-    while let Some(i) = rest.windows(PLACEHOLDER.len()).position(|w| w == PLACEHOLDER) {
+    while let Some(i) = rest
+        .windows(PLACEHOLDER.len())
+        .position(|w| w == PLACEHOLDER)
+    {
         out.extend_from_slice(&rest[..i]);
         out.extend_from_slice(TOKEN.as_bytes());
         rest = &rest[i + PLACEHOLDER.len()..];
@@ -307,7 +310,10 @@ fn check(input: &[u8], output: &[u8], secrets: &[String; 3]) {
             .collect();
         eprintln!("responses (status, session, body bytes): {seen:?}");
     }
-    let issued: Vec<&String> = responses.iter().filter_map(|r| r.session_id.as_ref()).collect();
+    let issued: Vec<&String> = responses
+        .iter()
+        .filter_map(|r| r.session_id.as_ref())
+        .collect();
     for r in &responses {
         for secret in secrets.iter().chain(issued.iter().copied()) {
             assert!(
@@ -318,7 +324,10 @@ fn check(input: &[u8], output: &[u8], secrets: &[String; 3]) {
     }
     if !contains(input, TOKEN) {
         for r in &responses {
-            assert!(r.session_id.is_none(), "a session was created without the bearer token");
+            assert!(
+                r.session_id.is_none(),
+                "a session was created without the bearer token"
+            );
             assert!(
                 !(200..300).contains(&r.status) || r.body == b"ok\n",
                 "status {} without the bearer token, not from /healthz",
@@ -336,7 +345,10 @@ fn check(input: &[u8], output: &[u8], secrets: &[String; 3]) {
                 req.path,
                 resp.status
             );
-            assert!(resp.session_id.is_none(), "a session without the bearer token");
+            assert!(
+                resp.session_id.is_none(),
+                "a session without the bearer token"
+            );
         }
         let bad_host = !req.host.as_deref().is_some_and(host_allowed);
         if req.authorized && bad_host && req.path.starts_with("/mcp") {
