@@ -247,9 +247,7 @@ pub async fn serve(
     };
     let closing = CancellationToken::new();
     let tracker = TaskTracker::new();
-    let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout);
+    let http = http1(&limits);
     tokio::pin!(stop);
     loop {
         let (stream, peer) = tokio::select! {
@@ -313,6 +311,31 @@ pub async fn serve(
         );
     }
     Ok(())
+}
+
+/// hyper's HTTP/1 server with the header-read timeout.
+fn http1(limits: &ConnLimits) -> hyper::server::conn::http1::Builder {
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout);
+    http
+}
+
+/// Serves one connection over any byte stream exactly as the accept loop
+/// serves a TCP connection (minus the connection cap): the `http` fuzz
+/// target's entry point.
+pub async fn serve_io<I>(
+    io: I,
+    app: Router,
+    peer: SocketAddr,
+    limits: ConnLimits,
+) -> Result<(), hyper::Error>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    http1(&limits)
+        .serve_connection(TokioIo::new(io), service(app, peer, Arc::default()))
+        .await
 }
 
 /// The per-connection service: tells the app who the peer is and counts

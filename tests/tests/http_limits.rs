@@ -1,7 +1,7 @@
 //! The HTTP transport's limits through the real binary: the session cap
 //! (total and per address) answers 503 with `Retry-After`, a session that
 //! never completes the handshake or goes idle expires, a slow request head
-//! or body is cut off, the connection cap refuses, and `/healthz` plus a connected
+//! or body is cut off (an announced over-cap body at once), the connection cap refuses, and `/healthz` plus a connected
 //! client keep answering during a small flood from other addresses.
 
 use std::time::{Duration, Instant};
@@ -228,6 +228,37 @@ async fn a_request_body_that_does_not_arrive_in_time_gets_408() -> anyhow::Resul
     assert!(
         took >= Duration::from_millis(1500),
         "answered after {took:?}, before the 2 s body timeout"
+    );
+    server.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_content_length_over_the_cap_gets_413_without_waiting_for_the_body() -> anyhow::Result<()>
+{
+    let dir = tempfile::tempdir()?;
+    let server = HttpBridge::start(dir.path(), &["--http-body-timeout", "20s"]).await?;
+    let to = server.addr;
+    let mut slow = connect_from(attacker(0), to).await?;
+    let started = Instant::now();
+    // 2 MB announced, one byte sent: the answer must not wait for the rest.
+    slow.write_all(
+        format!(
+            "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: 2000000\r\n\r\n{{",
+            to.port()
+        )
+        .as_bytes(),
+    )
+    .await?;
+    let mut got = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(10), slow.read(&mut got))
+        .await
+        .context("no answer within 10 s to a 2 MB Content-Length")??;
+    let text = String::from_utf8_lossy(&got[..n]);
+    assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "answered after {:?}, as if it waited for the body",
+        started.elapsed()
     );
     server.stop().await
 }
