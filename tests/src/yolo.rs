@@ -133,8 +133,8 @@ pub fn operator_pty(db: &Path, args: &[&str]) -> anyhow::Result<rexpect::session
 }
 
 /// Stages 2-3 on a real terminal: types the phrase and the one-time code it
-/// prints.
-pub fn enable(db: &Path, conv: &str, extra: &[&str]) -> anyhow::Result<()> {
+/// prints; returns that code.
+pub fn enable(db: &Path, conv: &str, extra: &[&str]) -> anyhow::Result<String> {
     let mut args = vec!["yolo", "enable", conv];
     args.extend_from_slice(extra);
     let mut p = operator_pty(db, &args)?;
@@ -146,7 +146,7 @@ pub fn enable(db: &Path, conv: &str, extra: &[&str]) -> anyhow::Result<()> {
     p.send_line(&code)?;
     p.exp_string("YOLO enabled for")?;
     p.exp_eof()?;
-    Ok(())
+    Ok(code)
 }
 
 /// Stage 4 on a real terminal: pages through the review (Enter at each

@@ -11,9 +11,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::Context;
-use bridge_tests::yolo::{
-    approve, docker_or_skip, operator_pty, runner_id, sandbox_image, wait_final,
-};
+use bridge_tests::yolo::{approve, docker_or_skip, enable, runner_id, sandbox_image, wait_final};
 use bridge_tests::{Conv, Server, bin, random_hex};
 use serde_json::json;
 
@@ -34,24 +32,6 @@ async fn agent(db: &Path, log: &Path) -> anyhow::Result<Server> {
         cmd.env(k, v);
     }
     Server::spawn(cmd, Stdio::from(File::create(log)?)).await
-}
-
-/// `bridge yolo enable` on a terminal; returns the one-time code it showed.
-fn enable(db: &Path, conv: &str) -> anyhow::Result<String> {
-    let image = sandbox_image();
-    let mut p = operator_pty(
-        db,
-        &["yolo", "enable", conv, "--mode", "yolo", "--image", image],
-    )?;
-    p.exp_string("Type exactly `I UNDERSTAND THE RISKS` to continue: ")?;
-    p.send_line("I UNDERSTAND THE RISKS")?;
-    let (_, line) = p.exp_regex(r"One-time code: [A-Z0-9]{4}-[A-Z0-9]{4}")?;
-    let code = line.trim_start_matches("One-time code: ").to_owned();
-    p.exp_string("Type the one-time code: ")?;
-    p.send_line(&code)?;
-    p.exp_string("YOLO enabled for")?;
-    p.exp_eof()?;
-    Ok(code)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -106,7 +86,7 @@ async fn no_secret_reaches_any_log_at_trace_level() -> anyhow::Result<()> {
     // A secret in a proposed command is refused, and not logged either.
     let mut runner = None;
     if docker {
-        let code = enable(&db, &c.id)?;
+        let code = enable(&db, &c.id, &["--mode", "yolo", "--image", sandbox_image()])?;
         secrets.push(code);
         let refused = a
             .refused(
