@@ -16,10 +16,11 @@ use tokio_util::sync::CancellationToken;
 use crate::audit::{self, Entry, Outcome};
 use crate::auth;
 use crate::clock::Millis;
-use crate::service::{Bridge, Caller, ToolError, insert_to_others, internal};
+use crate::service::{Bridge, Caller, ToolError, internal};
 use crate::store::StoreError;
 use crate::wake::BACKSTOP;
 use crate::yolo::{self, Event, ExecParams, JobState, YoloError};
+use bridge_state::messages::insert_to_others;
 
 /// `execute_command` waits at most this long for a result before returning
 /// the job id; MCP clients time tool calls out at around a minute.
@@ -390,16 +391,10 @@ fn yolo_store(e: YoloError) -> StoreError {
 
 /// The agent's view of a job.
 pub fn execution_of(p: &yolo::Proposal) -> Execution {
-    let r = p.result.clone().unwrap_or_default();
-    let exit_code = r.get("exit_code").and_then(|v| v.as_i64());
-    let unknown = r
-        .get("exit_code_unknown_reason")
-        .and_then(|v| v.as_str())
-        .map(str::to_owned);
-    let timed_out = r
-        .get("timed_out")
-        .and_then(|v| v.as_bool())
-        .unwrap_or(false);
+    let r = p.result.as_ref();
+    let exit_code = r.and_then(|r| r.exit_code);
+    let unknown = r.and_then(|r| r.exit_code_unknown_reason.clone());
+    let timed_out = r.is_some_and(|r| r.timed_out);
     let message = match p.state {
         JobState::Done => match (exit_code, &unknown) {
             (Some(code), _) => format!("Exited with code {code}."),
@@ -420,13 +415,10 @@ pub fn execution_of(p: &yolo::Proposal) -> Execution {
         dry_run: false,
         exit_code,
         exit_code_unknown_reason: unknown,
-        duration_ms: r.get("duration_ms").and_then(|v| v.as_u64()),
-        stdout: r.get("stdout").and_then(|v| v.as_str()).map(str::to_owned),
-        stderr: r.get("stderr").and_then(|v| v.as_str()).map(str::to_owned),
-        truncated: r
-            .get("truncated")
-            .and_then(|v| v.as_bool())
-            .unwrap_or(false),
+        duration_ms: r.map(|r| r.duration_ms),
+        stdout: r.map(|r| r.stdout.clone()),
+        stderr: r.map(|r| r.stderr.clone()),
+        truncated: r.is_some_and(|r| r.truncated),
         timed_out,
         failure: p.failure.clone(),
         message,

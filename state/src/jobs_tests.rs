@@ -2,9 +2,9 @@
 //! database, with time from a manual clock.
 
 use super::*;
-use bridge::clock::{Clock, ManualClock};
-use bridge::policy::Mode;
-use bridge::yolo::{ExecParams, Limits, Settings};
+use crate::clock::{Clock, ManualClock};
+use crate::policy::Mode;
+use crate::yolo::{ExecParams, Limits, Settings};
 
 const CONV: &str = "conv_00000000000000aa";
 const TTL_MS: Millis = 600_000;
@@ -32,7 +32,7 @@ impl Fixture {
     fn new(enabled: &Settings) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut conn =
-            bridge::store::open(&dir.path().join("t.db"), bridge::store::Sync::Normal).unwrap();
+            crate::store::open(&dir.path().join("t.db"), crate::store::Sync::Normal).unwrap();
         let clock = ManualClock::at(1_800_000_000_000);
         let now = clock.now_ms();
         conn.execute(
@@ -290,10 +290,5 @@ fn re_enabling_closes_open_proposals_tokens_and_queued_jobs() {
         "{detail}"
     );
     assert!(f.claim(&Policy::builtin()).is_none(), "the failed job ran");
-    assert!(
-        bridge::audit::verify(&f.conn)
-            .unwrap()
-            .first_break
-            .is_none()
-    );
+    assert!(crate::audit::verify(&f.conn).unwrap().first_break.is_none());
 }
