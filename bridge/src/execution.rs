@@ -121,7 +121,7 @@ impl Bridge {
                         format!("must be between 1 and the operator's limit of {} s (got {timeout})", en.settings.timeout_secs),
                     )));
                 }
-                let (clean, classes) = this.redactor().redact_report(&command);
+                let (clean, classes) = this.redactor().redacted_report(&command);
                 if !classes.is_empty() {
                     let e = refuse(
                         &tx,
@@ -148,23 +148,29 @@ impl Bridge {
                     tx.commit()?;
                     return Ok(Err(e));
                 }
-                let reason = reason.map(|r| this.redactor().redact(&r).into_owned());
+                let reason = reason.map(|r| this.redactor().redacted(&r));
                 let params = ExecParams::from_settings(&en.settings, timeout);
                 let params_json = serde_json::to_string(&params).map_err(|e| StoreError::Join(e.to_string()))?;
                 let hash = yolo::proposal_hash(&command, &params_json);
                 let id = format!("prop_{}", auth::random_hex(8).map_err(|e| StoreError::Join(e.to_string()))?);
-                tx.execute(
-                    "INSERT INTO proposals (id, conversation_id, session_id, command, reason, params, hash, state, created_at, updated_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'proposed', ?8, ?8)",
-                    params![id, cid, sid, command, reason, params_json, hash, now],
-                )?;
+                // No secret was found above, so the redacted command is the
+                // command itself, byte for byte (the hash covers it).
+                yolo::insert_proposal(&tx, &yolo::NewProposal {
+                    id: &id,
+                    conversation_id: &cid,
+                    session_id: &sid,
+                    command: &clean,
+                    reason: reason.as_ref(),
+                    params_json: &params_json,
+                    hash: &hash,
+                }, now)?;
                 let ws = params.workspace.as_ref().map(|w| w.display().to_string());
                 let note = format!(
                     "Session {sid} proposes to run in a sandbox ({} mode, image {}, workspace {}):\n\n    {command}\n\nReason: {}\nProposal {id}. The operator reviews it with `bridge yolo approve {id}`.",
                     params.mode.as_str(),
                     params.image,
                     ws.as_deref().map(|w| format!("{w} {}", if params.workspace_rw { "read-write" } else { "read-only" })).unwrap_or_else(|| "none".into()),
-                    reason.as_deref().unwrap_or("(none given)"),
+                    reason.as_ref().map_or("(none given)", |r| r.as_str()),
                 );
                 let note = this.redactor().redacted(&note);
                 let no_files = this.redactor().redacted("[]");

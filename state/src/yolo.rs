@@ -625,6 +625,45 @@ pub fn record_result(
     Ok(())
 }
 
+/// A new proposal as the bridge stores it. The command and the reason are
+/// agent text, so both are [`Redacted`]; a command in which the redactor
+/// found a secret is refused before this point, so its redacted form is the
+/// command itself and the hash over it still holds.
+#[derive(Debug, Clone, Copy)]
+pub struct NewProposal<'a> {
+    pub id: &'a str,
+    pub conversation_id: &'a str,
+    pub session_id: &'a str,
+    pub command: &'a Redacted,
+    pub reason: Option<&'a Redacted>,
+    pub params_json: &'a str,
+    pub hash: &'a str,
+}
+
+/// Stores a proposal in state `proposed`. The only writer of `proposals`
+/// rows; their state changes go through [`transition`].
+pub fn insert_proposal(
+    conn: &Connection,
+    p: &NewProposal<'_>,
+    now: Millis,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO proposals (id, conversation_id, session_id, command, reason, params, hash, state, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'proposed', ?8, ?8)",
+    )?
+    .execute(params![
+        p.id,
+        p.conversation_id,
+        p.session_id,
+        p.command,
+        p.reason,
+        p.params_json,
+        p.hash,
+        now
+    ])?;
+    Ok(())
+}
+
 /// A stored proposal as the operator and the runner see it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Proposal {

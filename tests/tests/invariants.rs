@@ -202,11 +202,12 @@ fn production_files_mentioning(dir: &str, needle: &str) -> Vec<String> {
 
 #[test]
 fn messages_failures_and_results_are_written_only_by_functions_that_take_redacted() {
-    // `insert_to_others`, `yolo::record_failure` and `yolo::record_result`
-    // take `Redacted`, which only the redactor constructs; no other SQL may
+    // `messages::insert_to_others`, `yolo::insert_proposal`,
+    // `yolo::record_failure` and `yolo::record_result` take `Redacted`, which only the redactor constructs; no other SQL may
     // write these columns.
     for dir in ["bridge/src", "runner/src", "state/src"] {
         let messages = production_files_mentioning(dir, "INSERT INTO messages");
+        let proposals = production_files_mentioning(dir, "INSERT INTO proposals");
         let sql_writes = |column: &str| {
             let mut files: Vec<String> = ["= ?", "= '", "=?", "='"]
                 .iter()
@@ -220,18 +221,24 @@ fn messages_failures_and_results_are_written_only_by_functions_that_take_redacte
         let (failure, result) = (sql_writes("failure"), sql_writes("result"));
         if dir == "state/src" {
             assert_eq!(messages, ["messages.rs"]);
+            assert_eq!(proposals, ["yolo.rs"]);
             assert_eq!(failure, ["yolo.rs"]);
             assert_eq!(result, ["yolo.rs"]);
         } else {
             assert!(
-                messages.is_empty() && failure.is_empty() && result.is_empty(),
-                "{dir} writes messages, failures or results itself"
+                messages.is_empty()
+                    && proposals.is_empty()
+                    && failure.is_empty()
+                    && result.is_empty(),
+                "{dir} writes messages, proposals, failures or results itself"
             );
         }
     }
     let repository = production_source(&workspace().join("state/src/messages.rs"));
     assert_eq!(repository.matches("INSERT INTO messages").count(), 1);
     assert!(repository.contains("body: &Redacted,\n    files_json: &Redacted,"));
+    let yolo = production_source(&workspace().join("state/src/yolo.rs"));
+    assert!(yolo.contains("pub command: &'a Redacted,\n    pub reason: Option<&'a Redacted>,"));
 }
 
 #[test]
