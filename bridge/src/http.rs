@@ -396,6 +396,8 @@ pub fn app(bridge: Bridge, opts: &HttpOptions) -> App {
     let router = Router::new()
         .nest_service("/mcp", mcp)
         .layer(middleware::from_fn(http_errors::explain_errors))
+        // Before the outer layers, so unknown paths need the token too.
+        .fallback(http_errors::unknown_path)
         .layer(middleware::from_fn_with_state(
             sessions.clone(),
             http_errors::close_session,
@@ -412,8 +414,7 @@ pub fn app(bridge: Bridge, opts: &HttpOptions) -> App {
             get(health)
                 .fallback(http_errors::healthz_method)
                 .with_state(bridge),
-        )
-        .fallback(http_errors::unknown_path);
+        );
     App {
         router,
         drain,

@@ -112,28 +112,31 @@ pub async fn explain_errors(req: Request, next: Next) -> Response {
     Response::from_parts(parts, axum::body::Body::from(body))
 }
 
-/// `DELETE /mcp`: 404 with a reason for a session that does not exist, 204
-/// instead of rmcp's 202 for one it closed.
+/// `DELETE /mcp`: 204 instead of rmcp's 202 for a session it closed, 404
+/// with a reason for one that did not exist. rmcp still sees every DELETE
+/// first, so its Host/Origin and header checks answer as before.
 pub async fn close_session(State(sessions): State<Sessions>, req: Request, next: Next) -> Response {
     if req.method() != Method::DELETE {
         return next.run(req).await;
     }
-    let id = req
+    let id: Option<std::sync::Arc<str>> = req
         .headers()
         .get("mcp-session-id")
         .and_then(|v| v.to_str().ok())
-        .map(|s| std::sync::Arc::<str>::from(s));
-    if let Some(id) = id
-        && !sessions.has_session(&id).await.unwrap_or(true)
-    {
-        return (
-            StatusCode::NOT_FOUND,
-            "no such session (already closed, expired or never opened): nothing to close; a new session starts with a POST of `initialize` to /mcp\n",
-        )
-            .into_response();
-    }
+        .map(Into::into);
+    let existed = match &id {
+        Some(id) => sessions.has_session(id).await.unwrap_or(true),
+        None => true,
+    };
     let mut response = next.run(req).await;
     if response.status() == StatusCode::ACCEPTED {
+        if !existed {
+            return (
+                StatusCode::NOT_FOUND,
+                "no such session (already closed, expired or never opened): nothing to close; a new session starts with a POST of `initialize` to /mcp\n",
+            )
+                .into_response();
+        }
         *response.status_mut() = StatusCode::NO_CONTENT;
     }
     response

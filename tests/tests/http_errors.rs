@@ -161,7 +161,7 @@ fn every_error_answer_says_what_is_wrong_and_what_to_do() -> anyhow::Result<()> 
     let cases: Vec<(&str, String, &str, u16, Vec<&str>)> = vec![
         (
             "unknown path (axum fallback)",
-            format!("GET /nope HTTP/1.1\r\n{host}"),
+            format!("GET /nope HTTP/1.1\r\n{host}{auth}"),
             "",
             404,
             vec!["/mcp", "/healthz"],
