@@ -44,7 +44,9 @@ fn stdio_hint() -> String {
 /// `bridge http-token` on a terminal: say where the token went and how to
 /// capture it from a container without the TTY's trailing `\r`.
 pub fn http_token_hint_if_terminal() {
-    if std::io::stdout().is_terminal() {
+    #[allow(clippy::disallowed_methods)] // asks whether stdout is a TTY, writes nothing
+    let stdout_is_tty = std::io::stdout().is_terminal();
+    if stdout_is_tty {
         eprintln!(
             "{TOKEN_HINT} (one line). To capture it from Docker use `exec -T`: TOKEN=$(docker compose exec -T bridge bridge http-token) (or docker-compose exec -T …); without -T the TTY appends a \\r and every request then gets HTTP 400 with an empty body."
         );
