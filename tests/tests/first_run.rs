@@ -377,3 +377,37 @@ fn context_sizes_parse() {
     );
     assert_eq!(context_bytes("Step 1/2 : FROM scratch"), None);
 }
+
+/// `.env.example` names every variable compose.yaml reads, each with the
+/// default compose.yaml falls back to, and nothing else.
+#[test]
+fn the_example_env_matches_compose_yaml() -> anyhow::Result<()> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let compose = std::fs::read_to_string(root.join("compose.yaml"))?;
+    let example = std::fs::read_to_string(root.join(".env.example"))?;
+    let used: std::collections::BTreeMap<String, String> =
+        regex::Regex::new(r"\$\{([A-Z_]+):-([^}]*)\}")?
+            .captures_iter(&compose)
+            .map(|c| (c[1].to_owned(), c[2].to_owned()))
+            .collect();
+    anyhow::ensure!(
+        !compose.contains("${") || !used.is_empty(),
+        "compose.yaml variables not recognised"
+    );
+    let listed: std::collections::BTreeMap<String, String> = example
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    assert_eq!(
+        listed, used,
+        ".env.example and compose.yaml's ${{VAR:-default}} disagree"
+    );
+    assert_eq!(
+        compose.matches("${").count(),
+        compose.matches(":-").count(),
+        "a compose variable without a default"
+    );
+    Ok(())
+}
