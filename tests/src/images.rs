@@ -12,7 +12,6 @@
 //! this run's label, plus the containers started from those images and the
 //! compose project named after this run.
 
-use std::io::Write;
 use std::process::{ChildStdin, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 
@@ -83,10 +82,6 @@ pub fn ensure_reaper() {
     });
     if let Err(e) = r {
         panic!("{e}");
-    }
-    // Keep the write end referenced (and prove the reaper is still there).
-    if let Ok(pipe) = r {
-        let _ = pipe.lock().map(|mut p| p.flush());
     }
 }
 
