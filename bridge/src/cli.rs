@@ -126,6 +126,11 @@ pub struct ServeArgs {
     /// Commit durability: `normal` survives process crashes, `full` also power loss
     #[arg(long, env = "BRIDGE_SYNC", value_enum)]
     pub sync: Option<Sync>,
+    /// Check the set-up and exit: open the database (with the same permission
+    /// checks), the secret and the HTTP token, answer one MCP `initialize`
+    /// in-process, print one line; exit status 0 if all went well
+    #[arg(long)]
+    pub check: bool,
     /// Offer the YOLO tools (propose_command, execute_command); same as YOLO_MODE=1
     #[arg(long)]
     pub yolo: bool,
@@ -276,11 +281,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             } else {
                 None
             };
+            if args.check {
+                let line = crate::startup::check(&settings, policy, &args).await?;
+                terminal::println(line)?;
+                return Ok(());
+            }
             crate::serve(settings, policy, &args).await
         }
         Command::Health { url } => crate::health(&url).await,
         Command::HttpToken { file } => {
             terminal::println(crate::http::read_token_file(&file)?)?;
+            crate::startup::http_token_hint_if_terminal();
             Ok(())
         }
         Command::Demo => crate::demo::run().await,

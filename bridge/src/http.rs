@@ -30,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use crate::http_conn::ConnLimits;
 use crate::http_conn::{RETRY_AFTER_SECS, WithGuard};
+use crate::http_errors;
 pub use crate::http_sessions::SessionLimits;
 use crate::http_sessions::{ADMISSION, Sessions};
 use crate::service::Bridge;
@@ -293,14 +294,9 @@ fn listen(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
     socket.listen(LISTEN_BACKLOG)
 }
 
-/// Serves until `shutdown` fires. Returns the bound address through `bound`
-/// (useful with port 0).
-pub async fn serve(
-    bridge: Bridge,
-    opts: HttpOptions,
-    shutdown: CancellationToken,
-    bound: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
-) -> anyhow::Result<()> {
+/// The address to listen on, once the options are safe: a token, if set,
+/// is long enough; without one only loopback is allowed.
+pub fn check_options(opts: &HttpOptions) -> anyhow::Result<SocketAddr> {
     let addr = opts
         .addr
         .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8765)));
@@ -311,6 +307,18 @@ pub async fn serve(
             "refusing to listen on {addr} without authentication: that address is reachable from other machines. Set BRIDGE_HTTP_TOKEN (or --http-token-file) so every request must carry `Authorization: Bearer …`, or bind 127.0.0.1"
         );
     }
+    Ok(addr)
+}
+
+/// Serves until `shutdown` fires. Returns the bound address through `bound`
+/// (useful with port 0).
+pub async fn serve(
+    bridge: Bridge,
+    opts: HttpOptions,
+    shutdown: CancellationToken,
+    bound: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
+) -> anyhow::Result<()> {
+    let addr = check_options(&opts)?;
     let app = app(bridge, &opts);
     raise_fd_limit(opts.connections.max_total);
     let listener = listen(addr).with_context(|| format!("cannot listen on {addr}"))?;
@@ -343,7 +351,8 @@ pub async fn serve(
 /// the stack a client reaches.
 pub struct App {
     /// `/mcp` (bearer token, body cap and timeout, session cap, rmcp with
-    /// its Host/Origin checks) and `/healthz`.
+    /// its Host/Origin checks, error bodies and DELETE statuses from
+    /// `http_errors`) and `/healthz`.
     pub router: Router,
     /// Cancelled first at shutdown: long polls end, their answers still go out.
     pub drain: CancellationToken,
@@ -386,6 +395,13 @@ pub fn app(bridge: Bridge, opts: &HttpOptions) -> App {
     // The last layer runs first: the token, then the body, then the cap.
     let router = Router::new()
         .nest_service("/mcp", mcp)
+        .layer(middleware::from_fn(http_errors::explain_errors))
+        // Before the outer layers, so unknown paths need the token too.
+        .fallback(http_errors::unknown_path)
+        .layer(middleware::from_fn_with_state(
+            sessions.clone(),
+            http_errors::close_session,
+        ))
         .layer(middleware::from_fn(watch_disconnect))
         .layer(middleware::from_fn_with_state(sessions, admit_session))
         .layer(middleware::from_fn_with_state(
@@ -393,7 +409,12 @@ pub fn app(bridge: Bridge, opts: &HttpOptions) -> App {
             read_body_in_time,
         ))
         .layer(middleware::from_fn_with_state(token, require_bearer))
-        .route("/healthz", get(health).with_state(bridge));
+        .route(
+            "/healthz",
+            get(health)
+                .fallback(http_errors::healthz_method)
+                .with_state(bridge),
+        );
     App {
         router,
         drain,

@@ -9,11 +9,13 @@ pub mod execution;
 pub mod guard;
 pub mod http;
 pub mod http_conn;
+pub mod http_errors;
 pub mod http_sessions;
 pub mod operator;
 pub mod review;
 pub mod runner_process;
 pub mod service;
+pub mod startup;
 pub mod tally;
 pub mod throttle;
 pub mod tools;
@@ -46,27 +48,7 @@ pub async fn serve(
     let yolo = policy.is_some();
     logging::use_redactor(settings.redactor.clone());
     let bridge = cli::open_bridge(&settings, policy)?;
-    let http = match args.http {
-        None => None,
-        Some(addr) => {
-            let env_token = std::env::var("BRIDGE_HTTP_TOKEN")
-                .ok()
-                .filter(|t| !t.is_empty());
-            let token = match &args.http_token_file {
-                Some(f) => Some(http::read_token_file(f)?),
-                None => env_token,
-            };
-            let (sessions, connections) = args.http_limits()?;
-            Some(http::HttpOptions {
-                addr: Some(addr),
-                token,
-                allowed_hosts: args.allowed_hosts.clone(),
-                allowed_origins: args.allowed_origins.clone(),
-                sessions,
-                connections,
-            })
-        }
-    };
+    let http = http_options(args)?;
     let runner = if args.spawn_runner {
         Some(runner_process::Supervisor::start(
             args.runner_bin.clone(),
@@ -101,7 +83,10 @@ pub async fn serve(
             });
             http::serve(bridge.clone(), opts, shutdown, None).await
         }
-        None => serve_stdio(bridge.clone()).await,
+        None => {
+            startup::stdio_hint_if_terminal();
+            serve_stdio(bridge.clone()).await
+        }
     };
     flusher.abort();
     bridge.flush_tally().await;
@@ -109,6 +94,30 @@ pub async fn serve(
         r.stop().await;
     }
     result
+}
+
+/// The HTTP options `args` ask for (`None` for stdio): the token from its
+/// file or `BRIDGE_HTTP_TOKEN`, the limits, the allow-lists.
+pub(crate) fn http_options(args: &cli::ServeArgs) -> anyhow::Result<Option<http::HttpOptions>> {
+    let Some(addr) = args.http else {
+        return Ok(None);
+    };
+    let env_token = std::env::var("BRIDGE_HTTP_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty());
+    let token = match &args.http_token_file {
+        Some(f) => Some(http::read_token_file(f)?),
+        None => env_token,
+    };
+    let (sessions, connections) = args.http_limits()?;
+    Ok(Some(http::HttpOptions {
+        addr: Some(addr),
+        token,
+        allowed_hosts: args.allowed_hosts.clone(),
+        allowed_origins: args.allowed_origins.clone(),
+        sessions,
+        connections,
+    }))
 }
 
 async fn serve_stdio(bridge: Bridge) -> anyhow::Result<()> {

@@ -7,7 +7,8 @@
 # and builds nothing.
 #
 #   images/offline/build.sh [--bin-dir DIR]    (default: cargo build --release)
-# BRIDGE_IMAGE and SANDBOX_IMAGE override the tags (compose.yaml reads the same).
+# BRIDGE_IMAGE and SANDBOX_IMAGE override the tags (compose.yaml reads the same);
+# IMAGE_LABEL=key=value adds that label to both (the tests mark their images).
 set -eu
 bridge_image="${BRIDGE_IMAGE:-mcp-bridge:local}"
 sandbox_image="${SANDBOX_IMAGE:-mcp-bridge-sandbox:latest}"
@@ -37,6 +38,7 @@ printf 'root:x:0:0:root:/root:/sbin/nologin\nnobody:x:65534:65534:nobody:/tmp:/s
 printf 'root:x:0:\nnogroup:x:65534:\n' > "$root/etc/group"
 chmod 1777 "$root/tmp"
 tar -C "$root" --numeric-owner --owner=0 --group=0 -cf - . | docker import \
+  ${IMAGE_LABEL:+--change "LABEL $IMAGE_LABEL"} \
   --change 'ENV PATH=/usr/local/bin BRIDGE_DB=/data/bridge.db' \
   --change 'CMD ["bridge", "serve", "--http", "0.0.0.0:8765"]' \
   - "$bridge_image" >/dev/null

@@ -4,6 +4,7 @@
 # imported with `docker import`. Takes about a second.
 #
 #   images/sandbox-offline/build.sh [TAG]     (default mcp-bridge-sandbox:offline)
+# IMAGE_LABEL=key=value adds that label (the tests mark their images with it).
 set -eu
 tag="${1:-mcp-bridge-sandbox:offline}"
 busybox="${BUSYBOX:-/bin/busybox}"
@@ -26,6 +27,7 @@ printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/tmp:/bin/sh\
 printf 'root:x:0:\nnogroup:x:65534:\n' > "$root/etc/group"
 chmod 1777 "$root/tmp"
 tar -C "$root" --numeric-owner --owner=0 --group=0 -cf - . | docker import \
+  ${IMAGE_LABEL:+--change "LABEL $IMAGE_LABEL"} \
   --change 'USER 65534:65534' \
   --change 'WORKDIR /workspace' \
   --change 'ENV PATH=/bin HOME=/tmp' \

@@ -232,6 +232,68 @@ mod tests {
         assert!(parse_duration("3 weeks").unwrap_err().contains("90m"));
     }
 
+    /// The example config a newcomer copies: it parses with the real loader
+    /// as checked in (and sets only the defaults), every key the loader
+    /// knows is in it, and its commented-out keys parse too.
+    #[test]
+    fn the_checked_in_example_config_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/bridge.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let resolve = |config: &Path| {
+            Settings::resolve(Overrides {
+                config: Some(config.into()),
+                db: Some(dir.path().join("x.db")),
+                ..Default::default()
+            })
+        };
+        let s = resolve(&path).unwrap();
+        let d = resolve(Path::new("/dev/null")).unwrap();
+        assert_eq!(s.conversation_ttl, d.conversation_ttl);
+        assert_eq!(s.limits.windows.len(), d.limits.windows.len());
+        assert_eq!(s.quotas, d.quotas);
+        assert_eq!(s.queue_ttl, d.queue_ttl);
+        for key in [
+            "db",
+            "conversation_ttl",
+            "rate_limit",
+            "sync",
+            "auth_failures",
+            "create_limit",
+            "create_limit_global",
+            "max_conversations",
+            "redaction_patterns",
+            "queue_ttl",
+            "[[pattern]]",
+        ] {
+            assert!(text.contains(key), "the example does not mention `{key}`");
+        }
+        // Uncommented (`# key = …` → `key = …`), it must still parse.
+        let uncommented: String = text
+            .lines()
+            .map(|l| match l.strip_prefix("# ") {
+                Some(rest)
+                    if rest.starts_with("[[")
+                        || rest.split_once(" = ").is_some_and(|(k, _)| {
+                            k.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+                        }) =>
+                {
+                    rest
+                }
+                _ => l,
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(uncommented.contains("\n[[pattern]]\n"), "{uncommented}");
+        let copy = dir.path().join("uncommented.toml");
+        std::fs::write(&copy, &uncommented).unwrap();
+        let u = resolve(&copy).unwrap();
+        assert_eq!(
+            u.redactor.redact("see TICKET-123456"),
+            "see TICKET_REDACTED"
+        );
+    }
+
     #[test]
     fn flags_override_the_file_and_bad_keys_are_named() {
         let dir = tempfile::tempdir().unwrap();

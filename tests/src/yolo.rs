@@ -11,8 +11,13 @@ use anyhow::{Context, bail};
 
 use crate::bin;
 
-/// The image every YOLO test uses; built offline from busybox-static.
-pub const TEST_IMAGE: &str = "mcp-bridge-sandbox:test";
+/// The image every YOLO test uses, built offline from busybox-static by
+/// [`sandbox_image`]: tagged and labelled for this test process only, and
+/// removed when it exits (see `images`). Naming it builds nothing.
+pub fn test_image() -> &'static str {
+    static NAME: OnceLock<String> = OnceLock::new();
+    NAME.get_or_init(|| crate::images::run_tag("mcp-bridge-sandbox", "test"))
+}
 
 /// True when a Docker engine answers. When it does not: with `CI` set the
 /// test fails; otherwise it prints a loud skip line and returns false.
@@ -39,22 +44,26 @@ pub fn docker_or_skip(test: &str) -> bool {
     false
 }
 
-/// Builds the offline sandbox image once per test process.
+/// Builds the offline sandbox image once per test process (removed when
+/// the process exits).
 pub fn sandbox_image() -> &'static str {
     static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
     let r = BUILT.get_or_init(|| {
+        crate::images::ensure_reaper();
         let script =
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../images/sandbox-offline/build.sh");
         let out = Command::new("sh")
             .arg(script)
-            .arg(TEST_IMAGE)
+            .arg(test_image())
+            .env("IMAGE_LABEL", crate::images::run_label())
             .output()
             .map_err(|e| e.to_string())?;
         if out.status.success() {
             Ok(())
         } else {
             Err(format!(
-                "building {TEST_IMAGE} failed: {}",
+                "building {} failed: {}",
+                test_image(),
                 String::from_utf8_lossy(&out.stderr)
             ))
         }
@@ -62,7 +71,7 @@ pub fn sandbox_image() -> &'static str {
     if let Err(e) = r {
         panic!("{e}");
     }
-    TEST_IMAGE
+    test_image()
 }
 
 /// A `runner --db DB` child process, stopped with SIGTERM on drop.

@@ -9,12 +9,20 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use bridge_tests::images;
 use bridge_tests::yolo::{self, containers_with_label};
 use bridge_tests::{bin, call, connect_http, free_port, ok, raw_post, refused};
 use serde_json::json;
 
-const BRIDGE_IMAGE: &str = "mcp-bridge:compose-test";
-const SANDBOX_IMAGE: &str = "mcp-bridge-sandbox:compose-test";
+/// This run's image tags: built, labelled and removed by this test process
+/// only (see `bridge_tests::images`).
+fn bridge_image() -> String {
+    images::run_tag("mcp-bridge", "compose-test")
+}
+
+fn sandbox_image() -> String {
+    images::run_tag("mcp-bridge-sandbox", "compose-test")
+}
 
 /// `docker compose` if the v2 plugin exists, else `docker-compose`.
 fn compose_program() -> Option<Vec<String>> {
@@ -44,8 +52,8 @@ impl Stack {
             .arg(root.join("compose.yaml"))
             .args(args)
             .current_dir(&root)
-            .env("BRIDGE_IMAGE", BRIDGE_IMAGE)
-            .env("SANDBOX_IMAGE", SANDBOX_IMAGE)
+            .env("BRIDGE_IMAGE", bridge_image())
+            .env("SANDBOX_IMAGE", sandbox_image())
             .env("BRIDGE_PORT", self.port.to_string())
             .env("WORKSPACE", self.workspace.path())
             .env("YOLO_MODE", "1");
@@ -107,13 +115,15 @@ impl Drop for Stack {
 fn build_images() -> anyhow::Result<()> {
     let bin_dir = bin("bridge").parent().context("bin dir")?.to_path_buf();
     bin("runner");
+    images::ensure_reaper();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../images/offline/build.sh");
     let out = Command::new("sh")
         .arg(script)
         .arg("--bin-dir")
         .arg(bin_dir)
-        .env("BRIDGE_IMAGE", BRIDGE_IMAGE)
-        .env("SANDBOX_IMAGE", SANDBOX_IMAGE)
+        .env("BRIDGE_IMAGE", bridge_image())
+        .env("SANDBOX_IMAGE", sandbox_image())
+        .env("IMAGE_LABEL", images::run_label())
         .output()?;
     anyhow::ensure!(
         out.status.success(),
@@ -138,7 +148,8 @@ async fn compose_up_serves_http_mcp_and_runs_an_approved_command() -> anyhow::Re
     build_images()?;
     let mut stack = Stack {
         program,
-        project: format!("mcpbt{}", std::process::id()),
+        // Named after this run: the reaper removes what compose leaves.
+        project: images::compose_project(),
         port: free_port(),
         workspace: tempfile::tempdir()?,
         up: false,
@@ -237,7 +248,7 @@ async fn compose_up_serves_http_mcp_and_runs_an_approved_command() -> anyhow::Re
             "--mode",
             "safe",
             "--image",
-            SANDBOX_IMAGE,
+            &sandbox_image(),
             "--workspace",
             "/workspace",
         ]),

@@ -359,7 +359,7 @@ async fn weakness_agents_choosing_workspace_or_image_is_operator_only() -> anyho
         "--mode",
         "restricted",
         "--image",
-        yolo::TEST_IMAGE,
+        yolo::test_image(),
         "--timeout",
         "5",
         "--workspace",
@@ -402,7 +402,7 @@ async fn weakness_agents_choosing_workspace_or_image_is_operator_only() -> anyho
             e.conv.args("a", json!({"command": "ls"})),
         )
         .await?;
-    assert_eq!(p["image"], yolo::TEST_IMAGE, "{p}");
+    assert_eq!(p["image"], yolo::test_image(), "{p}");
     assert_eq!(p["mode"], "restricted", "{p}");
     assert_eq!(p["workspace"], ws_path.to_str().unwrap(), "{p}");
     assert_eq!(p["workspace_read_only"], true, "{p}");
@@ -413,7 +413,7 @@ async fn weakness_agents_choosing_workspace_or_image_is_operator_only() -> anyho
             r.get(0)
         })?;
     let params: Value = serde_json::from_str(&params)?;
-    assert_eq!(params["image"], yolo::TEST_IMAGE, "{params}");
+    assert_eq!(params["image"], yolo::test_image(), "{params}");
     assert_eq!(params["workspace"], ws_path.to_str().unwrap(), "{params}");
     assert_eq!(params["workspace_rw"], false, "{params}");
     assert_eq!(params["runtime"], Value::Null, "{params}");
@@ -712,7 +712,7 @@ async fn weakness_shell_true_on_host_commands_run_only_in_a_container() -> anyho
 /// go through.
 #[tokio::test(flavor = "multi_thread")]
 async fn weakness_safe_mode_ran_programs_and_wrote_files_through_options() -> anyhow::Result<()> {
-    let e = Enabled::start(&["--mode", "safe", "--image", yolo::TEST_IMAGE]).await?;
+    let e = Enabled::start(&["--mode", "safe", "--image", yolo::test_image()]).await?;
     // Refusals count against the proposal quota (10 a minute per session), so
     // the two sessions take turns. More members of each class are in the
     // policy's own corpus tests (`cargo test -p bridge --lib policy`).

@@ -54,7 +54,7 @@ async fn bridge_only(
             "--mode",
             mode,
             "--image",
-            yolo::TEST_IMAGE,
+            yolo::test_image(),
             "--timeout",
             "5",
         ],
@@ -203,7 +203,7 @@ async fn another_conversation_cannot_use_a_proposal_or_its_token() -> anyhow::Re
             "--mode",
             "yolo",
             "--image",
-            yolo::TEST_IMAGE,
+            yolo::test_image(),
             "--timeout",
             "5",
         ],
@@ -397,7 +397,7 @@ async fn the_policy_refuses_at_propose_and_names_the_rule() -> anyhow::Result<()
     yolo::enable(
         &db,
         &yolo_conv.id,
-        &["--mode", "yolo", "--image", yolo::TEST_IMAGE],
+        &["--mode", "yolo", "--image", yolo::test_image()],
     )?;
     let no = s
         .refused(

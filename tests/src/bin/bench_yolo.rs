@@ -267,7 +267,7 @@ async fn wait_for_warm_pool(runner_id: &str) -> anyhow::Result<()> {
         ensure!(
             Instant::now() < deadline,
             "the runner's pool did not settle at {POOL_SIZE} warm containers within 60 s (it has {n}); is the image `{}` present?",
-            yolo::TEST_IMAGE
+            yolo::test_image()
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
