@@ -16,10 +16,11 @@ use tokio_util::sync::CancellationToken;
 use crate::audit::{self, Entry, Outcome};
 use crate::auth;
 use crate::clock::Millis;
-use crate::service::{Bridge, Caller, ToolError, insert_to_others, internal};
+use crate::service::{Bridge, Caller, ToolError, internal};
 use crate::store::StoreError;
 use crate::wake::BACKSTOP;
 use crate::yolo::{self, Event, ExecParams, JobState, YoloError};
+use bridge_state::messages::insert_to_others;
 
 /// `execute_command` waits at most this long for a result before returning
 /// the job id; MCP clients time tool calls out at around a minute.
@@ -120,7 +121,7 @@ impl Bridge {
                         format!("must be between 1 and the operator's limit of {} s (got {timeout})", en.settings.timeout_secs),
                     )));
                 }
-                let (clean, classes) = this.redactor().redact_report(&command);
+                let (clean, classes) = this.redactor().redacted_report(&command);
                 if !classes.is_empty() {
                     let e = refuse(
                         &tx,
@@ -147,23 +148,29 @@ impl Bridge {
                     tx.commit()?;
                     return Ok(Err(e));
                 }
-                let reason = reason.map(|r| this.redactor().redact(&r).into_owned());
+                let reason = reason.map(|r| this.redactor().redacted(&r));
                 let params = ExecParams::from_settings(&en.settings, timeout);
                 let params_json = serde_json::to_string(&params).map_err(|e| StoreError::Join(e.to_string()))?;
                 let hash = yolo::proposal_hash(&command, &params_json);
                 let id = format!("prop_{}", auth::random_hex(8).map_err(|e| StoreError::Join(e.to_string()))?);
-                tx.execute(
-                    "INSERT INTO proposals (id, conversation_id, session_id, command, reason, params, hash, state, created_at, updated_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'proposed', ?8, ?8)",
-                    params![id, cid, sid, command, reason, params_json, hash, now],
-                )?;
+                // No secret was found above, so the redacted command is the
+                // command itself, byte for byte (the hash covers it).
+                yolo::insert_proposal(&tx, &yolo::NewProposal {
+                    id: &id,
+                    conversation_id: &cid,
+                    session_id: &sid,
+                    command: &clean,
+                    reason: reason.as_ref(),
+                    params_json: &params_json,
+                    hash: &hash,
+                }, now)?;
                 let ws = params.workspace.as_ref().map(|w| w.display().to_string());
                 let note = format!(
                     "Session {sid} proposes to run in a sandbox ({} mode, image {}, workspace {}):\n\n    {command}\n\nReason: {}\nProposal {id}. The operator reviews it with `bridge yolo approve {id}`.",
                     params.mode.as_str(),
                     params.image,
                     ws.as_deref().map(|w| format!("{w} {}", if params.workspace_rw { "read-write" } else { "read-only" })).unwrap_or_else(|| "none".into()),
-                    reason.as_deref().unwrap_or("(none given)"),
+                    reason.as_ref().map_or("(none given)", |r| r.as_str()),
                 );
                 let note = this.redactor().redacted(&note);
                 let no_files = this.redactor().redacted("[]");
@@ -390,16 +397,10 @@ fn yolo_store(e: YoloError) -> StoreError {
 
 /// The agent's view of a job.
 pub fn execution_of(p: &yolo::Proposal) -> Execution {
-    let r = p.result.clone().unwrap_or_default();
-    let exit_code = r.get("exit_code").and_then(|v| v.as_i64());
-    let unknown = r
-        .get("exit_code_unknown_reason")
-        .and_then(|v| v.as_str())
-        .map(str::to_owned);
-    let timed_out = r
-        .get("timed_out")
-        .and_then(|v| v.as_bool())
-        .unwrap_or(false);
+    let r = p.result.as_ref();
+    let exit_code = r.and_then(|r| r.exit_code);
+    let unknown = r.and_then(|r| r.exit_code_unknown_reason.clone());
+    let timed_out = r.is_some_and(|r| r.timed_out);
     let message = match p.state {
         JobState::Done => match (exit_code, &unknown) {
             (Some(code), _) => format!("Exited with code {code}."),
@@ -420,13 +421,10 @@ pub fn execution_of(p: &yolo::Proposal) -> Execution {
         dry_run: false,
         exit_code,
         exit_code_unknown_reason: unknown,
-        duration_ms: r.get("duration_ms").and_then(|v| v.as_u64()),
-        stdout: r.get("stdout").and_then(|v| v.as_str()).map(str::to_owned),
-        stderr: r.get("stderr").and_then(|v| v.as_str()).map(str::to_owned),
-        truncated: r
-            .get("truncated")
-            .and_then(|v| v.as_bool())
-            .unwrap_or(false),
+        duration_ms: r.map(|r| r.duration_ms),
+        stdout: r.map(|r| r.stdout.clone()),
+        stderr: r.map(|r| r.stderr.clone()),
+        truncated: r.is_some_and(|r| r.truncated),
         timed_out,
         failure: p.failure.clone(),
         message,

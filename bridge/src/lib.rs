@@ -3,41 +3,38 @@
 //! it never executes anything.
 #![deny(clippy::print_stdout)] // stdout is the MCP channel in `serve`
 
-pub mod audit;
-pub mod auth;
 pub mod cli;
-pub mod clock;
-pub mod config;
 pub mod demo;
 pub mod execution;
-pub mod fileperm;
 pub mod guard;
 pub mod http;
 pub mod http_conn;
 pub mod http_errors;
 pub mod http_sessions;
-pub mod logging;
 pub mod operator;
-pub mod policy;
-pub mod ratelimit;
-pub mod redact;
-pub mod redact_stream;
 pub mod review;
 pub mod runner_process;
 pub mod service;
 pub mod startup;
-pub mod store;
 pub mod tally;
 pub mod throttle;
 pub mod tools;
 pub mod untrusted;
-pub mod wake;
-pub mod yolo;
 pub mod yolo_cli;
+
+// What the runner shares lives in `bridge-state`. Re-exported under the old
+// paths (`crate::store`, `bridge::yolo`, ...) so the bridge's modules, the
+// tests and the fuzz targets keep their imports; new code may name
+// `bridge_state` directly.
+pub use bridge_state::{
+    audit, auth, clock, config, fileperm, job_result, jobs, logging, messages, policy, ratelimit,
+    redact, redact_stream, shutdown, store, wake, yolo,
+};
 
 use rmcp::ServiceExt;
 
-pub use config::Settings;
+pub use bridge_state::Settings;
+pub use bridge_state::shutdown::signal as shutdown_signal;
 pub use service::Bridge;
 pub use tools::BridgeServer;
 
@@ -160,22 +157,5 @@ pub async fn health(url: &str) -> anyhow::Result<()> {
         Ok(())
     } else {
         anyhow::bail!("unhealthy: {status}")
-    }
-}
-
-/// Resolves on SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot listen for SIGTERM");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
     }
 }

@@ -11,7 +11,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tokio::sync::watch;
 
-use crate::Settings;
+use bridge_state::Settings;
 
 /// Keeps one runner child alive until told to stop.
 pub struct Supervisor {

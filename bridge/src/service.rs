@@ -19,11 +19,12 @@ use crate::auth::{self, ServerSecret};
 use crate::clock::{Clock, Millis, rfc3339};
 use crate::policy::Policy;
 use crate::ratelimit::{Exceeded, Limits};
-use crate::redact::{Redacted, Redactor};
+use crate::redact::Redactor;
 use crate::store::{Db, StoreError};
 use crate::tally::{Counter, Tally};
 use crate::throttle::{Quotas, Throttle};
 use crate::wake::{BACKSTOP, Doorbells, Inbox as InboxKey, Wake};
+use bridge_state::messages::insert_to_others;
 
 /// A partner whose last heartbeat is older than this is reported not alive.
 pub const ALIVE_SECS: i64 = 120;
@@ -148,7 +149,8 @@ pub struct Sent {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct Message {
     pub id: i64,
-    /// Session id of the sender ("a", "b", or "bridge" for system messages).
+    /// Who sent it: the session id "a" or "b" for an agent, "bridge" for a
+    /// system notice, "runner" for a command result.
     pub from: String,
     /// "message", "proposal", "command_result" or "system".
     pub kind: String,
@@ -401,7 +403,7 @@ impl Bridge {
                 let role_a = inner.redactor.redact(&my_role).into_owned();
                 let role_b = inner.redactor.redact(&partner_role).into_owned();
                 let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                if let Err(e) = inner.quotas.check_global(&tx, now)? {
+                if let Err(e) = crate::throttle::check_global(&inner.quotas, &tx, now)? {
                     return Ok(Err(e));
                 }
                 tx.execute(
@@ -879,49 +881,6 @@ impl Bridge {
     }
 }
 
-/// Stores one message for every session of the conversation except the
-/// sender; returns the new ids in recipient order. Body and file list are
-/// [`Redacted`]: nothing reaches `messages` without the redactor.
-#[allow(clippy::too_many_arguments)]
-pub fn insert_to_others(
-    conn: &Connection,
-    cid: &str,
-    sender: &str,
-    kind: &str,
-    action_type: Option<&str>,
-    body: &Redacted,
-    files_json: &Redacted,
-    redacted: bool,
-    now: Millis,
-) -> rusqlite::Result<Vec<i64>> {
-    let recipients: Vec<String> = conn
-        .prepare_cached(
-            "SELECT session_id FROM sessions WHERE conversation_id = ?1 AND session_id != ?2 ORDER BY session_id",
-        )?
-        .query_map(params![cid, sender], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
-    let mut insert = conn.prepare_cached(
-        "INSERT INTO messages (conversation_id, sender, recipient, kind, action_type, body, files, redacted, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-    )?;
-    let mut ids = Vec::with_capacity(recipients.len());
-    for r in recipients {
-        insert.execute(params![
-            cid,
-            sender,
-            r,
-            kind,
-            action_type,
-            body,
-            files_json,
-            redacted,
-            now
-        ])?;
-        ids.push(conn.last_insert_rowid());
-    }
-    Ok(ids)
-}
-
 /// How soon the dispatcher looks again after a change showed nothing new.
 const RECHECK: Duration = Duration::from_millis(3);
 
@@ -940,24 +899,6 @@ fn new_messages(conn: &mut Connection, since: i64) -> Result<(i64, Vec<InboxKey>
     }
     inboxes.dedup();
     Ok((newest, inboxes))
-}
-
-/// Stores one message for every session of the conversation (results and
-/// system notices that both sides must see).
-pub fn insert_to_all(
-    conn: &Connection,
-    cid: &str,
-    sender: &str,
-    kind: &str,
-    body: &Redacted,
-    now: Millis,
-) -> rusqlite::Result<Vec<i64>> {
-    insert_to_others(conn, cid, sender, kind, None, body, &no_files(), false, now)
-}
-
-/// The empty file list, as the redactor's output (it holds no text).
-fn no_files() -> Redacted {
-    Redactor::builtin().redacted("[]")
 }
 
 pub(crate) fn internal(e: impl std::fmt::Display) -> ToolError {

@@ -23,6 +23,10 @@ use crate::clock::Millis;
 use crate::ratelimit::Limits;
 use crate::service::ToolError;
 
+// The limits are settings both processes read, so they live with the
+// settings; the in-memory throttle that enforces them is the bridge's.
+pub use bridge_state::ratelimit::{DEFAULT_MAX_LIVE, Quotas, ThrottleLimits};
+
 /// At most this many keys are tracked; beyond it, idle keys are dropped and
 /// new conversation keys are not tracked (client keys still are).
 const MAX_KEYS: usize = 10_000;
@@ -48,88 +52,31 @@ impl Key {
     }
 }
 
-/// How often failed authentications may happen before backoff, and how
-/// often each client may create conversations.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ThrottleLimits {
-    /// Failed authentications allowed per key, e.g. `20/1m`.
-    pub auth_failures: Limits,
-    /// Conversations one client may create, e.g. `60/1m`.
-    pub creates_per_client: Limits,
-}
-
-impl Default for ThrottleLimits {
-    fn default() -> Self {
-        Self {
-            auth_failures: Limits::parse("20/1m").expect("valid default"),
-            creates_per_client: Limits::parse("60/1m,600/1h").expect("valid default"),
-        }
+/// Checks the database-wide limits inside the creating transaction.
+/// Only live conversations are read (through the expiry index), so the
+/// cost is bounded by the ceiling, not by the table.
+pub fn check_global(
+    quotas: &Quotas,
+    conn: &rusqlite::Connection,
+    now: Millis,
+) -> Result<Result<(), ToolError>, rusqlite::Error> {
+    let live: Vec<Millis> = conn
+        .prepare_cached("SELECT created_at FROM conversations WHERE expires_at > ?1")?
+        .query_map([now], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    if live.len() as u64 >= quotas.max_live_conversations {
+        return Ok(Err(ToolError::Throttled(format!(
+            "this bridge holds its ceiling of {} live conversations; wait for some to expire, or ask the operator to raise `--max-conversations`",
+            quotas.max_live_conversations
+        ))));
     }
-}
-
-/// Every operator-set limit on what clients can make the server hold.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Quotas {
-    pub throttle: ThrottleLimits,
-    /// Conversations all clients together may create, counted in the
-    /// database so every server process on it shares the count.
-    pub creates_global: Limits,
-    /// Live (unexpired) conversations the database may hold.
-    pub max_live_conversations: u64,
-}
-
-/// The default ceiling on live conversations.
-pub const DEFAULT_MAX_LIVE: u64 = 10_000;
-
-impl Default for Quotas {
-    fn default() -> Self {
-        Self {
-            throttle: ThrottleLimits::default(),
-            creates_global: Limits::parse("600/1m").expect("valid default"),
-            max_live_conversations: DEFAULT_MAX_LIVE,
-        }
+    if let Err(e) = quotas.creates_global.check(now, &live) {
+        return Ok(Err(ToolError::Throttled(format!(
+            "too many conversations created on this bridge: at most {} per {} s for all clients together; retry in {} s",
+            e.window.max, e.window.secs, e.retry_after_secs
+        ))));
     }
-}
-
-impl Quotas {
-    /// Unlimited, for benchmarks that create conversations in bulk.
-    pub fn unlimited() -> Self {
-        Self {
-            throttle: ThrottleLimits {
-                auth_failures: Limits::unlimited(),
-                creates_per_client: Limits::unlimited(),
-            },
-            creates_global: Limits::unlimited(),
-            max_live_conversations: u64::MAX,
-        }
-    }
-
-    /// Checks the database-wide limits inside the creating transaction.
-    /// Only live conversations are read (through the expiry index), so the
-    /// cost is bounded by the ceiling, not by the table.
-    pub fn check_global(
-        &self,
-        conn: &rusqlite::Connection,
-        now: Millis,
-    ) -> Result<Result<(), ToolError>, rusqlite::Error> {
-        let live: Vec<Millis> = conn
-            .prepare_cached("SELECT created_at FROM conversations WHERE expires_at > ?1")?
-            .query_map([now], |r| r.get(0))?
-            .collect::<rusqlite::Result<_>>()?;
-        if live.len() as u64 >= self.max_live_conversations {
-            return Ok(Err(ToolError::Throttled(format!(
-                "this bridge holds its ceiling of {} live conversations; wait for some to expire, or ask the operator to raise `--max-conversations`",
-                self.max_live_conversations
-            ))));
-        }
-        if let Err(e) = self.creates_global.check(now, &live) {
-            return Ok(Err(ToolError::Throttled(format!(
-                "too many conversations created on this bridge: at most {} per {} s for all clients together; retry in {} s",
-                e.window.max, e.window.secs, e.retry_after_secs
-            ))));
-        }
-        Ok(Ok(()))
-    }
+    Ok(Ok(()))
 }
 
 #[derive(Debug, Default)]

@@ -811,6 +811,44 @@ impl ServerHandler for BridgeServer {
 mod tests {
     use super::*;
 
+    /// Every `properties.from` description in a JSON schema.
+    fn from_descriptions(v: &serde_json::Value, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                if let Some(d) = m
+                    .get("properties")
+                    .and_then(|p| p.get("from"))
+                    .and_then(|f| f.get("description"))
+                    .and_then(|d| d.as_str())
+                {
+                    out.push(d.to_owned());
+                }
+                m.values().for_each(|x| from_descriptions(x, out));
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|x| from_descriptions(x, out)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn the_message_schema_names_every_sender() {
+        let tool = BridgeServer::tools()
+            .into_iter()
+            .find(|t| t.name == "check_messages")
+            .unwrap();
+        let schema = serde_json::to_value(tool.output_schema.unwrap()).unwrap();
+        let mut found = vec![];
+        from_descriptions(&schema, &mut found);
+        assert_eq!(found.len(), 1, "{schema}");
+        for name in bridge_state::messages::sender::ALL {
+            assert!(
+                found[0].contains(&format!("\"{name}\"")),
+                "`from` does not list the sender {name:?}: {}",
+                found[0]
+            );
+        }
+    }
+
     #[test]
     fn decode_errors_name_the_field() {
         let cases = [

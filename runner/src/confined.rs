@@ -234,7 +234,7 @@ impl Dir {
     pub fn replace_file(&self, name: &str, contents: &[u8]) -> Result<(), ConfinedError> {
         debug_assert!(!name.contains('/'), "one component at a time");
         let shown = self.shown(name);
-        let nonce = bridge::auth::random_hex(8).map_err(|_| ConfinedError::Io {
+        let nonce = bridge_state::auth::random_hex(8).map_err(|_| ConfinedError::Io {
             op: "name a temporary file for",
             path: shown.clone(),
             source: Errno::IO,

@@ -6,7 +6,6 @@
 
 pub mod capture;
 pub mod confined;
-pub mod jobs;
 pub mod policy_watch;
 pub mod pool;
 pub mod sandbox;
@@ -21,11 +20,12 @@ use std::time::Duration;
 use anyhow::Context;
 use bollard::Docker;
 use bollard::query_parameters::ListContainersOptionsBuilder;
-use bridge::clock::{Clock, SystemClock};
-use bridge::redact::Redactor;
-use bridge::store::{Db, Sync};
-use bridge::wake::{BACKSTOP, Wake};
-use bridge::yolo::{self, ExecParams, Proposal};
+use bridge_state::clock::{Clock, SystemClock};
+use bridge_state::jobs;
+use bridge_state::redact::Redactor;
+use bridge_state::store::{Db, StoreError, Sync};
+use bridge_state::wake::{BACKSTOP, Wake};
+use bridge_state::yolo::{self, ExecParams, Proposal};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -107,13 +107,13 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
     let queue_ttl_ms = i64::try_from(cfg.queue_ttl.as_millis()).unwrap_or(i64::MAX);
     let docker = connect().await?;
     let db = Db::open(&cfg.db, Sync::Normal)?;
-    let runner_id = format!("run_{}", bridge::auth::random_hex(6)?);
+    let runner_id = format!("run_{}", bridge_state::auth::random_hex(6)?);
     let host_paths = if cfg.translate_mounts {
         sandbox::HostPaths::discover(&docker).await?
     } else {
         sandbox::HostPaths::default()
     };
-    let db_id = db.call(|c| Ok(bridge::store::db_id(c)?)).await?;
+    let db_id = db.call(|c| Ok(bridge_state::store::db_id(c)?)).await?;
     let owner = sandbox::Owner {
         runner: runner_id.clone(),
         db: db_id.clone(),
@@ -218,10 +218,10 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
     Ok(())
 }
 
-fn to_store(e: yolo::YoloError) -> bridge::store::StoreError {
+fn to_store(e: yolo::YoloError) -> StoreError {
     match e {
         yolo::YoloError::Store(s) => s,
-        other => bridge::store::StoreError::Join(other.to_string()),
+        other => StoreError::Join(other.to_string()),
     }
 }
 
@@ -234,22 +234,15 @@ async fn refresh(ctx: &Ctx, running: &mut HashMap<String, (String, CancellationT
     let res = ctx
         .db
         .call(move |c| {
-            let mut settings = Vec::new();
-            let ids: Vec<String> = c
-                .prepare("SELECT conversation_id FROM yolo_enablements WHERE disabled_at IS NULL AND expires_at > ?1")?
-                .query_map([now], |r| r.get(0))?
-                .collect::<rusqlite::Result<_>>()?;
-            for id in &ids {
-                if let Some(en) = yolo::active_enablement(c, id, now).map_err(to_store)? {
-                    settings.push(ExecParams::from_settings(&en.settings, en.settings.timeout_secs));
-                }
-            }
-            let mut ended = Vec::new();
-            for conv in convs {
-                if !ids.contains(&conv) {
-                    ended.push(conv);
-                }
-            }
+            let active = yolo::active_enablements(c, now).map_err(to_store)?;
+            let settings = active
+                .iter()
+                .map(|en| ExecParams::from_settings(&en.settings, en.settings.timeout_secs))
+                .collect::<Vec<_>>();
+            let ended = convs
+                .into_iter()
+                .filter(|conv| !active.iter().any(|en| &en.conversation_id == conv))
+                .collect::<Vec<_>>();
             Ok((settings, ended))
         })
         .await;
@@ -275,9 +268,7 @@ async fn sweep(ctx: &Ctx) {
         .db
         .call(move |c| {
             // Also when every slot is busy and nothing is being claimed.
-            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            bridge::yolo::expire_queued(&tx, &red, ttl, now).map_err(to_store)?;
-            tx.commit()?;
+            jobs::expire_queued(c, &red, ttl, now).map_err(to_store)?;
             let dead = jobs::fail_abandoned(c, &red, now).map_err(to_store)?;
             let live = jobs::live_runners(c, now)?;
             let owned = jobs::owned_containers(c)?;

@@ -52,9 +52,9 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    bridge::logging::init("RUNNER_LOG", "info");
+    bridge_state::logging::init("RUNNER_LOG", "info");
     let args = Args::parse();
-    let settings = match bridge::Settings::resolve(bridge::config::Overrides {
+    let settings = match bridge_state::Settings::resolve(bridge_state::config::Overrides {
         config: args.config,
         db: args.db,
         redaction_patterns: args.redaction_patterns,
@@ -67,7 +67,7 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    bridge::logging::use_redactor(settings.redactor.clone());
+    bridge_state::logging::use_redactor(settings.redactor.clone());
     if args.health {
         return match runner::health(&settings.db).await {
             Ok(()) => std::process::ExitCode::SUCCESS,
@@ -80,7 +80,7 @@ async fn main() -> std::process::ExitCode {
     let shutdown = CancellationToken::new();
     let trigger = shutdown.clone();
     tokio::spawn(async move {
-        bridge::shutdown_signal().await;
+        bridge_state::shutdown::signal().await;
         trigger.cancel();
     });
     let cfg = runner::Config {
@@ -96,7 +96,10 @@ async fn main() -> std::process::ExitCode {
     match runner::run(cfg, shutdown).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", bridge::logging::redact_line(&format!("{e:#}")));
+            eprintln!(
+                "error: {}",
+                bridge_state::logging::redact_line(&format!("{e:#}"))
+            );
             std::process::ExitCode::FAILURE
         }
     }

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::time::SystemTime;
 
-use bridge::policy::{Policy, PolicyError};
+use bridge_state::policy::{Policy, PolicyError};
 
 /// The built-in policy, or the built-in one extended by a file.
 #[derive(Debug)]
@@ -59,7 +59,7 @@ impl PolicyWatch {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bridge::policy::Mode;
+    use bridge_state::policy::Mode;
 
     #[test]
     fn a_changed_file_is_read_again_and_a_broken_one_fails_closed() {

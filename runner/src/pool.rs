@@ -11,8 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bollard::Docker;
-use bridge::redact::Redactor;
-use bridge::yolo::ExecParams;
+use bridge_state::redact::Redactor;
+use bridge_state::yolo::ExecParams;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;

@@ -16,9 +16,10 @@ use bollard::query_parameters::{
     AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, KillContainerOptionsBuilder,
     RemoveContainerOptionsBuilder, WaitContainerOptions,
 };
-use bridge::redact::Redactor;
-use bridge::redact_stream::StreamRedactor;
-use bridge::yolo::ExecParams;
+use bridge_state::job_result::JobResult;
+use bridge_state::redact::Redactor;
+use bridge_state::redact_stream::StreamRedactor;
+use bridge_state::yolo::ExecParams;
 use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
@@ -287,7 +288,7 @@ pub async fn start_container(
     let key = config_key(p);
     let name = format!(
         "mcp-sandbox-{}",
-        bridge::auth::random_hex(8).unwrap_or_default()
+        bridge_state::auth::random_hex(8).unwrap_or_default()
     );
     let opts = CreateContainerOptionsBuilder::default().name(&name).build();
     #[allow(clippy::disallowed_methods)] // the one place containers are created
@@ -370,32 +371,6 @@ pub fn base64_encode(bytes: &[u8]) -> String {
     out
 }
 
-/// What one command did.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Outcome {
-    /// The command's own exit status, from the wrapper's trailer; `None`
-    /// when it is not known (see `exit_code_unknown_reason`), never a guess.
-    pub exit_code: Option<i64>,
-    /// Why `exit_code` is `None`.
-    pub exit_code_unknown_reason: Option<String>,
-    pub duration_ms: u64,
-    pub stdout: String,
-    pub stderr: String,
-    pub stdout_bytes: u64,
-    pub stderr_bytes: u64,
-    pub truncated: bool,
-    pub timed_out: bool,
-    /// Killed for writing more than OUTPUT_KILL_FACTOR × the cap.
-    pub output_limit_hit: bool,
-    /// Stopped because the job was cancelled (YOLO disabled, shutdown).
-    pub cancelled: bool,
-    pub container_id: String,
-    pub image_id: String,
-    /// Secret classes the streaming redactor replaced (for the audit row).
-    #[serde(skip)]
-    pub redacted_classes: Vec<String>,
-}
-
 /// One output stream on its way from the container to the result: the
 /// wrapper's trailer is taken out, the rest is redacted as it streams and
 /// only then cut to the head and tail the result keeps.
@@ -452,7 +427,7 @@ pub async fn run_command(
     command: &str,
     red: &Redactor,
     cancel: CancellationToken,
-) -> Result<Outcome, SandboxError> {
+) -> Result<JobResult, SandboxError> {
     let started = Instant::now();
     let opts = AttachContainerOptionsBuilder::default()
         .stream(true)
@@ -465,7 +440,7 @@ pub async fn run_command(
         mut input,
     } = docker.attach_container(&container.id, Some(opts)).await?;
     // 128 bits: the command cannot guess it, so it cannot forge a trailer.
-    let nonce = bridge::auth::random_hex(16)
+    let nonce = bridge_state::auth::random_hex(16)
         .map_err(|e| SandboxError::Stdin(std::io::Error::other(e.to_string())))?;
     let line = format!("{nonce} {}\n", base64_encode(command.as_bytes()));
     input
@@ -549,7 +524,7 @@ pub async fn run_command(
     let mut classes = out.redactor.classes();
     classes.extend(err.redactor.classes());
     classes.dedup();
-    Ok(Outcome {
+    Ok(JobResult {
         exit_code,
         exit_code_unknown_reason,
         duration_ms: started.elapsed().as_millis() as u64,
@@ -596,8 +571,8 @@ async fn vanished_reason(docker: &Docker, id: &str) -> Result<String, SandboxErr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bridge::policy::Mode;
-    use bridge::yolo::Limits;
+    use bridge_state::policy::Mode;
+    use bridge_state::yolo::Limits;
 
     fn owner() -> Owner {
         Owner {

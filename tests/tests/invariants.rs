@@ -1,7 +1,9 @@
-//! Architecture invariants, checked mechanically: the bridge never depends
-//! on bollard (only the runner talks to Docker) and starts no process but
-//! the runner; containers are created in one place only; stored texts go
-//! through `Redacted`; the runner opens workspace files only confined.
+//! Architecture invariants, checked mechanically: the crate graph is
+//! bridge → bridge-state ← runner (the bridge never depends on bollard, the
+//! runner never on the MCP server, the shared crate on neither); the bridge
+//! starts no process but the runner; containers are created in one place
+//! only; stored texts go through `Redacted`; the runner opens workspace
+//! files only confined.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
@@ -82,6 +84,44 @@ fn bridge_does_not_depend_on_bollard_and_runner_does() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The MCP server's own stack: what only the bridge may link.
+const MCP_SERVER: [&str; 3] = ["rmcp", "axum", "comfy-table"];
+/// The container engine client: what only the runner may link.
+const ENGINE: [&str; 2] = ["bollard", "bollard-stubs"];
+
+#[test]
+fn the_runner_links_the_shared_crate_but_not_the_mcp_server() -> anyhow::Result<()> {
+    let runner = dependency_closure("runner")?;
+    assert!(runner.contains("bridge-state"));
+    assert!(
+        !runner.contains("bridge"),
+        "the runner must depend on bridge-state, never on the bridge"
+    );
+    for name in MCP_SERVER {
+        assert!(!runner.contains(name), "the runner links {name}");
+    }
+    Ok(())
+}
+
+#[test]
+fn the_shared_crate_links_neither_the_mcp_server_nor_the_engine() -> anyhow::Result<()> {
+    let state = dependency_closure("bridge-state")?;
+    for name in MCP_SERVER
+        .iter()
+        .chain(&ENGINE)
+        .chain(&["bridge", "runner"])
+    {
+        assert!(!state.contains(*name), "bridge-state links {name}");
+    }
+    let bridge = dependency_closure("bridge")?;
+    assert!(bridge.contains("bridge-state"));
+    assert!(!bridge.contains("runner"));
+    for name in ENGINE {
+        assert!(!bridge.contains(name), "the bridge links {name}");
+    }
+    Ok(())
+}
+
 fn rust_files(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut out = vec![];
     for e in std::fs::read_dir(dir).unwrap() {
@@ -112,6 +152,9 @@ fn the_bridge_starts_only_the_runner() {
     );
     assert!(files_mentioning("bridge/src", "std::process::Command").len() <= 1);
     assert!(files_mentioning("bridge/src", "bollard").is_empty());
+    // The shared crate is linked by the bridge: it starts nothing either.
+    assert!(files_mentioning("state/src", "process::Command").is_empty());
+    assert!(files_mentioning("state/src", "bollard").is_empty());
 }
 
 #[test]
@@ -159,11 +202,12 @@ fn production_files_mentioning(dir: &str, needle: &str) -> Vec<String> {
 
 #[test]
 fn messages_failures_and_results_are_written_only_by_functions_that_take_redacted() {
-    // `insert_to_others`, `yolo::record_failure` and `yolo::record_result`
-    // take `Redacted`, which only the redactor constructs; no other SQL may
+    // `messages::insert_to_others`, `yolo::insert_proposal`,
+    // `yolo::record_failure` and `yolo::record_result` take `Redacted`, which only the redactor constructs; no other SQL may
     // write these columns.
-    for dir in ["bridge/src", "runner/src"] {
+    for dir in ["bridge/src", "runner/src", "state/src"] {
         let messages = production_files_mentioning(dir, "INSERT INTO messages");
+        let proposals = production_files_mentioning(dir, "INSERT INTO proposals");
         let sql_writes = |column: &str| {
             let mut files: Vec<String> = ["= ?", "= '", "=?", "='"]
                 .iter()
@@ -175,17 +219,50 @@ fn messages_failures_and_results_are_written_only_by_functions_that_take_redacte
             files
         };
         let (failure, result) = (sql_writes("failure"), sql_writes("result"));
-        if dir == "bridge/src" {
-            assert_eq!(messages, ["service.rs"]);
+        if dir == "state/src" {
+            assert_eq!(messages, ["messages.rs"]);
+            assert_eq!(proposals, ["yolo.rs"]);
             assert_eq!(failure, ["yolo.rs"]);
             assert_eq!(result, ["yolo.rs"]);
         } else {
-            assert!(messages.is_empty() && failure.is_empty() && result.is_empty());
+            assert!(
+                messages.is_empty()
+                    && proposals.is_empty()
+                    && failure.is_empty()
+                    && result.is_empty(),
+                "{dir} writes messages, proposals, failures or results itself"
+            );
         }
     }
-    let service = production_source(&workspace().join("bridge/src/service.rs"));
-    assert_eq!(service.matches("INSERT INTO messages").count(), 1);
-    assert!(service.contains("body: &Redacted,\n    files_json: &Redacted,"));
+    let repository = production_source(&workspace().join("state/src/messages.rs"));
+    assert_eq!(repository.matches("INSERT INTO messages").count(), 1);
+    assert!(repository.contains("body: &Redacted,\n    files_json: &Redacted,"));
+    let yolo = production_source(&workspace().join("state/src/yolo.rs"));
+    assert!(yolo.contains("pub command: &'a Redacted,\n    pub reason: Option<&'a Redacted>,"));
+}
+
+#[test]
+fn the_runner_has_no_sql_of_its_own() {
+    // Every read and write of the shared tables is a typed repository
+    // function in bridge-state (jobs, yolo, messages, store).
+    for needle in [
+        "SELECT ",
+        "INSERT INTO",
+        "UPDATE ",
+        "DELETE FROM",
+        "rusqlite",
+    ] {
+        assert_eq!(
+            files_mentioning("runner/src", needle),
+            Vec::<String>::new(),
+            "`{needle}` in the runner"
+        );
+    }
+    let manifest = std::fs::read_to_string(workspace().join("runner/Cargo.toml")).unwrap();
+    assert!(
+        !manifest.contains("rusqlite"),
+        "the runner depends on rusqlite"
+    );
 }
 
 #[test]

@@ -6,10 +6,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::ratelimit::Limits;
+use crate::ratelimit::{Limits, Quotas};
 use crate::redact::{self, PatternSpec, Redactor};
 use crate::store::Sync;
-use crate::throttle::Quotas;
 
 /// The original bridge's conversation lifetime.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(3 * 3600);

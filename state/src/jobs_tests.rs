@@ -2,9 +2,9 @@
 //! database, with time from a manual clock.
 
 use super::*;
-use bridge::clock::{Clock, ManualClock};
-use bridge::policy::Mode;
-use bridge::yolo::{ExecParams, Limits, Settings};
+use crate::clock::{Clock, ManualClock};
+use crate::policy::Mode;
+use crate::yolo::{ExecParams, Limits, Settings};
 
 const CONV: &str = "conv_00000000000000aa";
 const TTL_MS: Millis = 600_000;
@@ -32,7 +32,7 @@ impl Fixture {
     fn new(enabled: &Settings) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut conn =
-            bridge::store::open(&dir.path().join("t.db"), bridge::store::Sync::Normal).unwrap();
+            crate::store::open(&dir.path().join("t.db"), crate::store::Sync::Normal).unwrap();
         let clock = ManualClock::at(1_800_000_000_000);
         let now = clock.now_ms();
         conn.execute(
@@ -290,10 +290,53 @@ fn re_enabling_closes_open_proposals_tokens_and_queued_jobs() {
         "{detail}"
     );
     assert!(f.claim(&Policy::builtin()).is_none(), "the failed job ran");
-    assert!(
-        bridge::audit::verify(&f.conn)
-            .unwrap()
-            .first_break
-            .is_none()
-    );
+    assert!(crate::audit::verify(&f.conn).unwrap().first_break.is_none());
+}
+
+#[test]
+fn a_finished_job_reads_back_as_its_typed_result_and_old_rows_still_parse() {
+    let s = settings(Mode::Yolo, false);
+    let mut f = Fixture::new(&s);
+    f.queue("prop_1", "cat key", &s);
+    let p = f.claim(&Policy::builtin()).expect("claimed");
+    let ran = JobResult {
+        exit_code: Some(2),
+        duration_ms: 12,
+        stdout: "key AKIAIOSFODNN7EXAMPLE\n".into(),
+        stdout_bytes: 25,
+        container_id: "c1".into(),
+        image_id: "sha256:1".into(),
+        ..Default::default()
+    };
+    let now = f.clock.now_ms();
+    finish(&mut f.conn, &f.red, "run_test", &p, &ran, now).unwrap();
+    let back = yolo::load_proposal(&f.conn, "prop_1")
+        .unwrap()
+        .result
+        .expect("a typed result");
+    assert_eq!(back.exit_code, Some(2));
+    assert_eq!((back.duration_ms, back.stdout_bytes), (12, 25));
+    assert_eq!(back.container_id, "c1");
+    assert!(!back.stdout.contains("AKIA"), "{}", back.stdout);
+    let senders: Vec<String> = f
+        .conn
+        .prepare("SELECT DISTINCT sender FROM messages WHERE kind = 'command_result'")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
+    assert_eq!(senders, [crate::messages::sender::RUNNER]);
+
+    // A result column as the first runner wrote it (numeric exit code, no
+    // `exit_code_unknown_reason`) still reads back.
+    f.conn
+        .execute(
+            "UPDATE proposals SET result = ?1 WHERE id = 'prop_1'",
+            [r#"{"exit_code":0,"duration_ms":5,"stdout":"ok\n","stderr":"","stdout_bytes":3,"stderr_bytes":0,"truncated":false,"timed_out":false,"output_limit_hit":false,"cancelled":false,"container_id":"abc","image_id":"sha256:def"}"#],
+        )
+        .unwrap();
+    let old = yolo::load_proposal(&f.conn, "prop_1").unwrap().result;
+    let old = old.expect("an old row parses");
+    assert_eq!((old.exit_code, old.stdout.as_str()), (Some(0), "ok\n"));
 }

@@ -1,4 +1,4 @@
-//! The runner's side of the job table: claim a queued job under a lease,
+//! The job repository, the runner's side of `proposals`: claim a queued job under a lease,
 //! record its container, finish or fail it, and find jobs whose runner died.
 //!
 //! Execution is at most once: a job is claimed (queued → running) in a
@@ -8,14 +8,13 @@
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
-use bridge::audit::{self, Entry, Outcome as AuditOutcome};
-use bridge::clock::Millis;
-use bridge::policy::{Policy, Verdict};
-use bridge::redact::{Redacted, Redactor};
-use bridge::service::insert_to_all;
-use bridge::yolo::{self, Event, Proposal, YoloError};
-
-use crate::sandbox::Outcome;
+use crate::audit::{self, Entry, Outcome as AuditOutcome};
+use crate::clock::Millis;
+use crate::job_result::JobResult;
+use crate::messages::{insert_to_all, sender};
+use crate::policy::{Policy, Verdict};
+use crate::redact::{Redacted, Redactor};
+use crate::yolo::{self, Event, Proposal, YoloError};
 
 /// A lease is renewed every LEASE_MS / 3 while the job runs.
 pub const LEASE_MS: Millis = 15_000;
@@ -149,6 +148,21 @@ fn claim_refusal(
     Ok(None)
 }
 
+/// Fails every queued job that waited longer than `queue_ttl_ms`, in its
+/// own transaction (the sweep does this even when every slot is busy and
+/// nothing is being claimed).
+pub fn expire_queued(
+    conn: &mut Connection,
+    red: &Redactor,
+    queue_ttl_ms: Millis,
+    now: Millis,
+) -> Result<(), YoloError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    yolo::expire_queued(&tx, red, queue_ttl_ms, now)?;
+    tx.commit()?;
+    Ok(())
+}
+
 /// Records which container runs the job (for the reaper and the audit log).
 pub fn record_start(
     conn: &mut Connection,
@@ -210,7 +224,7 @@ pub fn live_runners(conn: &Connection, now: Millis) -> rusqlite::Result<Vec<Stri
         .collect()
 }
 
-fn result_message(red: &Redactor, p: &Proposal, o: &Outcome) -> Redacted {
+fn result_message(red: &Redactor, p: &Proposal, o: &JobResult) -> Redacted {
     let how = if o.timed_out {
         format!("was killed after its {} s timeout", p.params.timeout_secs)
     } else if o.output_limit_hit {
@@ -246,7 +260,7 @@ pub fn finish(
     red: &Redactor,
     runner_id: &str,
     p: &Proposal,
-    o: &Outcome,
+    o: &JobResult,
     now: Millis,
 ) -> Result<(), YoloError> {
     let mut o = o.clone();
@@ -281,7 +295,7 @@ pub fn finish(
     insert_to_all(
         &tx,
         &p.conversation_id,
-        "runner",
+        sender::RUNNER,
         "command_result",
         &body,
         now,
@@ -320,7 +334,7 @@ fn fail_in(
     insert_to_all(
         tx,
         &p.conversation_id,
-        "runner",
+        sender::RUNNER,
         "command_result",
         &red.redacted(&format!(
             "Command from session {} (proposal {}) failed: {why}\n\n    {}",

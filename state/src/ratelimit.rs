@@ -152,6 +152,63 @@ impl std::fmt::Display for Exceeded {
     }
 }
 
+/// How often failed authentications may happen before backoff, and how
+/// often each client may create conversations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ThrottleLimits {
+    /// Failed authentications allowed per key, e.g. `20/1m`.
+    pub auth_failures: Limits,
+    /// Conversations one client may create, e.g. `60/1m`.
+    pub creates_per_client: Limits,
+}
+
+impl Default for ThrottleLimits {
+    fn default() -> Self {
+        Self {
+            auth_failures: Limits::parse("20/1m").expect("valid default"),
+            creates_per_client: Limits::parse("60/1m,600/1h").expect("valid default"),
+        }
+    }
+}
+
+/// Every operator-set limit on what clients can make the server hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quotas {
+    pub throttle: ThrottleLimits,
+    /// Conversations all clients together may create, counted in the
+    /// database so every server process on it shares the count.
+    pub creates_global: Limits,
+    /// Live (unexpired) conversations the database may hold.
+    pub max_live_conversations: u64,
+}
+
+/// The default ceiling on live conversations.
+pub const DEFAULT_MAX_LIVE: u64 = 10_000;
+
+impl Default for Quotas {
+    fn default() -> Self {
+        Self {
+            throttle: ThrottleLimits::default(),
+            creates_global: Limits::parse("600/1m").expect("valid default"),
+            max_live_conversations: DEFAULT_MAX_LIVE,
+        }
+    }
+}
+
+impl Quotas {
+    /// Unlimited, for benchmarks that create conversations in bulk.
+    pub fn unlimited() -> Self {
+        Self {
+            throttle: ThrottleLimits {
+                auth_failures: Limits::unlimited(),
+                creates_per_client: Limits::unlimited(),
+            },
+            creates_global: Limits::unlimited(),
+            max_live_conversations: u64::MAX,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,6 +15,8 @@ use sha2::{Digest, Sha256};
 use crate::audit::{self, Entry, Outcome};
 use crate::auth::{self, ServerSecret};
 use crate::clock::{Millis, rfc3339};
+use crate::job_result::JobResult;
+use crate::messages::{insert_to_all, sender};
 use crate::policy::Mode;
 use crate::redact::{Redacted, Redactor};
 use crate::store::StoreError;
@@ -276,6 +278,23 @@ pub struct Enablement {
     pub expires_at_ms: Millis,
 }
 
+/// Every unexpired, not disabled enablement: the configurations the
+/// runner keeps warm containers for, and the conversations whose running
+/// jobs may go on.
+pub fn active_enablements(conn: &Connection, now: Millis) -> Result<Vec<Enablement>, YoloError> {
+    let ids: Vec<String> = conn
+        .prepare_cached(
+            "SELECT conversation_id FROM yolo_enablements WHERE disabled_at IS NULL AND expires_at > ?1",
+        )?
+        .query_map([now], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut out = Vec::with_capacity(ids.len());
+    for id in &ids {
+        out.extend(active_enablement(conn, id, now)?);
+    }
+    Ok(out)
+}
+
 pub fn active_enablement(
     conn: &Connection,
     cid: &str,
@@ -481,7 +500,14 @@ pub fn close_open(
             list(&closed.failed),
             closed.tokens_revoked,
         );
-        crate::service::insert_to_all(tx, cid, "bridge", "system", &redactor.redacted(&body), now)?;
+        insert_to_all(
+            tx,
+            cid,
+            sender::BRIDGE,
+            "system",
+            &redactor.redacted(&body),
+            now,
+        )?;
     }
     Ok(closed)
 }
@@ -519,10 +545,10 @@ pub fn expire_queued(
             ttl_ms / 1000
         );
         record_failure(tx, &id, &redactor.redacted(&why))?;
-        crate::service::insert_to_all(
+        insert_to_all(
             tx,
             &cid,
-            "runner",
+            sender::RUNNER,
             "command_result",
             &redactor.redacted(&format!(
                 "Command from session {session} (proposal {id}) failed: {why}"
@@ -599,6 +625,45 @@ pub fn record_result(
     Ok(())
 }
 
+/// A new proposal as the bridge stores it. The command and the reason are
+/// agent text, so both are [`Redacted`]; a command in which the redactor
+/// found a secret is refused before this point, so its redacted form is the
+/// command itself and the hash over it still holds.
+#[derive(Debug, Clone, Copy)]
+pub struct NewProposal<'a> {
+    pub id: &'a str,
+    pub conversation_id: &'a str,
+    pub session_id: &'a str,
+    pub command: &'a Redacted,
+    pub reason: Option<&'a Redacted>,
+    pub params_json: &'a str,
+    pub hash: &'a str,
+}
+
+/// Stores a proposal in state `proposed`. The only writer of `proposals`
+/// rows; their state changes go through [`transition`].
+pub fn insert_proposal(
+    conn: &Connection,
+    p: &NewProposal<'_>,
+    now: Millis,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO proposals (id, conversation_id, session_id, command, reason, params, hash, state, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'proposed', ?8, ?8)",
+    )?
+    .execute(params![
+        p.id,
+        p.conversation_id,
+        p.session_id,
+        p.command,
+        p.reason,
+        p.params_json,
+        p.hash,
+        now
+    ])?;
+    Ok(())
+}
+
 /// A stored proposal as the operator and the runner see it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Proposal {
@@ -612,7 +677,9 @@ pub struct Proposal {
     pub hash: String,
     pub state: JobState,
     pub created_at: String,
-    pub result: Option<serde_json::Value>,
+    /// What the command did, once it ran; `None` before, or when the
+    /// stored text is not a result at all.
+    pub result: Option<JobResult>,
     pub failure: Option<String>,
 }
 
@@ -754,10 +821,10 @@ pub fn reject(
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let p = load_proposal(&tx, id)?;
     transition(&tx, id, Event::Reject, now)?;
-    crate::service::insert_to_all(
+    insert_to_all(
         &tx,
         &p.conversation_id,
-        "bridge",
+        sender::BRIDGE,
         "system",
         &redactor.redacted(&format!(
             "The operator rejected proposal {id} (`{}`).",
