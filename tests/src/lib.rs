@@ -16,6 +16,7 @@ use serde_json::Value;
 pub mod bench;
 pub mod canary;
 pub mod flood;
+pub mod procstat;
 pub mod yolo;
 
 pub type Client = RunningService<RoleClient, ()>;
