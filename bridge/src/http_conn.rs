@@ -10,21 +10,32 @@
 //! header timeout. Over a cap, a connection is answered with a fixed 503
 //! and closed at once, without reading, so refusing costs one write.
 //!
+//! Refusing must be cheaper than connecting. Under a flood of reconnecting
+//! clients the kernel's accept queue holds every new connection, the
+//! legitimate ones too, until this loop takes it, so the queue's wait is
+//! what a legitimate client feels (and once the queue is full its SYN is
+//! dropped and resent a second later). So the limits are checked on the
+//! bare accepted socket: a refused connection is never registered with the
+//! runtime (one `accept4`, one non-blocking `send` of a pre-rendered 503,
+//! one `close`), and one accept task per core drains the queue in batches.
+//!
 //! When the total is full, a client from an address with fewer connections
 //! than the busiest address takes the place of that address's oldest
 //! connection with no request in flight (a slow head, or an idle
 //! keep-alive): otherwise an attacker with more addresses than
 //! `max_total / max_per_peer` could fill the table and lock everyone out
-//! until the header timeout, again and again. Addresses at an equal share
-//! cannot take places from each other, so a flood does not churn. A
-//! connection serving a request (a long poll, an SSE stream) is never
-//! evicted.
+//! until the header timeout, again and again. An address with no
+//! connection always gets a place this way; one with some only when it has
+//! at least two fewer than the busiest, so attacker addresses within one of
+//! each other do not trade places (each trade cost a whole connection
+//! setup, and churned the table). A connection serving a request (a long
+//! poll, an SSE stream) is never evicted.
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::ConnectInfo;
@@ -66,6 +77,16 @@ const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// A pause after a failed `accept` (e.g. out of file descriptors), so the
 /// loop does not spin while the condition lasts.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// Connections one accept task takes before it lets the runtime run other
+/// tasks (the admitted connections among them).
+const ACCEPT_BATCH: usize = 64;
+
+/// At most this many accept tasks (one per core below it).
+const MAX_ACCEPTORS: usize = 4;
+
+/// How often the refusal counts are logged while the limits are engaged.
+const REPORT_EVERY: Duration = Duration::from_secs(60);
 
 /// Seconds a refused client is told to wait (`Retry-After`).
 pub const RETRY_AFTER_SECS: u64 = 5;
@@ -112,12 +133,15 @@ impl Table {
     }
 
     /// The oldest connection with no request in flight of the address with
-    /// the most connections, if `newcomer` has fewer than that address:
-    /// addresses at an equal share cannot take places from each other, so
-    /// attackers do not churn, while a new client always finds a place.
+    /// the most connections, if `newcomer` has none, or at least two fewer
+    /// than that address: addresses within one of each other cannot take
+    /// places from each other (a trade would leave them as unequal as
+    /// before, so a flood would churn forever), while a new client always
+    /// finds a place.
     fn evictable(&self, newcomer: &IpAddr) -> Option<u64> {
         let (_, ids) = self.per_peer.iter().max_by_key(|(_, ids)| ids.len())?;
-        if self.count(newcomer) >= ids.len() {
+        let have = self.count(newcomer);
+        if have > 0 && have + 2 > ids.len() {
             return None;
         }
         ids.iter()
@@ -128,8 +152,17 @@ impl Table {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Refusal {
-    PerPeer,
-    Total,
+    PerPeer = 0,
+    Total = 1,
+}
+
+impl Refusal {
+    fn reason(self) -> &'static str {
+        match self {
+            Refusal::PerPeer => "too many connections from your address",
+            Refusal::Total => "the server is at its connection limit",
+        }
+    }
 }
 
 /// The live connections; a cheap handle.
@@ -137,6 +170,35 @@ enum Refusal {
 struct Conns {
     limits: ConnLimits,
     table: Arc<Mutex<Table>>,
+    counts: Arc<Counts>,
+}
+
+/// What the limits did since the last report.
+#[derive(Debug, Default)]
+struct Counts {
+    admitted: AtomicU64,
+    evicted: AtomicU64,
+    refused_per_peer: AtomicU64,
+    refused_total: AtomicU64,
+}
+
+impl Counts {
+    /// Logs and resets the counts if a limit engaged.
+    fn report(&self, since: Instant) {
+        let take = |c: &AtomicU64| c.swap(0, Ordering::Relaxed);
+        let (per_peer, total) = (take(&self.refused_per_peer), take(&self.refused_total));
+        let (evicted, admitted) = (take(&self.evicted), take(&self.admitted));
+        if per_peer + total + evicted > 0 {
+            tracing::warn!(
+                refused_per_address = per_peer,
+                refused_total = total,
+                evicted,
+                admitted,
+                seconds = since.elapsed().as_secs(),
+                "HTTP connection limits engaged: connections were refused with 503 or idle ones closed to make room (a flood, or --http-max-connections / --http-max-connections-per-peer too low for the clients)"
+            );
+        }
+    }
 }
 
 /// A connection's place in the table; frees it on drop.
@@ -159,18 +221,31 @@ fn lock(t: &Mutex<Table>) -> std::sync::MutexGuard<'_, Table> {
 }
 
 impl Conns {
+    fn new(limits: ConnLimits) -> Self {
+        Self {
+            limits,
+            table: Arc::default(),
+            counts: Arc::default(),
+        }
+    }
+
     fn admit(&self, peer: IpAddr) -> Result<Admitted, Refusal> {
+        let count = |c: &AtomicU64| c.fetch_add(1, Ordering::Relaxed);
         let mut t = lock(&self.table);
         if t.count(&peer) >= self.limits.max_per_peer {
+            count(&self.counts.refused_per_peer);
             return Err(Refusal::PerPeer);
         }
         if t.conns.len() >= self.limits.max_total {
             let Some(victim) = t.evictable(&peer) else {
+                count(&self.counts.refused_total);
                 return Err(Refusal::Total);
             };
             t.conns[&victim].evict.cancel();
             t.remove(victim);
+            count(&self.counts.evicted);
         }
+        count(&self.counts.admitted);
         let id = t.next_id;
         t.next_id += 1;
         t.per_peer.entry(peer).or_default().insert(id);
@@ -241,40 +316,153 @@ pub async fn serve(
     limits: ConnLimits,
     stop: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let conns = Conns {
-        limits,
-        table: Arc::default(),
+    let listener = Arc::new(listener);
+    let accept = Accept {
+        conns: Conns::new(limits),
+        app,
+        http: http1(&limits),
+        closing: CancellationToken::new(),
+        tracker: TaskTracker::new(),
+        refusals: [Refusal::PerPeer, Refusal::Total].map(|r| overload_response(r.reason())),
     };
-    let closing = CancellationToken::new();
-    let tracker = TaskTracker::new();
-    let http = http1(&limits);
+    let accept = Arc::new(accept);
+    let stopping = CancellationToken::new();
+    let acceptors = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZero::get)
+        .min(MAX_ACCEPTORS);
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..acceptors {
+        tasks.spawn(accept_loop(
+            listener.clone(),
+            accept.clone(),
+            stopping.clone(),
+        ));
+    }
+    let mut since = Instant::now();
+    let mut report = tokio::time::interval(REPORT_EVERY);
+    report.tick().await;
     tokio::pin!(stop);
     loop {
-        let (stream, peer) = tokio::select! {
+        tokio::select! {
             () = &mut stop => break,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accepting an HTTP connection failed; if this says too many open files, raise `ulimit -n` or lower --http-max-connections");
-                    tokio::time::sleep(ACCEPT_BACKOFF).await;
-                    continue;
-                }
-            },
+            _ = report.tick() => {
+                accept.conns.counts.report(since);
+                since = Instant::now();
+            }
+        }
+    }
+    stopping.cancel();
+    while tasks.join_next().await.is_some() {}
+    drop(listener);
+    accept.conns.counts.report(since);
+    accept.closing.cancel();
+    accept.tracker.close();
+    if tokio::time::timeout(CLOSE_GRACE, accept.tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::info!(
+            open = accept.tracker.len(),
+            "closing HTTP connections that did not finish in time"
+        );
+    }
+    Ok(())
+}
+
+/// What every accept task shares.
+struct Accept {
+    conns: Conns,
+    app: Router,
+    http: hyper::server::conn::http1::Builder,
+    /// Tells admitted connections to finish and close.
+    closing: CancellationToken,
+    tracker: TaskTracker,
+    /// The 503s, rendered once: [per address, total].
+    refusals: [String; 2],
+}
+
+/// Takes connections off the listen queue, in batches, until `stopping`.
+///
+/// The runtime's `accept` waits for the queue to fill and takes the first
+/// connection (registering it with the reactor); the rest of the batch is
+/// taken with plain `accept4` calls, so a connection that is refused is a
+/// plain socket and never touches the reactor. Several tasks may share the
+/// listener: whoever finds the queue empty waits for the next connection.
+async fn accept_loop(listener: Arc<TcpListener>, accept: Arc<Accept>, stopping: CancellationToken) {
+    use rustix::io::Errno;
+    use rustix::net::{SocketFlags, acceptfrom_with};
+    loop {
+        let first = tokio::select! {
+            () = stopping.cancelled() => return,
+            first = listener.accept() => first,
         };
-        let admitted = match conns.admit(peer.ip()) {
-            Ok(a) => a,
-            Err(refusal) => {
-                refuse(&stream, refusal);
+        match first {
+            Ok((stream, peer)) => accept.take_registered(stream, peer),
+            Err(e) => {
+                accept_failed(&e);
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
                 continue;
             }
-        };
+        }
+        for _ in 1..ACCEPT_BATCH {
+            match acceptfrom_with(&*listener, SocketFlags::NONBLOCK | SocketFlags::CLOEXEC) {
+                Ok((fd, Some(addr))) => {
+                    if let Ok(peer) = SocketAddr::try_from(addr) {
+                        accept.take_plain(std::net::TcpStream::from(fd), peer);
+                    }
+                }
+                // A peer that is already gone: dropping the socket closes it.
+                Ok((_, None)) | Err(Errno::CONNABORTED | Errno::INTR) => {}
+                Err(Errno::AGAIN) => break,
+                Err(e) => {
+                    accept_failed(&e.into());
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    break;
+                }
+            }
+        }
+        // Let the connections just admitted (and everything else on this
+        // worker) run before the next batch.
+        tokio::task::yield_now().await;
+    }
+}
+
+fn accept_failed(e: &std::io::Error) {
+    tracing::warn!(error = %e, "accepting an HTTP connection failed; if this says too many open files, raise `ulimit -n` or lower --http-max-connections");
+}
+
+impl Accept {
+    /// Refuses a plain (non-blocking, unregistered) socket over a limit, or
+    /// registers it and serves it on a task of its own.
+    fn take_plain(&self, stream: std::net::TcpStream, peer: SocketAddr) {
+        match self.conns.admit(peer.ip()) {
+            Err(refusal) => refuse(&stream, &self.refusals[refusal as usize]),
+            Ok(admitted) => match TcpStream::from_std(stream) {
+                Ok(stream) => self.serve(stream, peer, admitted),
+                Err(e) => {
+                    tracing::warn!(error = %e, %peer, "cannot serve an accepted HTTP connection");
+                }
+            },
+        }
+    }
+
+    /// [`Self::take_plain`] for a socket the runtime accepted.
+    fn take_registered(&self, stream: TcpStream, peer: SocketAddr) {
+        match self.conns.admit(peer.ip()) {
+            Err(refusal) => refuse(&stream, &self.refusals[refusal as usize]),
+            Ok(admitted) => self.serve(stream, peer, admitted),
+        }
+    }
+
+    /// Serves an admitted connection on a task of its own.
+    fn serve(&self, stream: TcpStream, peer: SocketAddr, admitted: Admitted) {
         let _ = stream.set_nodelay(true);
-        let conn = http.serve_connection(
+        let conn = self.http.serve_connection(
             TokioIo::new(stream),
-            service(app.clone(), peer, admitted.busy.clone()),
+            service(self.app.clone(), peer, admitted.busy.clone()),
         );
-        let closing = closing.clone();
-        tracker.spawn(async move {
+        let closing = self.closing.clone();
+        self.tracker.spawn(async move {
             tokio::pin!(conn);
             let mut told = false;
             loop {
@@ -298,19 +486,6 @@ pub async fn serve(
             drop(admitted);
         });
     }
-    drop(listener);
-    closing.cancel();
-    tracker.close();
-    if tokio::time::timeout(CLOSE_GRACE, tracker.wait())
-        .await
-        .is_err()
-    {
-        tracing::info!(
-            open = tracker.len(),
-            "closing HTTP connections that did not finish in time"
-        );
-    }
-    Ok(())
 }
 
 /// hyper's HTTP/1 server with the header-read timeout.
@@ -366,14 +541,16 @@ fn service(
     })
 }
 
-/// Answers 503 and closes, without reading the request: one non-blocking
-/// write. A client that already sent bytes may see a reset instead.
-fn refuse(stream: &TcpStream, refusal: Refusal) {
-    let reason = match refusal {
-        Refusal::PerPeer => "too many connections from your address",
-        Refusal::Total => "the server is at its connection limit",
-    };
-    let _ = stream.try_write(overload_response(reason).as_bytes());
+/// Answers 503 and closes (on drop), without reading the request: one
+/// non-blocking `send`, so a full send buffer can never stall the accept
+/// loop. A client that already sent bytes may see a reset instead.
+fn refuse(stream: impl std::os::fd::AsFd, response: &str) {
+    use rustix::net::{SendFlags, send};
+    let _ = send(
+        stream,
+        response.as_bytes(),
+        SendFlags::DONTWAIT | SendFlags::NOSIGNAL,
+    );
 }
 
 #[cfg(test)]
@@ -381,14 +558,11 @@ mod tests {
     use super::*;
 
     fn conns(total: usize, per_peer: usize) -> Conns {
-        Conns {
-            limits: ConnLimits {
-                max_total: total,
-                max_per_peer: per_peer,
-                ..ConnLimits::default()
-            },
-            table: Arc::default(),
-        }
+        Conns::new(ConnLimits {
+            max_total: total,
+            max_per_peer: per_peer,
+            ..ConnLimits::default()
+        })
     }
 
     #[test]
@@ -404,42 +578,53 @@ mod tests {
 
     #[test]
     fn a_full_table_gives_a_lighter_address_the_busiest_addresss_oldest_idle_place() {
-        let c = conns(3, 5);
+        let c = conns(4, 5);
         let a: IpAddr = [127, 0, 0, 2].into();
         let legit: IpAddr = [127, 0, 0, 1].into();
         let busy = c.admit(a).unwrap();
         let _request = InFlight::new(&busy.busy);
         let idle = c.admit(a).unwrap();
         let younger = c.admit(a).unwrap();
+        let youngest = c.admit(a).unwrap();
         // The busiest address itself cannot take its own or others' places.
         assert_eq!(c.admit(a).err(), Some(Refusal::Total));
         let newcomer = c.admit(legit).unwrap();
         assert!(idle.evict.is_cancelled(), "the oldest idle one is closed");
         assert!(!busy.evict.is_cancelled(), "a request in flight is kept");
         assert!(!younger.evict.is_cancelled());
-        // 2 against 1: the newcomer's address is still lighter.
+        // 1 against 3: the newcomer's address is still two lighter.
         let _second = c.admit(legit).unwrap();
         assert!(younger.evict.is_cancelled());
-        // 1 busy against 2: nothing can be taken now.
+        assert!(!youngest.evict.is_cancelled());
+        // 2 against 2: nothing can be taken now.
         assert_eq!(c.admit(legit).err(), Some(Refusal::Total));
         // An evicted connection's drop frees nobody else's place.
         drop(idle);
         assert_eq!(c.admit(legit).err(), Some(Refusal::Total));
         drop(newcomer);
+        let counts = &c.counts;
+        assert_eq!(counts.evicted.load(Ordering::Relaxed), 2);
+        assert_eq!(counts.refused_total.load(Ordering::Relaxed), 3);
+        assert_eq!(counts.admitted.load(Ordering::Relaxed), 6);
     }
 
     #[test]
-    fn equal_shares_do_not_take_places_from_each_other() {
-        let c = conns(4, 5);
+    fn addresses_within_one_do_not_take_places_from_each_other() {
+        let c = conns(5, 5);
         let (a, b, d): (IpAddr, IpAddr, IpAddr) = (
             [127, 0, 0, 2].into(),
             [127, 0, 0, 3].into(),
             [127, 0, 0, 4].into(),
         );
-        let _held: Vec<_> = [a, a, b, b].iter().map(|p| c.admit(*p).unwrap()).collect();
+        let held: Vec<_> = [a, a, b, b, b]
+            .iter()
+            .map(|p| c.admit(*p).unwrap())
+            .collect();
+        // 2 against 3 would only swap which address has 3: a churn.
         assert_eq!(c.admit(a).err(), Some(Refusal::Total));
         assert_eq!(c.admit(b).err(), Some(Refusal::Total));
         assert!(c.admit(d).is_ok(), "a new address gets a place");
+        assert!(held[2].evict.is_cancelled(), "b's oldest gave it");
     }
 
     #[test]

@@ -125,7 +125,23 @@ pub async fn exchange(
     request: &[u8],
     until: &str,
 ) -> anyhow::Result<Reply> {
-    let mut stream = connect_from(from, to).await?;
+    Ok(exchange_timed(from, to, request, until).await?.0)
+}
+
+/// [`exchange`], also returning how long `connect` took (the kernel's part:
+/// the handshake, and a SYN resent after a second if the listen queue was
+/// full).
+pub async fn exchange_timed(
+    from: Ipv4Addr,
+    to: SocketAddr,
+    request: &[u8],
+    until: &str,
+) -> anyhow::Result<(Reply, Duration)> {
+    let started = Instant::now();
+    let mut stream = tokio::time::timeout(Duration::from_secs(10), connect_from(from, to))
+        .await
+        .context("no connection within 10 s")??;
+    let connected = started.elapsed();
     stream.write_all(request).await?;
     let mut got = Vec::new();
     let mut buf = [0u8; 4096];
@@ -160,7 +176,7 @@ pub async fn exchange(
         .nth(1)
         .and_then(|c| c.parse().ok())
         .with_context(|| format!("no HTTP status in {head:?}"))?;
-    Ok(Reply { status, head, text })
+    Ok((Reply { status, head, text }, connected))
 }
 
 /// Creates a session from `from` with a raw `initialize`; returns its id.
@@ -274,7 +290,12 @@ impl HttpBridge {
     }
 
     /// SIGTERM, then a clean exit within 10 s.
-    pub async fn stop(mut self) -> anyhow::Result<()> {
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.stop_with_log().await.map(drop)
+    }
+
+    /// [`Self::stop`], returning what the server wrote to stderr.
+    pub async fn stop_with_log(mut self) -> anyhow::Result<String> {
         use nix::sys::signal::{Signal, kill};
         use nix::unistd::Pid;
         let mut child = self.child.take().context("server already stopped")?;
@@ -287,7 +308,7 @@ impl HttpBridge {
                     "bridge exited with {status}: {}",
                     self.stderr_text()
                 );
-                return Ok(());
+                return Ok(self.stderr_text());
             }
             if Instant::now() >= deadline {
                 let _ = child.kill();

@@ -17,6 +17,7 @@ pub mod bench;
 pub mod canary;
 pub mod flood;
 pub mod images;
+pub mod procstat;
 pub mod yolo;
 
 pub type Client = RunningService<RoleClient, ()>;

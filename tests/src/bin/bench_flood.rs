@@ -7,11 +7,16 @@
 //! before, during and after, the legitimate client's latency, and the 503s.
 //!
 //! Run: `cargo run --release -p bridge-tests --bin bench_flood -- [--quick]
-//! [--sessions N] [--rounds R] [--slow N] [--attackers A]`. Defaults: 3
-//! rounds of 20 000 sessions, 10 000 slow connections, 100 attacker
-//! addresses; `--quick` (CI) is 2 rounds of 2 000, 2 000 slow connections
-//! and 5 addresses (so both the per-address and the total connection cap
-//! engage). Exits non-zero when a target is missed: server RSS over 100 MB
+//! [--sessions N] [--rounds R] [--slow N] [--attackers A]
+//! [--attacker-threads T]`. Defaults: 3 rounds of 20 000 sessions, 10 000
+//! slow connections, 100 attacker addresses on a runtime of their own with
+//! one thread per CPU (`0`: on the legitimate client's runtime, which
+//! measures the client's scheduler); `--quick` (CI) is 2 rounds of 2 000,
+//! 2 000 slow connections and 5 addresses (the total connection cap
+//! engages), `--rounds 0` the slowloris alone. Also prints where the
+//! legitimate client's time went: `connect`, `/healthz`, the tool call,
+//! the listen queue, the kernel's listen overflows, CPU by process, and the
+//! server's own refusal counts. Exits non-zero when a target is missed: server RSS over 100 MB
 //! at any point or growing by more than 10 MB from the first session flood
 //! to the last, no 503 from the session cap, a legitimate request failing,
 //! or one taking 1 s or more during the session floods or once the
@@ -25,8 +30,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use bridge_tests::bench::{Samples, fmt_mb, fmt_ms, vm_rss_kb};
 use bridge_tests::flood::{
-    HttpBridge, LEGIT, attacker, connect_from, exchange, healthz, initialize, raise_nofile,
+    HttpBridge, LEGIT, attacker, connect_from, exchange, exchange_timed, healthz, initialize,
+    raise_nofile,
 };
+use bridge_tests::procstat;
 use bridge_tests::{Client, Conv, call, connect_http, machine_summary, ok};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -44,12 +51,16 @@ const SESSION_WORKERS: usize = 64;
 /// How long a slow connection waits before reopening after the server
 /// closed or refused it, so the benchmark's own CPU use stays bounded.
 const REOPEN_PAUSE: Duration = Duration::from_millis(100);
+/// Between two legitimate probes.
+const PROBE_PAUSE: Duration = Duration::from_millis(100);
 
 struct Args {
     sessions: usize,
     slow: usize,
     attackers: usize,
     rounds: usize,
+    /// Worker threads of the attackers' own runtime (their CPU bound).
+    attacker_threads: usize,
     quick: bool,
 }
 
@@ -59,6 +70,7 @@ fn parse_args() -> anyhow::Result<Args> {
         slow: 10_000,
         attackers: 100,
         rounds: 3,
+        attacker_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
         quick: false,
     };
     let mut it = std::env::args().skip(1);
@@ -69,12 +81,15 @@ fn parse_args() -> anyhow::Result<Args> {
             "--slow" => a.slow = value()?.parse().context("--slow N")?,
             "--attackers" => a.attackers = value()?.parse().context("--attackers A")?,
             "--rounds" => a.rounds = value()?.parse().context("--rounds R")?,
+            "--attacker-threads" => {
+                a.attacker_threads = value()?.parse().context("--attacker-threads N")?;
+            }
             "--quick" => {
                 (a.sessions, a.slow, a.attackers, a.rounds) = (2_000, 2_000, 5, 2);
                 a.quick = true;
             }
             other => bail!(
-                "unknown argument {other:?}; use --quick, --sessions N, --rounds R, --slow N or --attackers A"
+                "unknown argument {other:?}; use --quick, --sessions N, --rounds R, --slow N, --attackers A or --attacker-threads N"
             ),
         }
     }
@@ -90,7 +105,17 @@ fn parse_args() -> anyhow::Result<Args> {
 #[derive(Clone, Copy)]
 struct Probe {
     at: Instant,
+    /// Both requests, one after the other: what the target is about.
     took: Duration,
+    /// `connect` of the `/healthz` connection (the kernel's handshake).
+    connect: Duration,
+    /// `/healthz`, connect to the whole answer.
+    health: Duration,
+    /// The tool call on the session's kept-alive connection.
+    tool: Duration,
+    /// How late the probe's 100 ms pause ended: the benchmark's own
+    /// scheduling delay, not the server's.
+    lag: Duration,
     ok: bool,
 }
 
@@ -102,22 +127,32 @@ async fn probe(
     stop: Arc<AtomicBool>,
 ) -> Vec<Probe> {
     let mut out = Vec::new();
+    let mut lag = Duration::ZERO;
     while !stop.load(Ordering::Relaxed) {
         let at = Instant::now();
-        let health = exchange(LEGIT, to, &healthz(to.port()), "ok").await;
+        let health = exchange_timed(LEGIT, to, &healthz(to.port()), "ok").await;
+        let health_took = at.elapsed();
         let tool = call(
             &client,
             "check_partner_status",
             conv.args("a", serde_json::json!({})),
         )
         .await;
-        let ok = matches!(health, Ok(ref r) if r.status == 200) && tool.and_then(ok).is_ok();
+        let took = at.elapsed();
+        let connect = health.as_ref().map_or(health_took, |(_, c)| *c);
+        let ok = matches!(health, Ok((ref r, _)) if r.status == 200) && tool.and_then(ok).is_ok();
         out.push(Probe {
             at,
-            took: at.elapsed(),
+            took,
+            connect,
+            health: health_took,
+            tool: took - health_took,
+            lag,
             ok,
         });
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        let pause = Instant::now();
+        tokio::time::sleep(PROBE_PAUSE).await;
+        lag = pause.elapsed().saturating_sub(PROBE_PAUSE);
     }
     out
 }
@@ -226,6 +261,97 @@ async fn slow_client(from: Ipv4Addr, to: SocketAddr, stop: Arc<AtomicBool>, c: A
     }
 }
 
+/// The listen queue during the slowloris, sampled every 50 ms.
+#[derive(Default)]
+struct QueueWatch {
+    samples: u64,
+    /// Samples with the queue at its limit: a SYN arriving then is dropped
+    /// and resent by the client a second later.
+    full: u64,
+    max: u64,
+    sum: u64,
+}
+
+async fn watch_queue(port: u16, limit: u64, stop: Arc<AtomicBool>) -> QueueWatch {
+    let mut w = QueueWatch::default();
+    while !stop.load(Ordering::Relaxed) {
+        if let Some(q) = procstat::accept_queue(port) {
+            w.samples += 1;
+            w.sum += q;
+            w.max = w.max.max(q);
+            w.full += u64::from(q >= limit);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    w
+}
+
+/// CPU seconds and TCP counters at one moment.
+struct Snap {
+    at: Instant,
+    server: f64,
+    bench: f64,
+    busy: f64,
+    softirq: f64,
+    total: f64,
+    tcp: std::collections::HashMap<String, u64>,
+}
+
+fn snap(server: u32) -> anyhow::Result<Snap> {
+    let (busy, softirq, total) = procstat::machine_cpu_secs()?;
+    Ok(Snap {
+        at: Instant::now(),
+        server: procstat::cpu_secs(Some(server))?,
+        bench: procstat::cpu_secs(None)?,
+        busy,
+        softirq,
+        total,
+        tcp: procstat::tcp_ext()?,
+    })
+}
+
+/// Where the CPU and the listen queue went between two snapshots.
+fn diagnose(a: &Snap, b: &Snap, q: &QueueWatch, limit: u64) -> String {
+    let secs = (b.at - a.at).as_secs_f64();
+    let cores = |x: f64| format!("{:.2}", x / secs);
+    let others = (b.busy - a.busy) - (b.server - a.server) - (b.bench - a.bench);
+    let tcp = |k: &str| {
+        b.tcp
+            .get(k)
+            .unwrap_or(&0)
+            .saturating_sub(*a.tcp.get(k).unwrap_or(&0))
+    };
+    format!(
+        "CPU in cores over the {secs:.0} s: server {}, benchmark (attackers and legitimate client) {}, the rest of the machine and unattributed softirq {}, idle {} (softirq, counted in the others, {}). Listen queue (limit {limit}): max {}, mean {:.0}, full in {} of {} samples; kernel `ListenOverflows` +{}, `ListenDrops` +{}, `TCPReqQFullDrop` +{}.",
+        cores(b.server - a.server),
+        cores(b.bench - a.bench),
+        cores(others.max(0.0)),
+        cores((b.total - a.total) - (b.busy - a.busy)),
+        cores(b.softirq - a.softirq),
+        q.max,
+        q.sum as f64 / q.samples.max(1) as f64,
+        q.full,
+        q.samples,
+        tcp("ListenOverflows"),
+        tcp("ListenDrops"),
+        tcp("TCPReqQFullDrop"),
+    )
+}
+
+/// p50 / p99 / max of one part of the probes.
+fn phase(label: &str, probes: &[Probe], part: impl Fn(&Probe) -> Duration) -> String {
+    let s = Samples::new(probes.iter().map(part).collect());
+    if s.is_empty() {
+        return format!("| {label} | – | – | – |");
+    }
+    format!(
+        "| {label} | {} | {} | {} |",
+        fmt_ms(s.p(50.0)),
+        fmt_ms(s.p(99.0)),
+        fmt_ms(s.max())
+    )
+}
+
 fn count_fds(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
 }
@@ -234,13 +360,18 @@ fn summarize(label: &str, probes: &[Probe]) -> (String, bool, Duration) {
     let failed = probes.iter().filter(|p| !p.ok).count();
     let s = Samples::new(probes.iter().map(|p| p.took).collect());
     if s.is_empty() {
-        return (format!("| {label} | 0 | – | – | – |"), false, Duration::MAX);
+        return (
+            format!("| {label} | 0 | – | – | – | – |"),
+            false,
+            Duration::MAX,
+        );
     }
     (
         format!(
-            "| {label} | {} | {} | {} | {failed} |",
+            "| {label} | {} | {} | {} | {} | {failed} |",
             s.len(),
             fmt_ms(s.p(50.0)),
+            fmt_ms(s.p(99.0)),
             fmt_ms(s.max())
         ),
         failed == 0,
@@ -257,6 +388,24 @@ async fn main() -> anyhow::Result<()> {
         "the open-files limit is {nofile}, too low for {} slow connections; raise `ulimit -Hn` or pass a smaller --slow",
         args.slow
     );
+    // The attackers get a runtime of their own, as if on other machines:
+    // the legitimate client's tasks never wait behind theirs. With
+    // `--attacker-threads 0` they share the client's runtime, as this
+    // benchmark did before 2026-12-02, which measures the client's own
+    // scheduler as much as the server.
+    let attack_rt = match args.attacker_threads {
+        0 => None,
+        n => Some(
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(n)
+                .thread_name("attacker")
+                .enable_all()
+                .build()?,
+        ),
+    };
+    let attack = attack_rt
+        .as_ref()
+        .map_or_else(tokio::runtime::Handle::current, |rt| rt.handle().clone());
     let dir = tempfile::tempdir()?;
     let server = HttpBridge::start(dir.path(), &[]).await?;
     let (to, pid) = (server.addr, server.pid());
@@ -273,7 +422,9 @@ async fn main() -> anyhow::Result<()> {
     let mut rounds = Vec::new();
     for _ in 0..args.rounds {
         let started = Instant::now();
-        let counts = session_flood(to, args.sessions, args.attackers).await;
+        let counts = attack
+            .spawn(session_flood(to, args.sessions, args.attackers))
+            .await?;
         let took = started.elapsed();
         let rss_end = vm_rss_kb(pid)?;
         // Every abandoned session is past its handshake deadline after this.
@@ -295,10 +446,17 @@ async fn main() -> anyhow::Result<()> {
     let prober = tokio::spawn(probe(client.clone(), conv.clone(), to, stop.clone()));
     let peak = tokio::spawn(rss_peak(pid, stop.clone()));
     let slow = Arc::new(SlowCounts::default());
+    let queue_limit = u64::from(bridge::http::LISTEN_BACKLOG).min(
+        std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(u64::MAX),
+    );
+    let queue = tokio::spawn(watch_queue(to.port(), queue_limit, stop.clone()));
     let flood_started = Instant::now();
     let mut slow_tasks = Vec::new();
     for i in 0..args.slow {
-        slow_tasks.push(tokio::spawn(slow_client(
+        slow_tasks.push(attack.spawn(slow_client(
             attacker(i % args.attackers),
             to,
             stop.clone(),
@@ -306,14 +464,20 @@ async fn main() -> anyhow::Result<()> {
         )));
     }
     let hold = HEADER_TIMEOUT + Duration::from_secs(if args.quick { 6 } else { 20 });
-    tokio::time::sleep(hold / 2).await;
+    tokio::time::sleep(HEADER_TIMEOUT).await;
+    let settled_snap = snap(pid)?;
     let fds_during = count_fds(pid);
-    tokio::time::sleep(hold - hold / 2).await;
+    tokio::time::sleep(hold - HEADER_TIMEOUT).await;
+    let end_snap = snap(pid)?;
     stop.store(true, Ordering::Relaxed);
     let slow_probes = prober.await?;
     let slow_peak = peak.await?;
+    let queue = queue.await?;
     for t in slow_tasks {
         t.abort();
+    }
+    if let Some(rt) = attack_rt {
+        rt.shutdown_background();
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     let rss_after_slow = vm_rss_kb(pid)?;
@@ -324,7 +488,8 @@ async fn main() -> anyhow::Result<()> {
         summarize("during the session flood", &session_probes);
     let (row_early, early_ok, _) = summarize("slowloris, first header timeout", &early);
     let (row_late, late_ok, late_max) = summarize("slowloris, after the header timeout", &late);
-    if !sessions_ok || sessions_max >= LATENCY_LIMIT {
+    // `--rounds 0` runs the slowloris alone.
+    if args.rounds > 0 && (!sessions_ok || sessions_max >= LATENCY_LIMIT) {
         failures.push(format!(
             "legitimate requests during the session flood: max {} (limit {}), all ok: {sessions_ok}",
             fmt_ms(sessions_max),
@@ -410,7 +575,7 @@ async fn main() -> anyhow::Result<()> {
     }
     println!();
     println!(
-        "**Slowloris:** {} connections held open for {} s, a header line a second each, reopened {} ms after the server closed them: {} opened, {} answered 503, {} closed by the server (after the header timeout, to make room, or refused with a reset), {} connects failed; the server held {} file descriptors midway.\n",
+        "**Slowloris:** {} connections held open for {} s, a header line a second each, reopened {} ms after the server closed them: {} opened, {} answered 503, {} closed by the server (after the header timeout, to make room, or refused with a reset), {} connects failed; the server held {} file descriptors when the header timeout had passed.\n",
         args.slow,
         hold.as_secs(),
         REOPEN_PAUSE.as_millis(),
@@ -430,11 +595,53 @@ async fn main() -> anyhow::Result<()> {
     ] {
         println!("| {what} | {} |", fmt_mb(kb));
     }
-    println!("\n| legitimate client | probes | p50 | max | failed |\n|---|---|---|---|---|");
+    println!(
+        "\n| legitimate client | probes | p50 | p99 | max | failed |\n|---|---|---|---|---|---|"
+    );
     println!("{row_sessions}\n{row_early}\n{row_late}\n");
+    println!(
+        "Where the legitimate client's time went once the header timeout had passed:\n\n| part | p50 | p99 | max |\n|---|---|---|---|"
+    );
+    println!(
+        "{}",
+        phase("`connect` for `/healthz`", &late, |p| p.connect)
+    );
+    println!(
+        "{}",
+        phase("`/healthz`, connect to answer", &late, |p| p.health)
+    );
+    println!(
+        "{}",
+        phase("tool call on the kept-alive session", &late, |p| p.tool)
+    );
+    println!(
+        "{}",
+        phase("the benchmark's own scheduling delay", &late, |p| p.lag)
+    );
+    println!(
+        "\nAfter the header timeout, with {}: {}\n",
+        match args.attacker_threads {
+            0 => "the attackers on the legitimate client's runtime".to_owned(),
+            n => format!("the attackers on a runtime of {n} thread(s)"),
+        },
+        diagnose(&settled_snap, &end_snap, &queue, queue_limit)
+    );
 
     drop(client);
-    server.stop().await?;
+    // The server logs what its connection limits did (each minute and at
+    // shutdown): refusals, and idle connections closed to make room.
+    let engaged: Vec<String> = server
+        .stop_with_log()
+        .await?
+        .lines()
+        .filter(|l| l.contains("connection limits engaged"))
+        .map(str::to_owned)
+        .collect();
+    println!("The server's own counts (its log):\n\n```");
+    for line in &engaged {
+        println!("{line}");
+    }
+    println!("```\n");
     if failures.is_empty() {
         println!("All targets met.");
         Ok(())
