@@ -225,8 +225,11 @@ impl Prefilter {
         let ac = if keywords.is_empty() {
             None
         } else {
+            // A full DFA: the keyword scan runs over every byte of every text, so it is worth
+            // the memory (a few hundred KB for the built-in keywords).
             let ac = AhoCorasick::builder()
                 .ascii_case_insensitive(true)
+                .kind(Some(aho_corasick::AhoCorasickKind::DFA))
                 .build(&keywords)
                 .map_err(|e| RedactError::Prefilter {
                     reason: e.to_string(),
@@ -482,6 +485,75 @@ impl Redactor {
         }
     }
 
+    /// Redacts fields that belong together (a message's `files_involved`): each field alone, and
+    /// also the fields joined end to end, so a secret split across fields (`["AKIAIOSF",
+    /// "ODNN7EXAMPLE"]`) is caught too; every piece of such a secret becomes its placeholder.
+    /// Returns the fields and whether anything changed.
+    pub fn redact_fields(&self, fields: &[String]) -> (Vec<String>, bool) {
+        /// How many consecutive fields one split secret may span.
+        const SPAN: usize = 8;
+        // Per field: local ranges to replace, with the rule's placeholder.
+        let mut cuts: Vec<Vec<(usize, usize, usize)>> = vec![Vec::new(); fields.len()];
+        // Each run starts at a field's own start and ends at a field's own end, so word
+        // boundaries there hold as they do for the fields alone.
+        let runs = (0..fields.len())
+            .flat_map(|a| (a + 2..=fields.len().min(a + SPAN)).map(move |b| (a, b)));
+        for (first, end) in runs {
+            let run = &fields[first..end];
+            let joined = run.concat();
+            let mut bounds = Vec::with_capacity(run.len());
+            let mut at = 0;
+            for f in run {
+                bounds.push((at, at + f.len()));
+                at += f.len();
+            }
+            let Some(cand) = self.prefilter.candidates(&joined) else {
+                continue;
+            };
+            for i in (0..self.rules.len()).filter(|&i| cand[i]) {
+                for (s, e) in self.secret_spans(i, &joined) {
+                    if !bounds.iter().any(|&(_, b)| s < b && b < e) {
+                        continue;
+                    }
+                    for (f, &(a, b)) in bounds.iter().enumerate() {
+                        let (ls, le) = (s.max(a), e.min(b));
+                        if ls < le {
+                            cuts[first + f].push((ls - a, le - a, i));
+                        }
+                    }
+                }
+            }
+        }
+        let mut changed = false;
+        let out = fields
+            .iter()
+            .zip(cuts)
+            .map(|(field, mut cut)| {
+                cut.sort_unstable();
+                let mut piece = String::with_capacity(field.len());
+                let mut last = 0;
+                for (s, e, i) in cut {
+                    if !field.is_char_boundary(s) || !field.is_char_boundary(e) {
+                        continue;
+                    }
+                    if s < last {
+                        // Overlaps the previous cut: its placeholder covers this one too.
+                        last = last.max(e);
+                        continue;
+                    }
+                    piece.push_str(&field[last..s]);
+                    piece.push_str(&self.rules[i].placeholder);
+                    last = e;
+                }
+                piece.push_str(&field[last..]);
+                let piece = self.redact(&piece).into_owned();
+                changed |= piece != *field;
+                piece
+            })
+            .collect();
+        (out, changed)
+    }
+
     /// Redacts `text` into a [`Redacted`], the only form the store accepts
     /// for messages, job failures and results.
     pub fn redacted(&self, text: &str) -> Redacted {
@@ -540,9 +612,11 @@ impl Redactor {
     }
 
     fn run<'a>(&self, text: &'a str, report: Option<&mut Vec<String>>) -> Cow<'a, str> {
-        if self.prefilter.candidates(text).is_none() && text.is_ascii() {
+        let first = self.prefilter.candidates(text);
+        if first.is_none() && text.is_ascii() {
             return Cow::Borrowed(text);
         }
+        let mut first = Some(first);
         let mut current = Cow::Borrowed(text);
         let mut hit = vec![false; self.rules.len()];
         // A placeholder can change what an earlier rule sees: in `w://:pwd=/;@` the `/` ends the
@@ -551,7 +625,12 @@ impl Redactor {
         // only turns text into placeholders; the cap is a guard, never reached in practice.
         for _ in 0..MAX_PASSES {
             let mut changed = false;
-            if let Some(cand) = self.prefilter.candidates(&current) {
+            // The first pass reuses the scan made above.
+            let cand = match first.take() {
+                Some(c) => c,
+                None => self.prefilter.candidates(&current),
+            };
+            if let Some(cand) = cand {
                 for i in (0..self.rules.len()).filter(|&i| cand[i]) {
                     if let Some(next) = self.apply(i, &current) {
                         hit[i] = true;
@@ -1201,6 +1280,29 @@ mod tests {
             assert_eq!(classes, want_classes, "for {input:?}");
             assert!(matches!(r.redact(&out), Cow::Borrowed(_)), "not idempotent: {out:?}");
         }
+    }
+
+    #[test]
+    fn a_secret_split_across_fields_is_caught_in_every_piece() {
+        let r = Redactor::builtin();
+        let fields: Vec<String> = ["src/main.rs", "AKIAIOSF", "ODNN7EXAMPLE", "README.md"]
+            .map(String::from)
+            .to_vec();
+        let (out, changed) = r.redact_fields(&fields);
+        assert!(changed);
+        assert_eq!(
+            out,
+            [
+                "src/main.rs",
+                "AWS_KEY_REDACTED",
+                "AWS_KEY_REDACTED",
+                "README.md"
+            ]
+        );
+        let plain: Vec<String> = ["a.rs", "b.rs"].map(String::from).to_vec();
+        assert_eq!(r.redact_fields(&plain), (plain.clone(), false));
+        let whole: Vec<String> = vec!["password=hunter2".into()];
+        assert_eq!(r.redact_fields(&whole).0, ["password=PASSWORD_REDACTED"]);
     }
 
     #[test]

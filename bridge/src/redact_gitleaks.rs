@@ -390,7 +390,9 @@ fn allowlist(t: &Table, global: bool) -> Result<Allowlist, String> {
                     Some("match") => Target::Match,
                     Some("line") => Target::Line,
                     _ => {
-                        return Err("`regexTarget` must be \"secret\", \"match\" or \"line\"".into());
+                        return Err(
+                            "`regexTarget` must be \"secret\", \"match\" or \"line\"".into()
+                        );
                     }
                 };
             }

@@ -10,7 +10,7 @@
 //! are, and no secret format uses them.
 
 use unicode_general_category::{GeneralCategory, get_general_category};
-use unicode_normalization::UnicodeNormalization;
+use unicode_normalization::{IsNormalized, UnicodeNormalization, is_nfkc_quick};
 
 /// A folded copy of a text and, for each of its bytes, the original byte range of the
 /// character that produced it.
@@ -24,7 +24,14 @@ impl Shadow {
     /// The shadow of `text`, or None when folding changes nothing (always so for ASCII text,
     /// the usual case, which costs one `is_ascii` scan).
     pub fn of(text: &str) -> Option<Self> {
-        if text.is_ascii() {
+        // Most non-ASCII text (accents, CJK, emoji) is already NFKC and has no format
+        // characters: answer that without building anything.
+        let needs_folding = |c: char| {
+            !c.is_ascii()
+                && (get_general_category(c) == GeneralCategory::Format
+                    || is_nfkc_quick(std::iter::once(c)) != IsNormalized::Yes)
+        };
+        if text.is_ascii() || !text.chars().any(needs_folding) {
             return None;
         }
         let mut out = String::with_capacity(text.len());
