@@ -347,18 +347,18 @@ pub(crate) fn is_placeholder(value: &str) -> bool {
     if v.starts_with("${") || v.starts_with("$(") || v.starts_with("%") && v.ends_with('%') {
         return true;
     }
-    if let Some(name) = v.strip_prefix('$') {
-        if !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return true;
-        }
+    if v.strip_prefix('$').is_some_and(|name| {
+        !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    }) {
+        return true;
     }
     // Masks: only x, *, ., -, _ or one repeated character, at least 3 long.
-    let masked = v.len() >= 3
+    let first = v.chars().next().unwrap_or(' ');
+    v.len() >= 3
         && (v
             .chars()
             .all(|c| matches!(c, 'x' | 'X' | '*' | '.' | '-' | '_' | '•'))
-            || v.chars().all(|c| Some(c) == v.chars().next()));
-    masked
+            || v.chars().all(|c| c == first))
 }
 
 /// A value masked in documentation (`sk_test_xxxxxxxxxxxxxxxx`, `ghp_****…`): eight or more `x`,
