@@ -28,7 +28,7 @@ pub mod yolo_cli;
 // `bridge_state` directly.
 pub use bridge_state::{
     audit, auth, clock, config, fileperm, job_result, jobs, logging, messages, policy, ratelimit,
-    redact, redact_stream, shutdown, store, wake, yolo,
+    redact, redact_gitleaks, redact_stream, shutdown, store, wake, yolo,
 };
 
 use rmcp::ServiceExt;

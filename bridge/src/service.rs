@@ -460,9 +460,11 @@ impl Bridge {
                     return Ok(Err(ToolError::RateLimited(exceeded)));
                 }
                 let (body, mut classes) = inner.redactor.redacted_report(&out.message);
+                // Joined as well as one by one, so a key split across entries is caught.
+                let (fields, split) = inner.redactor.redact_fields(&out.files_involved);
                 let (files, files_changed) =
-                    inner.redactor.redacted_json(serde_json::json!(out.files_involved));
-                if files_changed {
+                    inner.redactor.redacted_json(serde_json::json!(fields));
+                if files_changed || split {
                     classes.push("files_involved".into());
                 }
                 let redacted = !classes.is_empty();

@@ -201,11 +201,16 @@ impl Settings {
             }
             quotas.max_live_conversations = n;
         }
-        let mut extra = file.pattern;
+        let mut extra = redact::OperatorRules {
+            patterns: file.pattern,
+            ..Default::default()
+        };
         if let Some(p) = o.redaction_patterns.or(file.redaction_patterns) {
-            extra.extend(redact::load_patterns_file(&p)?);
+            let loaded = redact::load_rules_file(&p)?;
+            extra.patterns.extend(loaded.patterns);
+            extra.gitleaks.merge(loaded.gitleaks);
         }
-        let redactor = Redactor::with_extra(&extra)?;
+        let redactor = Redactor::with_operator(&extra)?;
         Ok(Self {
             db,
             sync,

@@ -18,9 +18,17 @@ use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use regex::{Regex, RegexSet};
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use aho_corasick::AhoCorasick;
+use regex::Regex;
 use serde::Deserialize;
 use serde_json::{Map, Value};
+
+use crate::redact_gitleaks::{Allowlist, GitleaksRules};
+use crate::redact_normalize::Shadow;
+use crate::redact_rules::{self, PLACEHOLDERS_PASS, SEMICOLON};
 
 /// One class of secret: a name, a regex, and the placeholder that replaces a match.
 #[derive(Debug, Clone, Deserialize)]
@@ -79,6 +87,15 @@ pub enum RedactError {
         path: PathBuf,
         source: toml::de::Error,
     },
+    #[error(
+        "the redaction rules' keywords do not build a prefilter: {reason}; remove or shorten some `keywords`"
+    )]
+    Prefilter { reason: String },
+    #[error("redaction rules file (gitleaks format) {source}; fix or remove that part of the file")]
+    Gitleaks {
+        #[from]
+        source: crate::redact_gitleaks::GitleaksError,
+    },
     #[error("redaction patterns file {path}: {source}")]
     InvalidFile {
         path: PathBuf,
@@ -86,61 +103,33 @@ pub enum RedactError {
     },
 }
 
-/// A `key = value` assignment whose value is the secret, keeping the key. Accepts `=`, `:`, `:=`,
-/// `==` and `=>`. A quoted value is taken whole (escaped quotes included); a bare one stops at
-/// characters that end values in URLs and code. There is no left word boundary on purpose, so
-/// `DB_PASSWORD=` and `access_token=` count too.
-macro_rules! assignment {
-    ($keys:literal) => {
-        concat!(
-            r#"(?i)(?:"#, $keys, r#")["']?[ \t]*(?::=|==|=>|[=:])[ \t]*"#,
-            r#"(?:"(?P<secret_dq>(?:[^"\\\r\n]|\\.)+)"|'(?P<secret_sq>[^'\r\n]+)'|["']?(?P<secret>[^\s"'`,;&<>(){}\[\]]+))"#
-        )
-    };
-}
-
 /// The built-in classes, in the order they run: (name, regex, placeholder, skip values that are
-/// plainly code). Order matters; see the module docs.
-#[rustfmt::skip]
-const BUILTIN: &[(&str, &str, &str, bool)] = &[
-    // First, so no later rule nibbles at the base64 body. An unterminated block is redacted to
-    // the end of the text: a truncated key is still a key.
-    ("private-key", r"(?s)-----BEGIN (?:(?:RSA|EC|OPENSSH|DSA|ENCRYPTED|PGP) )?PRIVATE KEY(?: BLOCK)?-----.*?(?:-----END (?:(?:RSA|EC|OPENSSH|DSA|ENCRYPTED|PGP) )?PRIVATE KEY(?: BLOCK)?-----|\z)", "PRIVATE_KEY_REDACTED", false),
-    ("aws-access-key", r"(?-u:\b)(?:AKIA|ASIA)[A-Z0-9]{16}(?-u:\b)", "AWS_KEY_REDACTED", false),
-    ("aws-secret-key", r#"(?i)aws_?secret_?access_?key["']?[ \t]*[=:][ \t]*["']?(?P<secret>[A-Za-z0-9/+]{40})(?:[^A-Za-z0-9/+]|\z)"#, "AWS_SECRET_REDACTED", false),
-    ("github-token", r"(?-u:\b)(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{22,})", "GITHUB_TOKEN_REDACTED", false),
-    // Before openai-key, which would otherwise claim every `sk-ant-` key.
-    ("anthropic-key", r"(?-u:\b)sk-ant-[A-Za-z0-9_-]{20,}", "ANTHROPIC_KEY_REDACTED", false),
-    // 32+ characters keeps kebab-case words like `sk-learn` out; real keys are 48 and up.
-    ("openai-key", r"(?-u:\b)sk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{32,}", "OPENAI_KEY_REDACTED", false),
-    ("slack-token", r"(?-u:\b)(?:xox[abposr]|xapp)-[A-Za-z0-9-]{10,}", "SLACK_TOKEN_REDACTED", false),
-    ("stripe-key", r"(?-u:\b)(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{16,}", "STRIPE_KEY_REDACTED", false),
-    ("google-api-key", r"(?-u:\b)AIza[A-Za-z0-9_-]{35}", "GOOGLE_API_KEY_REDACTED", false),
-    ("jwt", r"(?-u:\b)eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]*", "JWT_REDACTED", false),
-    // The password runs to the last `@` before the path, so an unencoded `@` in it does not leak
-    // the rest. The user part may be empty (`redis://:pw@host`).
-    ("url-password", r#"(?-u:\b)[A-Za-z][A-Za-z0-9+.-]*://[^\s:/?#@"'<>]*:(?P<secret>[^\s/?#"'<>]+)@"#, "URL_PASSWORD_REDACTED", false),
-    // Before bearer-token: the whole credential goes, whatever its scheme.
-    ("authorization-header", r#"(?i)(?-u:\b)authorization["']?[ \t]*:[ \t]*["']?(?P<secret>[^\s"'][^"'\r\n]*)"#, "AUTHORIZATION_REDACTED", false),
-    ("bearer-token", r"(?i)(?-u:\b)bearer[ \t]+(?P<secret>[A-Za-z0-9._~+/=-]{8,})", "BEARER_TOKEN_REDACTED", false),
-    // Last: anything more specific inside the value has already been claimed above.
-    ("password-assignment", assignment!("password|passwd|passphrase|pwd"), "PASSWORD_REDACTED", true),
-    ("secret-assignment", assignment!("(?:secret[_-]?access|secret|private|api)[_-]?key|secret|token"), "SECRET_REDACTED", true),
-];
+/// plainly code). The catalogue with its keywords, entropy gates and families lives in
+/// [`crate::redact_rules`]; order matters (see the module docs).
+const BUILTIN: &[(&str, &str, &str, bool)] = redact_rules::RULES;
 
 /// Upper bound on full passes over one text; see [`Redactor::run`].
 const MAX_PASSES: usize = 4;
 
 #[derive(Debug, Clone)]
-struct Rule {
+pub(crate) struct Rule {
     name: String,
     regex: Regex,
     placeholder: String,
-    /// Capture groups named `secret…`; empty means "replace the whole match".
+    /// Capture groups that hold the secret, tried in order (the first that took part and is not
+    /// empty wins); empty means "replace the whole match".
     secret_groups: Vec<usize>,
     /// Agents send a lot of code, where `password: String` or `token = get_token()` is no secret;
     /// the assignment rules skip such values rather than turn code into nonsense.
     skip_code: bool,
+    /// Lower-case prefilter keywords; empty means the regex runs on every text.
+    keywords: Vec<String>,
+    /// Minimum Shannon entropy of the secret (0: no gate).
+    entropy: f64,
+    /// [`redact_rules`] flags ([`PLACEHOLDERS_PASS`], [`SEMICOLON`]).
+    flags: u8,
+    /// Operator (gitleaks) allowlists of this rule.
+    allow: Vec<Allowlist>,
 }
 
 impl Rule {
@@ -163,7 +152,119 @@ impl Rule {
             placeholder: placeholder.to_owned(),
             secret_groups,
             skip_code,
+            keywords: Vec::new(),
+            entropy: 0.0,
+            flags: 0,
+            allow: Vec::new(),
         })
+    }
+
+    /// A gitleaks-style rule: `secret_group` picks the secret (0: the first capture group that
+    /// matched something, or the whole match when there is none), as gitleaks does.
+    pub(crate) fn gitleaks(
+        name: &str,
+        regex: Regex,
+        placeholder: String,
+        secret_group: usize,
+        keywords: Vec<String>,
+        entropy: f64,
+        allow: Vec<Allowlist>,
+    ) -> Self {
+        let secret_groups = match secret_group {
+            0 => (1..regex.captures_len()).collect(),
+            n => vec![n],
+        };
+        Self {
+            name: name.to_owned(),
+            regex,
+            placeholder,
+            secret_groups,
+            skip_code: false,
+            keywords,
+            entropy,
+            flags: 0,
+            allow,
+        }
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// The Aho-Corasick keyword prefilter: one pass over the text says which rules can match at all,
+/// so only their regexes run (gitleaks does the same). Rules without keywords always run.
+#[derive(Debug, Clone)]
+struct Prefilter {
+    ac: Option<Arc<AhoCorasick>>,
+    /// Per keyword (AC pattern id): the rules it enables.
+    rules_of: Vec<Vec<usize>>,
+    always: Vec<usize>,
+    rule_count: usize,
+}
+
+impl Prefilter {
+    fn new(rules: &[Rule]) -> Result<Self, RedactError> {
+        let mut keywords: Vec<&str> = Vec::new();
+        let mut rules_of: Vec<Vec<usize>> = Vec::new();
+        let mut always = Vec::new();
+        for (i, rule) in rules.iter().enumerate() {
+            if rule.keywords.is_empty() {
+                always.push(i);
+            }
+            for k in &rule.keywords {
+                match keywords.iter().position(|x| x == k) {
+                    Some(p) => rules_of[p].push(i),
+                    None => {
+                        keywords.push(k);
+                        rules_of.push(vec![i]);
+                    }
+                }
+            }
+        }
+        let ac = if keywords.is_empty() {
+            None
+        } else {
+            // A full DFA: the keyword scan runs over every byte of every text, so it is worth
+            // the memory (a few hundred KB for the built-in keywords).
+            let ac = AhoCorasick::builder()
+                .ascii_case_insensitive(true)
+                .kind(Some(aho_corasick::AhoCorasickKind::DFA))
+                .build(&keywords)
+                .map_err(|e| RedactError::Prefilter {
+                    reason: e.to_string(),
+                })?;
+            Some(Arc::new(ac))
+        };
+        Ok(Self {
+            ac,
+            rules_of,
+            always,
+            rule_count: rules.len(),
+        })
+    }
+
+    /// Which rules may match `text`; None when none can.
+    fn candidates(&self, text: &str) -> Option<Vec<bool>> {
+        let mut cand = vec![false; self.rule_count];
+        let mut any = false;
+        for &i in &self.always {
+            cand[i] = true;
+            any = true;
+        }
+        if let Some(ac) = &self.ac {
+            let mut seen = vec![false; self.rules_of.len()];
+            for m in ac.find_overlapping_iter(text) {
+                let k = m.pattern().as_usize();
+                if !std::mem::replace(&mut seen[k], true) {
+                    for &i in &self.rules_of[k] {
+                        cand[i] = true;
+                    }
+                    any = true;
+                }
+            }
+        }
+        any.then_some(cand)
     }
 }
 
@@ -218,8 +319,12 @@ impl rusqlite::ToSql for Redacted {
 #[derive(Debug, Clone)]
 pub struct Redactor {
     rules: Vec<Rule>,
-    /// One pass over text that holds no secret (the usual case) answers "nothing to do".
-    prefilter: RegexSet,
+    /// One pass over text that holds no rule's keyword (the usual case) answers "nothing to do".
+    prefilter: Prefilter,
+    /// Every rule's placeholder: a match whose secret is one is already redacted.
+    placeholders: Arc<HashSet<String>>,
+    /// Operator (gitleaks) allowlists that apply to every rule they target.
+    global_allow: Arc<Vec<Allowlist>>,
 }
 
 impl Redactor {
@@ -231,19 +336,34 @@ impl Redactor {
             .get_or_init(|| {
                 let rules = BUILTIN
                     .iter()
-                    .map(|&(name, re, ph, code)| {
-                        Rule::new(name, re, ph, code)
-                            .expect("built-in redaction regexes compile (covered by tests)")
+                    .zip(redact_rules::META)
+                    .map(|(&(name, re, ph, code), meta)| {
+                        let mut rule = Rule::new(name, re, ph, code)
+                            .expect("built-in redaction regexes compile (covered by tests)");
+                        rule.keywords = meta.keywords.iter().map(|k| (*k).to_owned()).collect();
+                        rule.entropy = meta.entropy;
+                        rule.flags = meta.flags;
+                        rule
                     })
                     .collect();
-                Self::from_rules(rules)
-                    .expect("built-in redaction regexes fit in a RegexSet (covered by tests)")
+                Self::from_rules(rules, Vec::new())
+                    .expect("built-in keywords build a prefilter (covered by tests)")
             })
             .clone()
     }
 
     /// Built-in classes plus operator-supplied extra ones (appended after the built-ins).
     pub fn with_extra(extra: &[PatternSpec]) -> Result<Self, RedactError> {
+        Self::with_operator(&OperatorRules {
+            patterns: extra.to_vec(),
+            gitleaks: GitleaksRules::default(),
+        })
+    }
+
+    /// Built-in classes plus an operator's rules of either format (see [`load_rules_file`]):
+    /// `[[pattern]]` ones first, then gitleaks `[[rules]]`, all after the built-ins.
+    pub fn with_operator(operator: &OperatorRules) -> Result<Self, RedactError> {
+        let extra = &operator.patterns;
         let mut rules = Self::builtin().rules;
         let builtin_count = rules.len();
         for (i, spec) in extra.iter().enumerate() {
@@ -281,7 +401,21 @@ impl Redactor {
             }
             rules.push(rule);
         }
-        let redactor = Self::from_rules(rules)?;
+        for rule in &operator.gitleaks.rules {
+            if rules.iter().any(|r| r.name == rule.name) {
+                let builtin = rules[..builtin_count]
+                    .iter()
+                    .map(|r| r.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                return Err(RedactError::DuplicateName {
+                    name: rule.name.clone(),
+                    builtin,
+                });
+            }
+            rules.push(rule.clone());
+        }
+        let redactor = Self::from_rules(rules, operator.gitleaks.allowlists.clone())?;
         for rule in &redactor.rules[builtin_count..] {
             let (out, by) = redactor.redact_report(&rule.placeholder);
             if let (Cow::Owned(_), Some(by)) = (out, by.into_iter().next()) {
@@ -295,10 +429,15 @@ impl Redactor {
         Ok(redactor)
     }
 
-    fn from_rules(rules: Vec<Rule>) -> Result<Self, RedactError> {
-        let prefilter = RegexSet::new(rules.iter().map(|r| r.regex.as_str()))
-            .map_err(|source| RedactError::TooLarge { source })?;
-        Ok(Self { rules, prefilter })
+    fn from_rules(rules: Vec<Rule>, global_allow: Vec<Allowlist>) -> Result<Self, RedactError> {
+        let prefilter = Prefilter::new(&rules)?;
+        let placeholders = rules.iter().map(|r| r.placeholder.clone()).collect();
+        Ok(Self {
+            rules,
+            prefilter,
+            placeholders: Arc::new(placeholders),
+            global_allow: Arc::new(global_allow),
+        })
     }
 
     /// Redacts `text`; returns Cow::Borrowed when nothing matched (fast path via RegexSet::is_match).
@@ -329,7 +468,7 @@ impl Redactor {
                     };
                 }
                 // Keys cannot be renamed in place, so rebuild the map only when one needs it.
-                if map.keys().any(|k| self.prefilter.is_match(k)) {
+                if map.keys().any(|k| self.prefilter.candidates(k).is_some()) {
                     for (key, v) in std::mem::take(map) {
                         let redacted = match self.redact(&key) {
                             Cow::Owned(k) => Some(k),
@@ -344,6 +483,75 @@ impl Redactor {
             }
             Value::Null | Value::Bool(_) | Value::Number(_) => false,
         }
+    }
+
+    /// Redacts fields that belong together (a message's `files_involved`): each field alone, and
+    /// also the fields joined end to end, so a secret split across fields (`["AKIAIOSF",
+    /// "ODNN7EXAMPLE"]`) is caught too; every piece of such a secret becomes its placeholder.
+    /// Returns the fields and whether anything changed.
+    pub fn redact_fields(&self, fields: &[String]) -> (Vec<String>, bool) {
+        /// How many consecutive fields one split secret may span.
+        const SPAN: usize = 8;
+        // Per field: local ranges to replace, with the rule's placeholder.
+        let mut cuts: Vec<Vec<(usize, usize, usize)>> = vec![Vec::new(); fields.len()];
+        // Each run starts at a field's own start and ends at a field's own end, so word
+        // boundaries there hold as they do for the fields alone.
+        let runs = (0..fields.len())
+            .flat_map(|a| (a + 2..=fields.len().min(a + SPAN)).map(move |b| (a, b)));
+        for (first, end) in runs {
+            let run = &fields[first..end];
+            let joined = run.concat();
+            let mut bounds = Vec::with_capacity(run.len());
+            let mut at = 0;
+            for f in run {
+                bounds.push((at, at + f.len()));
+                at += f.len();
+            }
+            let Some(cand) = self.prefilter.candidates(&joined) else {
+                continue;
+            };
+            for i in (0..self.rules.len()).filter(|&i| cand[i]) {
+                for (s, e) in self.secret_spans(i, &joined) {
+                    if !bounds.iter().any(|&(_, b)| s < b && b < e) {
+                        continue;
+                    }
+                    for (f, &(a, b)) in bounds.iter().enumerate() {
+                        let (ls, le) = (s.max(a), e.min(b));
+                        if ls < le {
+                            cuts[first + f].push((ls - a, le - a, i));
+                        }
+                    }
+                }
+            }
+        }
+        let mut changed = false;
+        let out = fields
+            .iter()
+            .zip(cuts)
+            .map(|(field, mut cut)| {
+                cut.sort_unstable();
+                let mut piece = String::with_capacity(field.len());
+                let mut last = 0;
+                for (s, e, i) in cut {
+                    if !field.is_char_boundary(s) || !field.is_char_boundary(e) {
+                        continue;
+                    }
+                    if s < last {
+                        // Overlaps the previous cut: its placeholder covers this one too.
+                        last = last.max(e);
+                        continue;
+                    }
+                    piece.push_str(&field[last..s]);
+                    piece.push_str(&self.rules[i].placeholder);
+                    last = e;
+                }
+                piece.push_str(&field[last..]);
+                let piece = self.redact(&piece).into_owned();
+                changed |= piece != *field;
+                piece
+            })
+            .collect();
+        (out, changed)
     }
 
     /// Redacts `text` into a [`Redacted`], the only form the store accepts
@@ -365,6 +573,16 @@ impl Redactor {
         (Redacted(value.to_string()), changed)
     }
 
+    /// The family (`ai`, `cloud`, `code-hosting`, …) of built-in class `name`, for reports grouped
+    /// by kind of provider; None for operator rules.
+    pub fn family(name: &str) -> Option<&'static str> {
+        BUILTIN
+            .iter()
+            .zip(redact_rules::META)
+            .find(|(r, _)| r.0 == name)
+            .map(|(_, m)| m.family)
+    }
+
     /// Names of all rules, in order (for `--help`/docs and tests).
     pub fn class_names(&self) -> Vec<&str> {
         self.rules.iter().map(|r| r.name.as_str()).collect()
@@ -373,11 +591,11 @@ impl Redactor {
     /// For the streaming redactor: every rule's whole matches in `text` as
     /// `(start, end, rule index)`; empty when no rule matches at all.
     pub(crate) fn match_spans(&self, text: &str) -> Vec<(usize, usize, usize)> {
-        if !self.prefilter.is_match(text) {
+        let Some(cand) = self.prefilter.candidates(text) else {
             return Vec::new();
-        }
+        };
         let mut spans = Vec::new();
-        for (i, rule) in self.rules.iter().enumerate() {
+        for (i, rule) in self.rules.iter().enumerate().filter(|(i, _)| cand[*i]) {
             spans.extend(rule.regex.find_iter(text).map(|m| (m.start(), m.end(), i)));
         }
         spans
@@ -394,9 +612,11 @@ impl Redactor {
     }
 
     fn run<'a>(&self, text: &'a str, report: Option<&mut Vec<String>>) -> Cow<'a, str> {
-        if !self.prefilter.is_match(text) {
+        let first = self.prefilter.candidates(text);
+        if first.is_none() && text.is_ascii() {
             return Cow::Borrowed(text);
         }
+        let mut first = Some(first);
         let mut current = Cow::Borrowed(text);
         let mut hit = vec![false; self.rules.len()];
         // A placeholder can change what an earlier rule sees: in `w://:pwd=/;@` the `/` ends the
@@ -405,12 +625,23 @@ impl Redactor {
         // only turns text into placeholders; the cap is a guard, never reached in practice.
         for _ in 0..MAX_PASSES {
             let mut changed = false;
-            for (i, rule) in self.rules.iter().enumerate() {
-                if let Some(next) = self.apply(rule, &current) {
-                    hit[i] = true;
-                    changed = true;
-                    current = Cow::Owned(next);
+            // The first pass reuses the scan made above.
+            let cand = match first.take() {
+                Some(c) => c,
+                None => self.prefilter.candidates(&current),
+            };
+            if let Some(cand) = cand {
+                for i in (0..self.rules.len()).filter(|&i| cand[i]) {
+                    if let Some(next) = self.apply(i, &current) {
+                        hit[i] = true;
+                        changed = true;
+                        current = Cow::Owned(next);
+                    }
                 }
+            }
+            if let Some(next) = self.apply_shadow(&current, &mut hit) {
+                changed = true;
+                current = Cow::Owned(next);
             }
             if !changed {
                 break;
@@ -423,34 +654,117 @@ impl Redactor {
         current
     }
 
-    /// One rule over `text`; None when it replaced nothing.
-    fn apply(&self, rule: &Rule, text: &str) -> Option<String> {
-        let mut out = String::new();
+    /// The secrets rule `i` finds in `text`, as byte ranges, in order and not overlapping, after
+    /// the rule's gates: already a placeholder, code, documentation placeholder, entropy,
+    /// allowlists.
+    fn secret_spans(&self, i: usize, text: &str) -> Vec<(usize, usize)> {
+        let rule = &self.rules[i];
+        let mut spans = Vec::new();
         let mut last = 0;
-        let mut changed = false;
         for caps in rule.regex.captures_iter(text) {
             let Some(whole) = caps.get(0) else { continue };
             let span = rule
                 .secret_groups
                 .iter()
-                .find_map(|&i| caps.get(i))
+                .filter_map(|&g| caps.get(g))
+                .find(|m| !m.is_empty())
                 .unwrap_or(whole);
-            let secret = span.as_str();
+            let (start, mut end) = (span.start(), span.end());
+            if rule.flags & SEMICOLON != 0 && caps.name("secret") == Some(span) {
+                end += redact_rules::semicolon_tail(&text[end..]);
+            }
+            let secret = &text[start..end];
             if secret.is_empty()
-                || self.rules.iter().any(|r| r.placeholder == secret)
+                || start < last
+                || self.placeholders.contains(secret)
+                || self.starts_with_placeholder(secret)
+                || redact_rules::is_masked(secret)
                 || (rule.skip_code && looks_like_code(secret, &text[whole.end()..]))
+                || (rule.flags & PLACEHOLDERS_PASS != 0 && redact_rules::is_placeholder(secret))
+                || (rule.entropy > 0.0 && redact_rules::shannon_entropy(secret) < rule.entropy)
+                || self.allowed(rule, text, secret, whole.start(), whole.end())
             {
                 continue;
             }
-            out.push_str(&text[last..span.start()]);
-            out.push_str(&rule.placeholder);
-            last = span.end();
-            changed = true;
+            spans.push((start, end));
+            last = end;
         }
-        changed.then(|| {
-            out.push_str(&text[last..]);
-            out
-        })
+        spans
+    }
+
+    /// `token:GITHUB_TOKEN_REDACTED@github.com/…`: what follows a placeholder is context the
+    /// rule that placed it chose to keep, not more secret.
+    fn starts_with_placeholder(&self, secret: &str) -> bool {
+        secret.starts_with(|c: char| c.is_ascii_uppercase())
+            && self
+                .placeholders
+                .iter()
+                .any(|p| secret.starts_with(p.as_str()))
+    }
+
+    /// True when an operator allowlist (the rule's own or a global one targeting it) lets this
+    /// finding through.
+    fn allowed(&self, rule: &Rule, text: &str, secret: &str, start: usize, end: usize) -> bool {
+        if rule.allow.is_empty() && self.global_allow.is_empty() {
+            return false;
+        }
+        let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+        let line_end = text[end..].find('\n').map_or(text.len(), |i| end + i);
+        let (whole, line) = (&text[start..end], &text[line_start..line_end]);
+        rule.allow
+            .iter()
+            .chain(self.global_allow.iter().filter(|a| a.targets(&rule.name)))
+            .any(|a| a.allows(secret, whole, line))
+    }
+
+    /// One rule over `text`; None when it replaced nothing.
+    fn apply(&self, i: usize, text: &str) -> Option<String> {
+        let spans = self.secret_spans(i, text);
+        if spans.is_empty() {
+            return None;
+        }
+        let mut out = String::with_capacity(text.len());
+        let mut last = 0;
+        for (start, end) in spans {
+            out.push_str(&text[last..start]);
+            out.push_str(&self.rules[i].placeholder);
+            last = end;
+        }
+        out.push_str(&text[last..]);
+        Some(out)
+    }
+
+    /// The normalisation shadow (see [`crate::redact_normalize`]): every rule over the folded
+    /// copy of `text`; what they find is replaced in `text` itself, over the original characters
+    /// the match came from. None when the shadow finds nothing (or `text` needs no folding).
+    fn apply_shadow(&self, text: &str, hit: &mut [bool]) -> Option<String> {
+        let shadow = Shadow::of(text)?;
+        let cand = self.prefilter.candidates(&shadow.text)?;
+        let mut spans: Vec<(usize, usize, usize)> = Vec::new();
+        for i in (0..self.rules.len()).filter(|&i| cand[i]) {
+            for (s, e) in self.secret_spans(i, &shadow.text) {
+                let (a, b) = shadow.original(s, e);
+                spans.push((a, b, i));
+            }
+        }
+        if spans.is_empty() {
+            return None;
+        }
+        // Earliest first, and of two that start together the longer; overlaps go to the first.
+        spans.sort_by_key(|&(a, b, i)| (a, std::cmp::Reverse(b), i));
+        let mut out = String::with_capacity(text.len());
+        let mut last = 0;
+        for (a, b, i) in spans {
+            if a < last {
+                continue;
+            }
+            out.push_str(&text[last..a]);
+            out.push_str(&self.rules[i].placeholder);
+            hit[i] = true;
+            last = b;
+        }
+        out.push_str(&text[last..]);
+        (out != text).then_some(out)
     }
 
     fn redact_string(&self, s: &mut String) -> bool {
@@ -528,6 +842,43 @@ pub fn load_patterns_file(path: &Path) -> Result<Vec<PatternSpec>, RedactError> 
     Ok(file.pattern)
 }
 
+/// An operator's extra rules: the bridge's `[[pattern]]` ones and gitleaks `[[rules]]`.
+#[derive(Debug, Clone, Default)]
+pub struct OperatorRules {
+    pub patterns: Vec<PatternSpec>,
+    pub gitleaks: GitleaksRules,
+}
+
+/// Loads an operator's rules file in either format, told apart by content: gitleaks' (top-level
+/// `[[rules]]`, `[extend]`, `[allowlist]`/`[[allowlists]]` or `title`; see
+/// [`crate::redact_gitleaks`]) or the bridge's `[[pattern]]` ([`load_patterns_file`]).
+pub fn load_rules_file(path: &Path) -> Result<OperatorRules, RedactError> {
+    let text = std::fs::read_to_string(path).map_err(|source| RedactError::ReadFile {
+        path: path.to_owned(),
+        source,
+    })?;
+    let table: toml::Table = toml::from_str(&text).map_err(|source| RedactError::ParseFile {
+        path: path.to_owned(),
+        source,
+    })?;
+    let rules = if crate::redact_gitleaks::looks_like_gitleaks(&table) {
+        OperatorRules {
+            patterns: Vec::new(),
+            gitleaks: crate::redact_gitleaks::from_table(&table, path)?,
+        }
+    } else {
+        OperatorRules {
+            patterns: load_patterns_file(path)?,
+            gitleaks: GitleaksRules::default(),
+        }
+    };
+    Redactor::with_operator(&rules).map_err(|e| RedactError::InvalidFile {
+        path: path.to_owned(),
+        source: Box::new(e),
+    })?;
+    Ok(rules)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -590,6 +941,9 @@ mod tests {
             p("authorization-header", "{\"authorization\": \"Token abc123def\"}".into(), "abc123def"),
             p("authorization-header", "proxy-authorization:Digest username=\"u\"".into(), "Digest"),
         ]
+        .into_iter()
+        .chain(redact_rules::corpus_positives())
+        .collect()
     }
 
     #[test]
@@ -904,6 +1258,51 @@ mod tests {
             }
         }
         eprintln!("worst adversarial case: {:?} took {:?}", worst.1, worst.0);
+    }
+
+    #[test]
+    #[rustfmt::skip]
+    fn the_normalisation_shadow_sees_through_invisible_and_fullwidth_characters() {
+        let r = Redactor::builtin();
+        // (input, exact output, classes)
+        let cases = [
+            ("key AKIA\u{200b}IOSFODNN7EXAMPLE ok", "key AWS_KEY_REDACTED ok", vec!["aws-access-key"]),
+            ("AK\u{2060}IA\u{feff}IOSFODNN7EXAMPLE", "AWS_KEY_REDACTED", vec!["aws-access-key"]),
+            ("ｐａｓｓｗｏｒｄ=hunter2 ok", "ｐａｓｓｗｏｒｄ=PASSWORD_REDACTED ok", vec!["password-assignment"]),
+            ("password＝ｈｕｎｔｅｒ２", "password＝PASSWORD_REDACTED", vec!["password-assignment"]),
+            ("tok\u{ad}en: s3cr\u{200d}3t!", "tok\u{ad}en: SECRET_REDACTED", vec!["secret-assignment"]),
+            ("password=abc;def", "password=PASSWORD_REDACTED", vec!["password-assignment"]),
+            ("Server=db;Password=abc;User Id=app", "Server=db;Password=PASSWORD_REDACTED;User Id=app", vec!["password-assignment"]),
+        ];
+        for (input, want, want_classes) in cases {
+            let (out, classes) = r.redact_report(input);
+            assert_eq!(out, want, "for {input:?}");
+            assert_eq!(classes, want_classes, "for {input:?}");
+            assert!(matches!(r.redact(&out), Cow::Borrowed(_)), "not idempotent: {out:?}");
+        }
+    }
+
+    #[test]
+    fn a_secret_split_across_fields_is_caught_in_every_piece() {
+        let r = Redactor::builtin();
+        let fields: Vec<String> = ["src/main.rs", "AKIAIOSF", "ODNN7EXAMPLE", "README.md"]
+            .map(String::from)
+            .to_vec();
+        let (out, changed) = r.redact_fields(&fields);
+        assert!(changed);
+        assert_eq!(
+            out,
+            [
+                "src/main.rs",
+                "AWS_KEY_REDACTED",
+                "AWS_KEY_REDACTED",
+                "README.md"
+            ]
+        );
+        let plain: Vec<String> = ["a.rs", "b.rs"].map(String::from).to_vec();
+        assert_eq!(r.redact_fields(&plain), (plain.clone(), false));
+        let whole: Vec<String> = vec!["password=hunter2".into()];
+        assert_eq!(r.redact_fields(&whole).0, ["password=PASSWORD_REDACTED"]);
     }
 
     #[test]

@@ -1,0 +1,89 @@
+//! The normalisation shadow: a copy of a text folded with NFKC (so fullwidth `ｐａｓｓｗｏｒｄ`
+//! reads `password`) with every format character (general category Cf: zero-width space and
+//! joiners, soft hyphen, bidi controls, BOM) removed, plus a map from each byte of the copy back
+//! to the character of the original it came from. The redactor matches on the shadow and
+//! replaces the mapped spans in the original, so `AKIA\u{200b}IOSF…` cannot slip a key past the
+//! rules and the text around a secret keeps its original characters.
+//!
+//! Folding is per character (NFKC of each character alone), which is what compatibility
+//! folding of look-alikes needs and keeps the map exact; combining sequences are left as they
+//! are, and no secret format uses them.
+
+use unicode_general_category::{GeneralCategory, get_general_category};
+use unicode_normalization::{IsNormalized, UnicodeNormalization, is_nfkc_quick};
+
+/// A folded copy of a text and, for each of its bytes, the original byte range of the
+/// character that produced it.
+#[derive(Debug)]
+pub(crate) struct Shadow {
+    pub text: String,
+    origin: Vec<(usize, usize)>,
+}
+
+impl Shadow {
+    /// The shadow of `text`, or None when folding changes nothing (always so for ASCII text,
+    /// the usual case, which costs one `is_ascii` scan).
+    pub fn of(text: &str) -> Option<Self> {
+        // Most non-ASCII text (accents, CJK, emoji) is already NFKC and has no format
+        // characters: answer that without building anything.
+        let needs_folding = |c: char| {
+            !c.is_ascii()
+                && (get_general_category(c) == GeneralCategory::Format
+                    || is_nfkc_quick(std::iter::once(c)) != IsNormalized::Yes)
+        };
+        if text.is_ascii() || !text.chars().any(needs_folding) {
+            return None;
+        }
+        let mut out = String::with_capacity(text.len());
+        let mut origin = Vec::with_capacity(text.len());
+        let mut changed = false;
+        for (i, c) in text.char_indices() {
+            let span = (i, i + c.len_utf8());
+            if get_general_category(c) == GeneralCategory::Format {
+                changed = true;
+                continue;
+            }
+            if c.is_ascii() {
+                out.push(c);
+                origin.push(span);
+                continue;
+            }
+            let before = out.len();
+            out.extend(std::iter::once(c).nfkc());
+            changed |= out[before..] != text[span.0..span.1];
+            origin.resize(out.len(), span);
+        }
+        changed.then_some(Self { text: out, origin })
+    }
+
+    /// The original byte range behind the shadow's `start..end` (whole characters, including any
+    /// removed format characters inside it).
+    pub fn original(&self, start: usize, end: usize) -> (usize, usize) {
+        debug_assert!(start < end && end <= self.origin.len());
+        (self.origin[start].0, self.origin[end - 1].1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ascii_and_already_normal_text_have_no_shadow() {
+        assert!(Shadow::of("password=hunter2").is_none());
+        assert!(Shadow::of("Ünïcödé prose — 日本語のテキスト").is_none());
+    }
+
+    #[test]
+    fn format_characters_go_and_fullwidth_folds() {
+        let text = "id AKIA\u{200b}IOSF\u{00ad}ODNN7 ｐａｓｓ=1";
+        let s = Shadow::of(text).unwrap();
+        assert_eq!(s.text, "id AKIAIOSFODNN7 pass=1");
+        let start = s.text.find("AKIA").unwrap();
+        let (a, b) = s.original(start, start + "AKIAIOSFODNN7".len());
+        assert_eq!(&text[a..b], "AKIA\u{200b}IOSF\u{00ad}ODNN7");
+        let p = s.text.find("pass").unwrap();
+        let (a, b) = s.original(p, p + 4);
+        assert_eq!(&text[a..b], "ｐａｓｓ");
+    }
+}
