@@ -173,7 +173,7 @@ impl Bridge {
                     reason.as_ref().map_or("(none given)", |r| r.as_str()),
                 );
                 let note = this.redactor().redacted(&note);
-                let no_files = this.redactor().redacted("[]");
+                let no_files = crate::redact::Redacted::empty_list();
                 insert_to_others(&tx, &cid, &sid, "proposal", Some("proposal"), &note, &no_files, false, now)?;
                 audit::append(&tx, this.redactor(), now, Entry {
                     conversation_id: Some(&cid),

@@ -9,7 +9,7 @@
 use rusqlite::{Connection, params};
 
 use crate::clock::Millis;
-use crate::redact::{Redacted, Redactor};
+use crate::redact::Redacted;
 
 /// Who wrote a message: the `sender` column, shown to agents as `from`.
 /// The two agents are their session ids; the two processes sign their own
@@ -84,7 +84,7 @@ pub fn insert_to_all(
     insert_to_others(conn, cid, sender, kind, None, body, &no_files(), false, now)
 }
 
-/// The empty file list, as the redactor's output (it holds no text).
+/// The empty file list.
 fn no_files() -> Redacted {
-    Redactor::builtin().redacted("[]")
+    Redacted::empty_list()
 }
