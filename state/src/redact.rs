@@ -29,6 +29,7 @@ use serde_json::{Map, Value};
 use crate::redact_gitleaks::{Allowlist, GitleaksRules};
 use crate::redact_normalize::Shadow;
 use crate::redact_rules::{self, PLACEHOLDERS_PASS, SEMICOLON};
+pub use crate::redact_rules::{CorpusExample, corpus_examples};
 
 /// One class of secret: a name, a regex, and the placeholder that replaces a match.
 #[derive(Debug, Clone, Deserialize)]

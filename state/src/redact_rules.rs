@@ -428,18 +428,20 @@ pub(crate) fn semicolon_tail(after: &str) -> usize {
     len
 }
 
-/// The positive corpus (`tests/corpus/redaction/positives.tsv`, see its generator) as
-/// (rule, text, secret): each line's secret in its own text, or, for a bare token, in a chat
-/// sentence, a code block, a `.env` line and JSON. `tests/src/bin/bench_redact_corpus.rs` reads
-/// the same file the same way.
-#[cfg(test)]
-pub(crate) fn corpus_positives() -> Vec<(&'static str, String, String)> {
-    const CORPUS: &str = include_str!("../../tests/corpus/redaction/positives.tsv");
+/// One example of the positive redaction corpus: the rule it is for, a text holding the secret,
+/// and the secret itself.
+pub struct CorpusExample<'a> {
+    pub rule: &'a str,
+    pub text: String,
+    pub secret: String,
+}
+
+/// The positive corpus (`tests/corpus/redaction/positives.tsv`, see its generator) expanded:
+/// each line's secret in its own text, or, for a bare token, in a chat sentence, a code block,
+/// a `.env` line and JSON. The unit tests and `bench_redact_corpus` both read it through this.
+pub fn corpus_examples(tsv: &str) -> Vec<CorpusExample<'_>> {
     let mut out = Vec::new();
-    for line in CORPUS
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.is_empty())
-    {
+    for line in tsv.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
         let mut parts = line.splitn(3, '\t');
         let (Some(id), Some(secret)) = (parts.next(), parts.next()) else {
             panic!("corpus line without a secret: {line:?}");
@@ -459,10 +461,24 @@ pub(crate) fn corpus_positives() -> Vec<(&'static str, String, String)> {
             }
         };
         for text in texts {
-            out.push((id, text.replace("{S}", &secret), secret.clone()));
+            out.push(CorpusExample {
+                rule: id,
+                text: text.replace("{S}", &secret),
+                secret: secret.clone(),
+            });
         }
     }
     out
+}
+
+/// The checked-in positive corpus as (rule, text, secret).
+#[cfg(test)]
+pub(crate) fn corpus_positives() -> Vec<(&'static str, String, String)> {
+    const CORPUS: &str = include_str!("../../tests/corpus/redaction/positives.tsv");
+    corpus_examples(CORPUS)
+        .into_iter()
+        .map(|e| (e.rule, e.text, e.secret))
+        .collect()
 }
 
 #[cfg(test)]

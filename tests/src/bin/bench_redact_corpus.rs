@@ -15,49 +15,10 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use bridge::redact::Redactor;
+use bridge::redact::{CorpusExample, Redactor, corpus_examples};
 
 const RECALL_TARGET: f64 = 0.995;
 const FP_TARGET: f64 = 0.005;
-
-struct Example {
-    rule: String,
-    text: String,
-    secret: String,
-}
-
-/// Same expansion as `corpus_positives` in `state/src/redact_rules.rs`.
-fn positives(tsv: &str) -> Vec<Example> {
-    let mut out = Vec::new();
-    for line in tsv.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
-        let mut parts = line.splitn(3, '\t');
-        let (Some(id), Some(secret)) = (parts.next(), parts.next()) else {
-            panic!("corpus line without a secret: {line:?}");
-        };
-        let secret = secret.replace("~~", "");
-        let texts = match parts.next() {
-            Some(text) => vec![text.replace('⏎', "\n")],
-            None => {
-                let env = id.to_ascii_uppercase().replace('-', "_");
-                vec![
-                    "Here is the key you asked for: {S} - can you check why the deploy fails?"
-                        .into(),
-                    "```python\nclient = Client(\"{S}\")\nclient.ping()\n```".into(),
-                    format!("{env}={{S}}"),
-                    "{\"service\": \"deploy\", \"credential\": \"{S}\", \"retries\": 3}".into(),
-                ]
-            }
-        };
-        for text in texts {
-            out.push(Example {
-                rule: id.to_owned(),
-                text: text.replace("{S}", &secret),
-                secret: secret.clone(),
-            });
-        }
-    }
-    out
-}
 
 fn pct(n: usize, d: usize) -> f64 {
     if d == 0 {
@@ -69,7 +30,7 @@ fn pct(n: usize, d: usize) -> f64 {
 
 /// detect-secrets over the same examples: (positives caught, benign lines flagged), or None
 /// when it is not installed.
-fn detect_secrets(examples: &[Example], benign: &[&str]) -> Option<(usize, usize)> {
+fn detect_secrets(examples: &[CorpusExample], benign: &[&str]) -> Option<(usize, usize)> {
     let ok = Command::new("detect-secrets")
         .arg("--version")
         .output()
@@ -111,7 +72,7 @@ fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus/redaction");
     let tsv = std::fs::read_to_string(root.join("positives.tsv")).expect("positives.tsv");
     let benign_text = std::fs::read_to_string(root.join("benign.txt")).expect("benign.txt");
-    let examples = positives(&tsv);
+    let examples = corpus_examples(&tsv);
     let benign: Vec<&str> = benign_text.lines().collect();
     let r = Redactor::builtin();
 
@@ -122,13 +83,13 @@ fn main() {
     for e in &examples {
         let (out, classes) = r.redact_report(&e.text);
         let gone = !out.contains(&e.secret);
-        let fired = classes.contains(&e.rule);
-        let row = per_rule.entry(&e.rule).or_default();
+        let fired = classes.iter().any(|c| c == e.rule);
+        let row = per_rule.entry(e.rule).or_default();
         row.0 += 1;
         row.1 += usize::from(gone);
         row.2 += usize::from(fired);
         let fam = per_family
-            .entry(Redactor::family(&e.rule).unwrap_or("?"))
+            .entry(Redactor::family(e.rule).unwrap_or("?"))
             .or_default();
         fam.0 += 1;
         fam.1 += usize::from(gone);
