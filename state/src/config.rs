@@ -51,7 +51,7 @@ pub struct FileConfig {
     pub create_limit_global: Option<String>,
     /// Ceiling on live conversations.
     pub max_conversations: Option<u64>,
-    /// A TOML file of `[[pattern]]` entries.
+    /// A TOML file of `[[pattern]]` entries, or a gitleaks config (`[[rules]]`).
     pub redaction_patterns: Option<PathBuf>,
     /// How long an executed job may wait for a runner, e.g. "10m".
     pub queue_ttl: Option<String>,
