@@ -27,10 +27,10 @@ use bridge_state::store::{Db, StoreError, Sync};
 use bridge_state::wake::{BACKSTOP, Wake};
 use bridge_state::yolo::{self, ExecParams, Proposal};
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
 use crate::engine::SharedEngine;
 use crate::engine::docker::DockerEngine;
-use tokio_util::sync::CancellationToken;
 
 /// What `runner` needs to run.
 #[derive(Debug, Clone)]
