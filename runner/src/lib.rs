@@ -6,8 +6,11 @@
 
 pub mod capture;
 pub mod confined;
+pub mod engine;
+pub mod job;
 pub mod policy_watch;
 pub mod pool;
+pub mod reap;
 pub mod sandbox;
 pub mod snapshot;
 pub mod trailer;
@@ -17,9 +20,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
-use bollard::Docker;
-use bollard::query_parameters::ListContainersOptionsBuilder;
 use bridge_state::clock::{Clock, SystemClock};
 use bridge_state::jobs;
 use bridge_state::redact::Redactor;
@@ -28,6 +28,9 @@ use bridge_state::wake::{BACKSTOP, Wake};
 use bridge_state::yolo::{self, ExecParams, Proposal};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+
+use crate::engine::SharedEngine;
+use crate::engine::docker::DockerEngine;
 
 /// What `runner` needs to run.
 #[derive(Debug, Clone)]
@@ -51,27 +54,10 @@ pub struct Config {
     pub queue_ttl: Duration,
 }
 
-/// Connects to the local engine and agrees on an API version it speaks
-/// (Debian's 20.10 engine speaks 1.41).
-pub async fn connect() -> anyhow::Result<Docker> {
-    let docker = Docker::connect_with_local_defaults()
-        .context(
-            "cannot reach the Docker engine (is it running, and may this user use its socket?)",
-        )?
-        .negotiate_version()
-        .await
-        .context("cannot negotiate an API version with the Docker engine")?;
-    docker
-        .ping()
-        .await
-        .context("the Docker engine does not answer ping")?;
-    Ok(docker)
-}
-
 /// Healthy when the engine answers and some runner's heartbeat on this
 /// database is fresh (for container healthchecks).
 pub async fn health(db: &std::path::Path) -> anyhow::Result<()> {
-    connect().await?;
+    DockerEngine::connect().await?;
     let db = Db::open(db, Sync::Normal)?;
     let now = SystemClock.now_ms();
     let live = db.call(move |c| Ok(jobs::live_runners(c, now)?)).await?;
@@ -85,7 +71,7 @@ pub async fn health(db: &std::path::Path) -> anyhow::Result<()> {
 
 #[derive(Clone)]
 struct Ctx {
-    docker: Docker,
+    engine: SharedEngine,
     db: Db,
     db_id: String,
     red: Redactor,
@@ -105,11 +91,11 @@ impl Ctx {
 pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let mut policy = policy_watch::PolicyWatch::load(cfg.policy_file.clone())?;
     let queue_ttl_ms = i64::try_from(cfg.queue_ttl.as_millis()).unwrap_or(i64::MAX);
-    let docker = connect().await?;
+    let engine: SharedEngine = Arc::new(DockerEngine::connect().await?);
     let db = Db::open(&cfg.db, Sync::Normal)?;
     let runner_id = format!("run_{}", bridge_state::auth::random_hex(6)?);
     let host_paths = if cfg.translate_mounts {
-        sandbox::HostPaths::discover(&docker).await?
+        sandbox::HostPaths::discover(&*engine).await?
     } else {
         sandbox::HostPaths::default()
     };
@@ -119,14 +105,14 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
         db: db_id.clone(),
     };
     let pool = pool::Pool::new(
-        docker.clone(),
+        engine.clone(),
         owner,
         host_paths,
         cfg.redactor.clone(),
         cfg.pool_size,
     );
     let ctx = Ctx {
-        docker,
+        engine,
         db,
         db_id,
         red: cfg.redactor.clone(),
@@ -282,41 +268,15 @@ async fn sweep(ctx: &Ctx) {
             return;
         }
     };
-    for id in &dead {
-        tracing::warn!(container = %id, "removing the container of an abandoned job");
-        sandbox::remove(&ctx.docker, id).await;
-    }
-    // Only containers of runners serving this database: another database's
-    // runner may share the engine.
-    let filters = HashMap::from([(
-        "label".to_owned(),
-        vec![
-            format!("{}=1", sandbox::LABEL_MANAGED),
-            format!("{}={}", sandbox::LABEL_DB, ctx.db_id),
-        ],
-    )]);
-    let opts = ListContainersOptionsBuilder::default()
-        .all(true)
-        .filters(&filters)
-        .build();
-    let Ok(list) = ctx.docker.list_containers(Some(opts)).await else {
-        return;
+    let reap = reap::Reap {
+        db_id: &ctx.db_id,
+        runner_id: &ctx.runner_id,
+        abandoned: &dead,
+        live_runners: &live,
+        job_containers: &owned,
+        warm: &ctx.pool.warm_ids(),
     };
-    let warm = ctx.pool.warm_ids();
-    for c in list {
-        let Some(id) = c.id else { continue };
-        let owner = c
-            .labels
-            .as_ref()
-            .and_then(|l| l.get(sandbox::LABEL_RUNNER))
-            .cloned()
-            .unwrap_or_default();
-        let ours_alive = owner == ctx.runner_id || live.contains(&owner);
-        if !ours_alive && !owned.contains(&id) && !warm.contains(&id) {
-            tracing::warn!(container = %id, runner = %owner, "removing a container left by a stopped runner");
-            sandbox::remove(&ctx.docker, &id).await;
-        }
-    }
+    reap.run(&*ctx.engine).await;
 }
 
 async fn run_job(ctx: Ctx, p: Proposal, cancel: CancellationToken) {
@@ -347,9 +307,9 @@ async fn run_job_inner(ctx: &Ctx, p: &Proposal, cancel: CancellationToken) -> an
             ),
         }
     }
-    let (container, warm) = ctx.pool.take(&p.params).await?;
-    tracing::info!(job = %p.id, container = %container.id, warm, "running");
-    {
+    let record_start = async |taken: &pool::Taken| -> anyhow::Result<()> {
+        let container = &taken.container;
+        tracing::info!(job = %p.id, container = %container.id, warm = taken.warm, "running");
         let (red, now, p2, cid, img) = (
             ctx.red.clone(),
             ctx.now(),
@@ -360,28 +320,24 @@ async fn run_job_inner(ctx: &Ctx, p: &Proposal, cancel: CancellationToken) -> an
         ctx.db
             .call(move |c| jobs::record_start(c, &red, &p2, &cid, &img, now).map_err(to_store))
             .await?;
-    }
-    let outcome = sandbox::run_command(
-        &ctx.docker,
-        &container,
+        Ok(())
+    };
+    let (result, container) = job::execute(
+        &ctx.pool,
+        &*ctx.engine,
         &p.params,
         &p.command,
         &ctx.red,
         cancel,
+        record_start,
     )
-    .await;
+    .await?;
     // The result goes out before the container is destroyed: removal is
     // off the critical path.
-    let result = match outcome {
-        Ok(o) => {
-            let (red, now, p2, id) = (ctx.red.clone(), ctx.now(), p.clone(), ctx.runner_id.clone());
-            ctx.db
-                .call(move |c| jobs::finish(c, &red, &id, &p2, &o, now).map_err(to_store))
-                .await
-                .map_err(anyhow::Error::from)
-        }
-        Err(e) => Err(e.into()),
-    };
-    ctx.pool.remove_later(container.id);
-    result
+    let (red, now, p2, id) = (ctx.red.clone(), ctx.now(), p.clone(), ctx.runner_id.clone());
+    ctx.db
+        .call(move |c| jobs::finish(c, &red, &id, &p2, &result, now).map_err(to_store))
+        .await?;
+    drop(container);
+    Ok(())
 }

@@ -158,17 +158,29 @@ fn the_bridge_starts_only_the_runner() {
 }
 
 #[test]
-fn containers_and_execs_are_created_in_sandbox_rs_only() {
+fn containers_are_created_only_by_the_bollard_engine_from_the_hardened_spec() {
+    // runner/clippy.toml forbids these calls (and the bollard::Docker type)
+    // outside engine/docker.rs; this also catches an `allow`.
     assert_eq!(
         files_mentioning("runner/src", ".create_container("),
-        ["sandbox.rs"]
+        ["docker.rs"]
+    );
+    assert_eq!(
+        files_mentioning("runner/src", ".attach_container("),
+        ["docker.rs"]
+    );
+    assert_eq!(
+        files_mentioning("runner/src", "bollard::Docker"),
+        ["docker.rs"]
+    );
+    // The engine creates containers only from a HardenedSpec, whose one
+    // constructor is container_spec.
+    assert_eq!(
+        files_mentioning("runner/src", "HardenedSpec(ContainerCreateBody"),
+        ["spec.rs"]
     );
     // Commands are handed to the sandbox's waiting process, never exec'd.
     assert!(files_mentioning("runner/src", ".create_exec(").is_empty());
-    assert_eq!(
-        files_mentioning("runner/src", ".attach_container("),
-        ["sandbox.rs"]
-    );
     assert!(files_mentioning("runner/src", "process::Command::new").is_empty());
 }
 
@@ -270,7 +282,7 @@ fn the_runner_touches_workspace_files_only_through_confined_rs() {
     // A read-write workspace is the sandbox's: every open below it must go
     // through openat2 with RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS (confined.rs).
     // Path-based std::fs calls follow symlinks, so the runner has none
-    // except reading its own container's /etc/hostname (sandbox.rs).
+    // except reading its own container's /etc/hostname (host_paths.rs).
     for needle in [
         "std::fs::read",
         "std::fs::write",
@@ -286,17 +298,17 @@ fn the_runner_touches_workspace_files_only_through_confined_rs() {
         "read_dir(",
     ] {
         let hits = production_files_mentioning("runner/src", needle);
-        // sandbox.rs reads its own container's /etc/hostname; policy_watch.rs
+        // host_paths.rs reads its own container's /etc/hostname; policy_watch.rs
         // stats the operator's policy file (an operator path given by flag,
         // never one below a workspace) to notice edits.
         let allowed: &[&str] = match needle {
-            "std::fs::read" => &["sandbox.rs"],
+            "std::fs::read" => &["host_paths.rs"],
             "std::fs::metadata" => &["policy_watch.rs"],
             _ => &[],
         };
         assert_eq!(hits, allowed, "`{needle}` outside confined.rs");
     }
-    let sandbox = production_source(&workspace().join("runner/src/sandbox.rs"));
-    assert_eq!(sandbox.matches("std::fs::read").count(), 1);
-    assert!(sandbox.contains("std::fs::read_to_string(\"/etc/hostname\")"));
+    let host_paths = production_source(&workspace().join("runner/src/sandbox/host_paths.rs"));
+    assert_eq!(host_paths.matches("std::fs::read").count(), 1);
+    assert!(host_paths.contains("std::fs::read_to_string(\"/etc/hostname\")"));
 }

@@ -70,7 +70,7 @@ const COMMAND: &str = "echo hi";
 /// Any single execution or docker run slower than this is a failure.
 const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The hardening flags of `runner/src/sandbox.rs::container_spec`, as
+/// The hardening flags of `runner/src/sandbox/spec.rs::container_spec`, as
 /// `docker run` options, in the same order.
 const DOCKER_HARDENING: &[&str] = &[
     "--network",

@@ -1,0 +1,81 @@
+//! The container engine as the runner needs it: a small, object-safe trait.
+//!
+//! The runner's logic (starting hardened containers, handing over and
+//! watching one command, the warm pool, reaping leftovers) is written
+//! against [`Engine`], not against bollard, so unit tests run it on an
+//! in-memory fake (`engine::fake`, tests only) and a runner can later hold
+//! several engines as `Arc<dyn Engine>`. [`docker::DockerEngine`] is the
+//! real implementation and the only code that holds bollard's `Docker` client
+//! (`runner/clippy.toml` forbids the type elsewhere).
+//!
+//! The trait speaks the Docker API's own types (bodies, summaries, attach
+//! streams) and its errors: it is a seam for tests and for more engines, not
+//! a second container model. A container is created only from a
+//! [`HardenedSpec`], which only `sandbox::container_spec` builds.
+
+pub mod docker;
+#[cfg(test)]
+pub mod fake;
+
+use std::sync::Arc;
+
+use bollard::container::AttachContainerResults;
+use bollard::models::{ContainerInspectResponse, ContainerSummary};
+use futures_util::future::BoxFuture;
+
+pub use crate::sandbox::spec::HardenedSpec;
+
+/// What an engine call fails with: the engine's own answer.
+pub type EngineError = bollard::errors::Error;
+
+/// An engine shared by the runner's tasks.
+pub type SharedEngine = Arc<dyn Engine>;
+
+/// The engine operations the runner uses, one method per Docker API call.
+/// Methods return boxed futures so the trait stays object-safe (stable Rust
+/// cannot put an `async fn` trait behind `dyn`).
+pub trait Engine: Send + Sync {
+    /// The image's id, or `None` when this engine does not have the image.
+    fn inspect_image<'a>(
+        &'a self,
+        image: &'a str,
+    ) -> BoxFuture<'a, Result<Option<String>, EngineError>>;
+
+    /// Creates (does not start) a container named `name`; returns its id.
+    fn create<'a>(
+        &'a self,
+        name: &'a str,
+        spec: HardenedSpec,
+    ) -> BoxFuture<'a, Result<String, EngineError>>;
+
+    fn start<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), EngineError>>;
+
+    /// Attaches to the container's stdin, stdout and stderr (streaming).
+    fn attach<'a>(
+        &'a self,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<AttachContainerResults, EngineError>>;
+
+    /// Waits until the container is not running; its exit code, or `None`
+    /// when the engine ended the wait without one (the container vanished).
+    fn wait<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<i64>, EngineError>>;
+
+    /// Sends SIGKILL.
+    fn kill<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), EngineError>>;
+
+    /// Removes the container (forced, with its anonymous volumes). A
+    /// container that is already gone is not an error.
+    fn remove<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), EngineError>>;
+
+    /// Every container, running or not, that carries all of `labels`
+    /// (each `key=value`).
+    fn list_by_label<'a>(
+        &'a self,
+        labels: &'a [String],
+    ) -> BoxFuture<'a, Result<Vec<ContainerSummary>, EngineError>>;
+
+    fn inspect_container<'a>(
+        &'a self,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<ContainerInspectResponse, EngineError>>;
+}

@@ -1,0 +1,164 @@
+//! The real [`Engine`]: a local Docker engine through bollard.
+//!
+//! This is the only module that holds a `bollard::Docker`, and its
+//! [`Engine::create`] is the only call of `create_container` in the runner
+//! (both pinned by `runner/clippy.toml`). It translates bollard's quirks
+//! (404s, a non-zero exit reported as a wait error) into the trait's plain
+//! answers and decides nothing else.
+#![allow(clippy::disallowed_types)] // the one holder of a bollard::Docker, behind the Engine trait
+
+use std::collections::HashMap;
+
+use anyhow::Context;
+use bollard::Docker;
+use bollard::container::AttachContainerResults;
+use bollard::errors::Error;
+use bollard::models::{ContainerInspectResponse, ContainerSummary};
+use bollard::query_parameters::{
+    AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, KillContainerOptionsBuilder,
+    ListContainersOptionsBuilder, RemoveContainerOptionsBuilder, WaitContainerOptions,
+};
+use futures_util::StreamExt;
+use futures_util::future::BoxFuture;
+
+use super::{Engine, EngineError, HardenedSpec};
+
+/// A Docker engine reached through its local socket.
+#[derive(Debug, Clone)]
+pub struct DockerEngine(Docker);
+
+fn is_not_found(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::DockerResponseServerError {
+            status_code: 404,
+            ..
+        }
+    )
+}
+
+impl DockerEngine {
+    /// Connects to the local engine and agrees on an API version it speaks
+    /// (Debian's 20.10 engine speaks 1.41).
+    pub async fn connect() -> anyhow::Result<Self> {
+        let docker = Docker::connect_with_local_defaults()
+            .context(
+                "cannot reach the Docker engine (is it running, and may this user use its socket?)",
+            )?
+            .negotiate_version()
+            .await
+            .context("cannot negotiate an API version with the Docker engine")?;
+        docker
+            .ping()
+            .await
+            .context("the Docker engine does not answer ping")?;
+        Ok(Self(docker))
+    }
+}
+
+impl Engine for DockerEngine {
+    fn inspect_image<'a>(
+        &'a self,
+        image: &'a str,
+    ) -> BoxFuture<'a, Result<Option<String>, EngineError>> {
+        Box::pin(async move {
+            match self.0.inspect_image(image).await {
+                Ok(i) => Ok(Some(i.id.unwrap_or_default())),
+                Err(e) if is_not_found(&e) => Ok(None),
+                Err(e) => Err(e),
+            }
+        })
+    }
+
+    fn create<'a>(
+        &'a self,
+        name: &'a str,
+        spec: HardenedSpec,
+    ) -> BoxFuture<'a, Result<String, EngineError>> {
+        Box::pin(async move {
+            let opts = CreateContainerOptionsBuilder::default().name(name).build();
+            #[allow(clippy::disallowed_methods)] // the one place containers are created
+            let created = self
+                .0
+                .create_container(Some(opts), spec.into_body())
+                .await?;
+            Ok(created.id)
+        })
+    }
+
+    fn start<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), EngineError>> {
+        Box::pin(self.0.start_container(id, None))
+    }
+
+    fn attach<'a>(
+        &'a self,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<AttachContainerResults, EngineError>> {
+        let opts = AttachContainerOptionsBuilder::default()
+            .stream(true)
+            .stdin(true)
+            .stdout(true)
+            .stderr(true)
+            .build();
+        Box::pin(self.0.attach_container(id, Some(opts)))
+    }
+
+    fn wait<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<i64>, EngineError>> {
+        Box::pin(async move {
+            // The default condition, "not-running", answers at once if it already exited.
+            match self
+                .0
+                .wait_container(id, None::<WaitContainerOptions>)
+                .next()
+                .await
+            {
+                Some(Ok(r)) => Ok(Some(r.status_code)),
+                // A non-zero exit arrives as an error.
+                Some(Err(Error::DockerContainerWaitError { code, .. })) => Ok(Some(code)),
+                Some(Err(e)) => Err(e),
+                None => Ok(None),
+            }
+        })
+    }
+
+    fn kill<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), EngineError>> {
+        let opts = KillContainerOptionsBuilder::default()
+            .signal("SIGKILL")
+            .build();
+        Box::pin(self.0.kill_container(id, Some(opts)))
+    }
+
+    fn remove<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), EngineError>> {
+        let opts = RemoveContainerOptionsBuilder::default()
+            .force(true)
+            .v(true)
+            .build();
+        Box::pin(async move {
+            match self.0.remove_container(id, Some(opts)).await {
+                Err(e) if is_not_found(&e) => Ok(()),
+                other => other,
+            }
+        })
+    }
+
+    fn list_by_label<'a>(
+        &'a self,
+        labels: &'a [String],
+    ) -> BoxFuture<'a, Result<Vec<ContainerSummary>, EngineError>> {
+        Box::pin(async move {
+            let filters = HashMap::from([("label".to_owned(), labels.to_vec())]);
+            let opts = ListContainersOptionsBuilder::default()
+                .all(true)
+                .filters(&filters)
+                .build();
+            self.0.list_containers(Some(opts)).await
+        })
+    }
+
+    fn inspect_container<'a>(
+        &'a self,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<ContainerInspectResponse, EngineError>> {
+        Box::pin(self.0.inspect_container(id, None))
+    }
+}
