@@ -4,7 +4,7 @@
 //! what may be written into it (the redactor and its `Redacted` type, the
 //! command policy), who wrote what (the audit chain), and the settings, secrets,
 //! clock and wake-ups around it. It links neither the MCP server (rmcp, axum)
-//! nor the container engine client; `tests/tests/invariants.rs`
+//! nor the container engine client; `tests/tests/e2e/invariants.rs`
 //! checks that.
 #![deny(clippy::print_stdout)] // stdout is the MCP channel of `bridge serve`
 

@@ -1,3 +1,7 @@
+//! Tests of the gitleaks-format rule loader: team rule files with secret
+//! groups, allowlists and entropy thresholds, RE2 class semantics and
+//! `[extend]` paths.
+
 use std::borrow::Cow;
 use std::path::PathBuf;
 

@@ -15,6 +15,7 @@ use serde_json::Value;
 
 pub mod bench;
 pub mod canary;
+pub mod fixture;
 pub mod flood;
 pub mod images;
 pub mod procstat;

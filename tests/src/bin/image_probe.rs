@@ -1,4 +1,4 @@
-//! Test helper for `tests/tests/image_cleanup.rs`: builds this process's
+//! Test helper for `tests/tests/e2e/image_cleanup.rs`: builds this process's
 //! labelled sandbox image (starting its reaper), prints the run id and the
 //! tag, then ends as told: `exit` (normally), `panic`, or `wait` (until its
 //! stdin closes, so the test can SIGKILL it).

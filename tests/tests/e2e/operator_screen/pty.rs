@@ -106,8 +106,15 @@ impl Pty {
                 );
             }
             if let Some(status) = self.child.try_wait()? {
-                // Let the reader drain what is left before the last look.
-                std::thread::sleep(Duration::from_millis(100));
+                // Let the reader drain what is left before the last look:
+                // it ends at the end of the terminal's output (bounded, in
+                // case something else still holds the terminal open).
+                let drained = Instant::now() + Duration::from_secs(2);
+                while self.reader.as_ref().is_some_and(|r| !r.is_finished())
+                    && Instant::now() < drained
+                {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
                 let out = self.output.lock().unwrap();
                 if !needles
                     .iter()

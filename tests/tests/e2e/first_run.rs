@@ -154,7 +154,8 @@ fn serve_on_pipes_writes_nothing_to_stderr_before_initialize() -> anyhow::Result
             }
         });
     }
-    // Long enough for the server to be up and (wrongly) say something.
+    // Silence is what is tested, so there is no event to wait for: this
+    // is long enough for the server to be up and (wrongly) say something.
     std::thread::sleep(Duration::from_millis(1500));
     let mut stdin = child.stdin.take().context("stdin")?;
     stdin.write_all(

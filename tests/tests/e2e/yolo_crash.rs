@@ -79,6 +79,8 @@ async fn a_job_whose_runner_was_killed_is_failed_reaped_and_never_rerun() -> any
             Duration::from_secs(30),
             || Ok(yolo::job(&w.db, &p)?.state != "queued"),
         )?;
+        // The random moment is what is tested: the kill must be survivable
+        // wherever in the job's life it lands.
         let delay = random_ms(1500);
         std::thread::sleep(Duration::from_millis(delay));
         let at_kill = yolo::job(&w.db, &p)?;
