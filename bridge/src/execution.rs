@@ -121,7 +121,7 @@ impl Bridge {
                         format!("must be between 1 and the operator's limit of {} s (got {timeout})", en.settings.timeout_secs),
                     )));
                 }
-                let (clean, classes) = this.redactor().redacted_report(&command);
+                let (clean, reason, classes) = this.redactor().redacted_proposal(&command, reason.as_deref());
                 if !classes.is_empty() {
                     let e = refuse(
                         &tx,
@@ -148,7 +148,6 @@ impl Bridge {
                     tx.commit()?;
                     return Ok(Err(e));
                 }
-                let reason = reason.map(|r| this.redactor().redacted(&r));
                 let params = ExecParams::from_settings(&en.settings, timeout);
                 let params_json = serde_json::to_string(&params).map_err(|e| StoreError::Join(e.to_string()))?;
                 let hash = yolo::proposal_hash(&command, &params_json);

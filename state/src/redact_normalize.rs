@@ -12,18 +12,20 @@
 use unicode_general_category::{GeneralCategory, get_general_category};
 use unicode_normalization::{IsNormalized, UnicodeNormalization, is_nfkc_quick};
 
-/// A folded copy of a text and, for each of its bytes, the original byte range of the
-/// character that produced it.
+/// A folded copy of a text and, for each of its bytes, where in the original the character
+/// that produced it starts (its end follows from the original; one offset per byte keeps the map
+/// small, which matters on long texts that fold almost everywhere).
 #[derive(Debug)]
-pub(crate) struct Shadow {
+pub(crate) struct Shadow<'a> {
     pub text: String,
-    origin: Vec<(usize, usize)>,
+    origin: Vec<usize>,
+    source: &'a str,
 }
 
-impl Shadow {
+impl<'a> Shadow<'a> {
     /// The shadow of `text`, or None when folding changes nothing (always so for ASCII text,
     /// the usual case, which costs one `is_ascii` scan).
-    pub fn of(text: &str) -> Option<Self> {
+    pub fn of(text: &'a str) -> Option<Self> {
         // Most non-ASCII text (accents, CJK, emoji) is already NFKC and has no format
         // characters: answer that without building anything.
         let needs_folding = |c: char| {
@@ -38,35 +40,69 @@ impl Shadow {
         let mut origin = Vec::with_capacity(text.len());
         let mut changed = false;
         for (i, c) in text.char_indices() {
-            let span = (i, i + c.len_utf8());
             if get_general_category(c) == GeneralCategory::Format {
                 changed = true;
                 continue;
             }
             if c.is_ascii() {
                 out.push(c);
-                origin.push(span);
+                origin.push(i);
+                continue;
+            }
+            if let Some(ascii) = fullwidth_ascii(c) {
+                // The common evasion, and NFKC's iterator is slow: fold it directly.
+                out.push(ascii);
+                origin.push(i);
+                changed = true;
                 continue;
             }
             let before = out.len();
             out.extend(std::iter::once(c).nfkc());
-            changed |= out[before..] != text[span.0..span.1];
-            origin.resize(out.len(), span);
+            changed |= out[before..] != text[i..i + c.len_utf8()];
+            origin.resize(out.len(), i);
         }
-        changed.then_some(Self { text: out, origin })
+        changed.then_some(Self {
+            text: out,
+            origin,
+            source: text,
+        })
     }
 
     /// The original byte range behind the shadow's `start..end` (whole characters, including any
     /// removed format characters inside it).
     pub fn original(&self, start: usize, end: usize) -> (usize, usize) {
         debug_assert!(start < end && end <= self.origin.len());
-        (self.origin[start].0, self.origin[end - 1].1)
+        let last = self.origin[end - 1];
+        let last_len = self.source[last..].chars().next().map_or(0, char::len_utf8);
+        (self.origin[start], last + last_len)
     }
+}
+
+/// NFKC of the fullwidth forms of ASCII (U+FF01..=U+FF5E) is the ASCII character itself.
+fn fullwidth_ascii(c: char) -> Option<char> {
+    ('\u{ff01}'..='\u{ff5e}')
+        .contains(&c)
+        .then(|| char::from_u32(u32::from(c) - 0xfee0))
+        .flatten()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_fullwidth_fast_path_is_nfkc() {
+        for c in '\u{ff00}'..='\u{ff60}' {
+            let nfkc: String = std::iter::once(c).nfkc().collect();
+            match fullwidth_ascii(c) {
+                Some(a) => assert_eq!(nfkc, a.to_string(), "{c:?}"),
+                None => assert!(
+                    !nfkc.is_ascii() || nfkc.len() != 1 || c == '\u{ff00}',
+                    "{c:?}"
+                ),
+            }
+        }
+    }
 
     #[test]
     fn ascii_and_already_normal_text_have_no_shadow() {

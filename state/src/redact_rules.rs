@@ -243,7 +243,7 @@ catalogue![
      r#"(?i)(?:client-key-data|id-token|refresh-token)["']?[ \t]*:[ \t]*["']?(?P<secret>[A-Za-z0-9+/=._-]{20,})"#, 0.0, 0),
     // Every `key: base64` entry of a Kubernetes Secret's data, when the text holds a Secret.
     ("k8s-secret-data", "config", "K8S_SECRET_REDACTED", ["kind: secret", "kind: \"secret\"", "\"kind\": \"secret\"", "kind:secret"],
-     r#"(?m)^[ \t]+["']?[A-Za-z0-9._-]+["']?[ \t]*:[ \t]*["']?(?P<secret>[A-Za-z0-9+/]{8,}={0,2})["']?,?[ \t]*$"#, 3.0, SKIP_CODE),
+     r#"(?m)^[ \t]+["']?[A-Za-z0-9._-]+["']?[ \t]*:[ \t]*["']?(?P<secret>[A-Za-z0-9+/]{8,}={0,2})["']?,?[ \t]*\r?$"#, 3.0, SKIP_CODE),
     // .netrc: `machine host login user password secret`, on one line or several.
     ("netrc-password", "config", "PASSWORD_REDACTED", ["login"],
      r"(?-u:\b)login[ \t\r\n]+[^\s]+[ \t\r\n]+password[ \t]+(?P<secret>[^\s]+)", 0.0, PLACEHOLDERS_PASS),

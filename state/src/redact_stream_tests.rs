@@ -58,6 +58,13 @@ fn secrets() -> Vec<(&'static str, String)> {
         ("private-key", pem("RSA ", 2)),
         ("private-key", pem("", 1)),
         ("aws-access-key", "AKIAQQQQ0000QQQQ1111".into()),
+        // Only the normalisation shadow sees these two: a zero-width space
+        // inside the key, a fullwidth key name.
+        ("aws-access-key", "AKIA\u{200b}QQQQ0000QQQQ1111".into()),
+        (
+            "password-assignment",
+            "ｐａｓｓｗｏｒｄ=Qk0123456789QkQk".into(),
+        ),
         ("github-token", format!("ghp_{}", "Qk01".repeat(9))),
         ("password-assignment", "password=Qk0123456789QkQk".into()),
         ("url-password", "postgres://u:Qk0123456789QkQk@db/x".into()),
