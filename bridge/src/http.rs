@@ -60,9 +60,9 @@ pub fn read_token_file(path: &PathBuf) -> anyhow::Result<String> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     // The same rule as the server secret: 0600, ours, in a safe directory.
-    crate::fileperm::check_file(path, crate::fileperm::Kind::Secret)?;
+    bridge_state::fileperm::check_file(path, bridge_state::fileperm::Kind::Secret)?;
     if !path.exists() {
-        let token = crate::auth::new_token()?;
+        let token = bridge_state::auth::new_token()?;
         let mut f = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)

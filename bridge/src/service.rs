@@ -14,17 +14,17 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use crate::audit::{self, Entry, Outcome};
-use crate::auth::{self, ServerSecret};
-use crate::clock::{Clock, Millis, rfc3339};
-use crate::policy::Policy;
-use crate::ratelimit::{Exceeded, Limits};
-use crate::redact::Redactor;
-use crate::store::{Db, StoreError};
 use crate::tally::{Counter, Tally};
 use crate::throttle::{Quotas, Throttle};
-use crate::wake::{BACKSTOP, Doorbells, Inbox as InboxKey, Wake};
+use bridge_state::audit::{self, Entry, Outcome};
+use bridge_state::auth::{self, ServerSecret};
+use bridge_state::clock::{Clock, Millis, rfc3339};
 use bridge_state::messages::insert_to_others;
+use bridge_state::policy::Policy;
+use bridge_state::ratelimit::{Exceeded, Limits};
+use bridge_state::redact::Redactor;
+use bridge_state::store::{Db, StoreError};
+use bridge_state::wake::{BACKSTOP, Doorbells, Inbox as InboxKey, Wake};
 
 /// A partner whose last heartbeat is older than this is reported not alive.
 pub const ALIVE_SECS: i64 = 120;

@@ -10,8 +10,9 @@ use std::time::Duration;
 use anyhow::Context;
 use rmcp::ServiceExt;
 
-use crate::cli::ServeArgs;
-use crate::config::Settings;
+use bridge_state::config::Settings;
+
+use crate::serve::ServeArgs;
 use crate::tools::BridgeServer;
 
 /// The start of the stdio hint (tests look for it).
@@ -60,11 +61,11 @@ pub fn http_token_hint_if_terminal() {
 /// print; any failure is the error `serve` would have hit.
 pub async fn check(
     settings: &Settings,
-    policy: Option<crate::policy::Policy>,
+    policy: Option<bridge_state::policy::Policy>,
     args: &ServeArgs,
 ) -> anyhow::Result<String> {
-    let bridge = crate::cli::open_bridge(settings, policy)?;
-    let http = match crate::http_options(args)? {
+    let bridge = crate::serve::open_bridge(settings, policy)?;
+    let http = match crate::serve::http_options(args)? {
         Some(opts) => Some(crate::http::check_options(&opts)?),
         None => None,
     };
@@ -117,7 +118,7 @@ mod tests {
     #[tokio::test]
     async fn check_answers_initialize_on_a_fresh_database() {
         let dir = tempfile::tempdir().unwrap();
-        let settings = Settings::resolve(crate::config::Overrides {
+        let settings = Settings::resolve(bridge_state::config::Overrides {
             db: Some(dir.path().join("c.db")),
             ..Default::default()
         })

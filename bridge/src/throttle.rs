@@ -19,9 +19,9 @@ use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::Mutex;
 
-use crate::clock::Millis;
-use crate::ratelimit::Limits;
 use crate::service::ToolError;
+use bridge_state::clock::Millis;
+use bridge_state::ratelimit::Limits;
 
 // The limits are settings both processes read, so they live with the
 // settings; the in-memory throttle that enforces them is the bridge's.
@@ -188,7 +188,11 @@ impl Throttle {
     }
 
     /// Counts one conversation creation by `client`, or says when to retry.
-    pub fn take_create(&self, client: u64, now: Millis) -> Result<(), crate::ratelimit::Exceeded> {
+    pub fn take_create(
+        &self,
+        client: u64,
+        now: Millis,
+    ) -> Result<(), bridge_state::ratelimit::Exceeded> {
         let limits = &self.limits.creates_per_client;
         let Some(longest) = limits.longest_secs() else {
             return Ok(());

@@ -22,13 +22,13 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use crate::auth;
 use crate::execution::{Execution, Proposed};
 use crate::service::{
     ActionType, Bridge, Caller, Created, Inbox, MyStatus, Outgoing, PartnerStatus, Sent,
     SessionStatus, ToolError,
 };
 use crate::throttle::{Gate, Key};
+use bridge_state::auth;
 
 pub const MAX_MESSAGE_CHARS: usize = 50_000;
 pub const MAX_FILES: usize = 20;
@@ -521,7 +521,7 @@ impl BridgeServer {
                 structured(text, &p)
             }),
             "propose_command" | "execute_command" if self.bridge.yolo_policy().is_none() => {
-                Err(ToolError::Refused(crate::yolo::YoloError::OperatorEnvMissing.to_string()))
+                Err(ToolError::Refused(bridge_state::yolo::YoloError::OperatorEnvMissing.to_string()))
             }
             "propose_command" => self.propose(args).await.map(|p| {
                 structured(format!("Proposal {} is waiting for the operator. {}", p.proposal_id, p.next_step), &p)
@@ -634,12 +634,12 @@ impl BridgeServer {
         if a.command.trim().is_empty() {
             return Err(ToolError::invalid("command", "must not be empty"));
         }
-        if a.command.len() > crate::yolo::MAX_COMMAND_BYTES {
+        if a.command.len() > bridge_state::yolo::MAX_COMMAND_BYTES {
             return Err(ToolError::invalid(
                 "command",
                 format!(
                     "must be at most {} bytes (got {})",
-                    crate::yolo::MAX_COMMAND_BYTES,
+                    bridge_state::yolo::MAX_COMMAND_BYTES,
                     a.command.len()
                 ),
             ));
@@ -685,7 +685,7 @@ impl BridgeServer {
                 "must be `prop_` followed by 16 lowercase hex characters, as returned by propose_command",
             ));
         }
-        if !crate::yolo::is_approval_token(&a.approval_token) {
+        if !bridge_state::yolo::is_approval_token(&a.approval_token) {
             return Err(ToolError::invalid(
                 "approval_token",
                 "must be `apv_` followed by 48 lowercase hex characters, as printed by `bridge yolo approve`",

@@ -8,16 +8,16 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use clap::Subcommand;
 
-use crate::audit::{self, Entry, Outcome};
-use crate::auth::ServerSecret;
-use crate::clock::{Clock, SystemClock, rfc3339};
-use crate::config::{Settings as BridgeSettings, parse_duration};
 use crate::guard;
-use crate::policy::Mode;
-use crate::store::Db;
 use crate::untrusted::terminal::{self, Table, Terminal};
 use crate::untrusted::{self as shown, Escaped};
-use crate::yolo::{self, Limits, Settings};
+use bridge_state::audit::{self, Entry, Outcome};
+use bridge_state::auth::ServerSecret;
+use bridge_state::clock::{Clock, SystemClock, rfc3339};
+use bridge_state::config::{Settings as BridgeSettings, parse_duration};
+use bridge_state::policy::Mode;
+use bridge_state::store::Db;
+use bridge_state::yolo::{self, Limits, Settings};
 
 /// Characters of a command shown in a listing; `approve` shows all of it.
 const COMMAND_CELL: usize = 100;

@@ -12,7 +12,7 @@
 use std::borrow::Cow;
 use std::sync::LazyLock;
 
-use bridge::redact::Redactor;
+use bridge_state::redact::Redactor;
 use libfuzzer_sys::fuzz_target;
 use serde_json::{Value, json};
 
