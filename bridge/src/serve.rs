@@ -16,9 +16,10 @@ use bridge_state::shutdown::signal as shutdown_signal;
 use bridge_state::store::{Db, Sync};
 use bridge_state::{logging, policy};
 
-use crate::service::{Bridge, BridgeParts};
-use crate::tools::BridgeServer;
-use crate::{http, runner_process, startup, tally};
+use crate::mcp::service::{Bridge, BridgeParts};
+use crate::mcp::tools::BridgeServer;
+use crate::mcp::{http, tally};
+use crate::{runner_process, startup};
 
 #[derive(Debug, Args, Clone, Default)]
 pub struct ServeArgs {
@@ -113,18 +114,21 @@ impl ServeArgs {
     /// The HTTP session and connection limits, defaults filled in.
     pub fn http_limits(
         &self,
-    ) -> anyhow::Result<(crate::http::SessionLimits, crate::http::ConnLimits)> {
+    ) -> anyhow::Result<(
+        crate::mcp::http::SessionLimits,
+        crate::mcp::http::ConnLimits,
+    )> {
         let (s, c) = (
-            crate::http::SessionLimits::default(),
-            crate::http::ConnLimits::default(),
+            crate::mcp::http::SessionLimits::default(),
+            crate::mcp::http::ConnLimits::default(),
         );
-        let sessions = crate::http::SessionLimits {
+        let sessions = crate::mcp::http::SessionLimits {
             max_total: self.http_max_sessions.unwrap_or(s.max_total),
             max_per_peer: self.http_max_sessions_per_peer.unwrap_or(s.max_per_peer),
             init_timeout: self.http_session_init_timeout.unwrap_or(s.init_timeout),
             idle_timeout: self.http_session_idle.unwrap_or(s.idle_timeout),
         };
-        let connections = crate::http::ConnLimits {
+        let connections = crate::mcp::http::ConnLimits {
             max_total: self.http_max_connections.unwrap_or(c.max_total),
             max_per_peer: self.http_max_connections_per_peer.unwrap_or(c.max_per_peer),
             header_timeout: self.http_header_timeout.unwrap_or(c.header_timeout),

@@ -12,8 +12,8 @@ use rmcp::ServiceExt;
 
 use bridge_state::config::Settings;
 
+use crate::mcp::tools::BridgeServer;
 use crate::serve::ServeArgs;
-use crate::tools::BridgeServer;
 
 /// The start of the stdio hint (tests look for it).
 pub const STDIO_HINT: &str = "bridge serve is an MCP stdio server";
@@ -66,7 +66,7 @@ pub async fn check(
 ) -> anyhow::Result<String> {
     let bridge = crate::serve::open_bridge(settings, policy)?;
     let http = match crate::serve::http_options(args)? {
-        Some(opts) => Some(crate::http::check_options(&opts)?),
+        Some(opts) => Some(crate::mcp::http::check_options(&opts)?),
         None => None,
     };
     let (client_end, server_end) = tokio::io::duplex(1 << 16);

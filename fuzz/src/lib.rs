@@ -9,7 +9,7 @@ use bridge_state::clock::{Clock, ManualClock};
 use bridge_state::policy::{Mode, Policy};
 use bridge_state::ratelimit::Limits;
 use bridge_state::redact::Redactor;
-use bridge::service::BridgeParts;
+use bridge::mcp::service::BridgeParts;
 use bridge_state::store::{Db, Sync as Durability};
 use bridge::{Bridge, BridgeServer};
 use rmcp::model::{CallToolResult, JsonObject};
@@ -72,7 +72,7 @@ impl Fixture {
             yolo: Some(Policy::builtin()),
             // The oracles judge answers, not throttling: a frozen clock would
             // otherwise turn every later wrong token into "retry in N s".
-            quotas: bridge::throttle::Quotas::unlimited(),
+            quotas: bridge::mcp::throttle::Quotas::unlimited(),
         });
         let server = BridgeServer::new(bridge.clone());
         let args = serde_json::json!({"my_role": "fuzzer_a", "partner_role": "fuzzer_b"});

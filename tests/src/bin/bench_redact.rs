@@ -11,7 +11,7 @@ use std::borrow::Cow;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use bridge::tools::MAX_MESSAGE_CHARS;
+use bridge::mcp::tools::MAX_MESSAGE_CHARS;
 use bridge_state::redact::Redactor;
 
 /// Far above anything linear (a few ms), far below a backtracking blow-up.

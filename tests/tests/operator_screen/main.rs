@@ -178,11 +178,12 @@ fn check_review(what: &str, r: &Review, p: &bridge_state::yolo::Proposal, case: 
     assert_clean(what, &r.bytes, &r.screen);
     // The rows the CLI laid out for this width, in order, must each have been
     // on screen while it waited for the person; the question comes once, last.
-    let expected: Vec<String> = bridge::review::approve_rows(p, 300, usize::from(cols) - 1)
-        .iter()
-        .map(|r| r.trim_end().to_owned())
-        .filter(|r| !r.is_empty())
-        .collect();
+    let expected: Vec<String> =
+        bridge::operator::review::approve_rows(p, 300, usize::from(cols) - 1)
+            .iter()
+            .map(|r| r.trim_end().to_owned())
+            .filter(|r| !r.is_empty())
+            .collect();
     for row in &expected {
         assert!(
             row.chars().count() < usize::from(cols),

@@ -1,5 +1,6 @@
 //! What the operator CLI reads and changes: listings, token rotation,
-//! cleanup. Plain functions over a connection; rendering lives in `cli.rs`.
+//! cleanup. Plain functions over a connection; rendering lives in
+//! `commands.rs`.
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde::Serialize;

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use clap::Subcommand;
 
-use crate::guard;
+use crate::operator::guard;
 use crate::untrusted::terminal::{self, Table, Terminal};
 use crate::untrusted::{self as shown, Escaped};
 use bridge_state::audit::{self, Entry, Outcome};
@@ -252,7 +252,7 @@ pub fn run(cmd: YoloCommand, s: &BridgeSettings, json: bool) -> anyhow::Result<(
             let (height, width) = terminal::window_size().unwrap_or((24, 80));
             let (height, width) = (usize::from(height), usize::from(width));
             // One column spare: some terminals wrap a row that fills the last one.
-            let rows = crate::review::approve_rows(&p, ttl, width.saturating_sub(1));
+            let rows = crate::operator::review::approve_rows(&p, ttl, width.saturating_sub(1));
             let stdin = std::io::stdin();
             let mut input = stdin.lock();
             let mut out = Terminal::stdout();

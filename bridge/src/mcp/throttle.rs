@@ -19,7 +19,7 @@ use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::Mutex;
 
-use crate::service::ToolError;
+use crate::mcp::service::ToolError;
 use bridge_state::clock::Millis;
 use bridge_state::ratelimit::Limits;
 

@@ -12,8 +12,8 @@ use rmcp::model::{CallToolRequestParams, CallToolResult};
 use rmcp::service::{RoleClient, RunningService};
 use serde_json::{Value, json};
 
-use crate::service::{Bridge, BridgeParts};
-use crate::tools::BridgeServer;
+use crate::mcp::service::{Bridge, BridgeParts};
+use crate::mcp::tools::BridgeServer;
 use bridge_state::auth::ServerSecret;
 use bridge_state::clock::SystemClock;
 use bridge_state::config::DEFAULT_TTL;

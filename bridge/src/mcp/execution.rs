@@ -13,7 +13,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use crate::service::{Bridge, Caller, ToolError, internal};
+use crate::mcp::service::{Bridge, Caller, ToolError, internal};
 use bridge_state::audit::{self, Entry, Outcome};
 use bridge_state::auth;
 use bridge_state::clock::Millis;

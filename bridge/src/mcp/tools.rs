@@ -22,12 +22,12 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use crate::execution::{Execution, Proposed};
-use crate::service::{
+use crate::mcp::execution::{Execution, Proposed};
+use crate::mcp::service::{
     ActionType, Bridge, Caller, Created, Inbox, MyStatus, Outgoing, PartnerStatus, Sent,
     SessionStatus, ToolError,
 };
-use crate::throttle::{Gate, Key};
+use crate::mcp::throttle::{Gate, Key};
 use bridge_state::auth;
 
 pub const MAX_MESSAGE_CHARS: usize = 50_000;
@@ -784,7 +784,7 @@ impl ServerHandler for BridgeServer {
         let gone = context
             .extensions
             .get::<axum::http::request::Parts>()
-            .and_then(|p| p.extensions.get::<crate::http::ClientGone>())
+            .and_then(|p| p.extensions.get::<crate::mcp::http::ClientGone>())
             .map(|g| g.0.clone())
             .unwrap_or_default();
         // Over HTTP, the peer address when the transport recorded it.

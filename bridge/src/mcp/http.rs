@@ -28,13 +28,13 @@ use axum::routing::get;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use tokio_util::sync::CancellationToken;
 
-pub use crate::http_conn::ConnLimits;
-use crate::http_conn::{RETRY_AFTER_SECS, WithGuard};
-use crate::http_errors;
-pub use crate::http_sessions::SessionLimits;
-use crate::http_sessions::{ADMISSION, Sessions};
-use crate::service::Bridge;
-use crate::tools::BridgeServer;
+pub use crate::mcp::http_conn::ConnLimits;
+use crate::mcp::http_conn::{RETRY_AFTER_SECS, WithGuard};
+use crate::mcp::http_errors;
+pub use crate::mcp::http_sessions::SessionLimits;
+use crate::mcp::http_sessions::{ADMISSION, Sessions};
+use crate::mcp::service::Bridge;
+use crate::mcp::tools::BridgeServer;
 
 /// Largest request body accepted (a 50 000-character message is < 200 KiB).
 pub const MAX_BODY_BYTES: usize = 1 << 20;
@@ -333,7 +333,7 @@ pub async fn serve(
         tracker,
         rmcp_stop,
     } = app;
-    crate::http_conn::serve(listener, router, opts.connections, async move {
+    crate::mcp::http_conn::serve(listener, router, opts.connections, async move {
         shutdown.cancelled().await;
         drain.cancel();
         tracker.close();

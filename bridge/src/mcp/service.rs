@@ -14,8 +14,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use crate::tally::{Counter, Tally};
-use crate::throttle::{Quotas, Throttle};
+use crate::mcp::tally::{Counter, Tally};
+use crate::mcp::throttle::{Quotas, Throttle};
 use bridge_state::audit::{self, Entry, Outcome};
 use bridge_state::auth::{self, ServerSecret};
 use bridge_state::clock::{Clock, Millis, rfc3339};
@@ -403,7 +403,7 @@ impl Bridge {
                 let role_a = inner.redactor.redact(&my_role).into_owned();
                 let role_b = inner.redactor.redact(&partner_role).into_owned();
                 let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                if let Err(e) = crate::throttle::check_global(&inner.quotas, &tx, now)? {
+                if let Err(e) = crate::mcp::throttle::check_global(&inner.quotas, &tx, now)? {
                     return Ok(Err(e));
                 }
                 tx.execute(
