@@ -8,7 +8,7 @@
 //! client"; over HTTP each MCP session is a client, and so is its peer
 //! address when the transport reports one. The global limits that must hold
 //! across processes (creations per minute, live conversations) are counted
-//! in the database by `service.rs` instead.
+//! in the database by `service/` instead.
 //!
 //! A correct token is never throttled: when a key is blocked, the tool layer
 //! verifies the presented token read-only and lets a correct one through,
