@@ -213,7 +213,7 @@ pub async fn serve(
                 tracing::info!("signal received, shutting down");
                 trigger.cancel();
             });
-            http::serve(bridge.clone(), opts, shutdown, None).await
+            Ok(http::serve(bridge.clone(), opts, shutdown, None).await?)
         }
         None => {
             startup::stdio_hint_if_terminal();
