@@ -352,6 +352,9 @@ fn refuse(stream: impl std::os::fd::AsFd, response: &str) {
 
 #[cfg(test)]
 mod tests {
+    use std::net::IpAddr;
+    use std::sync::atomic::Ordering;
+
     use super::*;
 
     fn conns(total: usize, per_peer: usize) -> Conns {
