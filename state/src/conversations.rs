@@ -101,3 +101,12 @@ pub fn partner(
         })
     })
 }
+
+/// When each live (unexpired) conversation was created: what the
+/// database-wide creation limits count. Read through the expiry index, so
+/// the cost is bounded by the live-conversation ceiling, not by the table.
+pub fn live_created_at(conn: &Connection, now: Millis) -> rusqlite::Result<Vec<Millis>> {
+    conn.prepare_cached("SELECT created_at FROM conversations WHERE expires_at > ?1")?
+        .query_map([now], |r| r.get(0))?
+        .collect()
+}

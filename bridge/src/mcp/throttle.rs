@@ -60,10 +60,7 @@ pub fn check_global(
     conn: &rusqlite::Connection,
     now: Millis,
 ) -> Result<Result<(), ToolError>, rusqlite::Error> {
-    let live: Vec<Millis> = conn
-        .prepare_cached("SELECT created_at FROM conversations WHERE expires_at > ?1")?
-        .query_map([now], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
+    let live = bridge_state::conversations::live_created_at(conn, now)?;
     if live.len() as u64 >= quotas.max_live_conversations {
         return Ok(Err(ToolError::Throttled(format!(
             "this bridge holds its ceiling of {} live conversations; wait for some to expire, or ask the operator to raise `--max-conversations`",
