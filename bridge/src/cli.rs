@@ -1,7 +1,8 @@
 //! The `bridge` command line: parses the arguments of `serve` (the MCP
 //! face) and of the operator's subcommands (the operator face), resolves the
 //! settings, and hands each command to the module that runs it. Nothing here
-//! queries the database or renders output.
+//! queries the database or renders a table; the one-line answers of
+//! `serve --check` and `http-token` are printed as they come.
 
 use std::path::PathBuf;
 
