@@ -5,13 +5,13 @@ use clap::Parser;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    bridge::logging::init("BRIDGE_LOG", "warn");
+    bridge_state::logging::init("BRIDGE_LOG", "warn");
     match bridge::cli::run(bridge::cli::Cli::parse()).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             // An error can quote stored text (redacted for secrets) and reaches
             // the operator's terminal (escaped).
-            let text = bridge::logging::redact_line(&format!("{e:#}"));
+            let text = bridge_state::logging::redact_line(&format!("{e:#}"));
             eprintln!("error: {}", bridge::untrusted::terminal::safe_layout(&text));
             std::process::ExitCode::FAILURE
         }

@@ -10,9 +10,10 @@ use std::time::Duration;
 use anyhow::Context;
 use rmcp::ServiceExt;
 
-use crate::cli::ServeArgs;
-use crate::config::Settings;
-use crate::tools::BridgeServer;
+use bridge_state::config::Settings;
+
+use crate::mcp::tools::BridgeServer;
+use crate::serve::ServeArgs;
 
 /// The start of the stdio hint (tests look for it).
 pub const STDIO_HINT: &str = "bridge serve is an MCP stdio server";
@@ -60,12 +61,12 @@ pub fn http_token_hint_if_terminal() {
 /// print; any failure is the error `serve` would have hit.
 pub async fn check(
     settings: &Settings,
-    policy: Option<crate::policy::Policy>,
+    policy: Option<bridge_state::policy::Policy>,
     args: &ServeArgs,
 ) -> anyhow::Result<String> {
-    let bridge = crate::cli::open_bridge(settings, policy)?;
-    let http = match crate::http_options(args)? {
-        Some(opts) => Some(crate::http::check_options(&opts)?),
+    let bridge = crate::serve::open_bridge(settings, policy)?;
+    let http = match crate::serve::http_options(args)? {
+        Some(opts) => Some(crate::mcp::http::check_options(&opts)?),
         None => None,
     };
     let (client_end, server_end) = tokio::io::duplex(1 << 16);
@@ -117,7 +118,7 @@ mod tests {
     #[tokio::test]
     async fn check_answers_initialize_on_a_fresh_database() {
         let dir = tempfile::tempdir().unwrap();
-        let settings = Settings::resolve(crate::config::Overrides {
+        let settings = Settings::resolve(bridge_state::config::Overrides {
             db: Some(dir.path().join("c.db")),
             ..Default::default()
         })

@@ -1,9 +1,9 @@
 //! Fuzzes the HTTP request path: raw bytes go, as one client connection,
 //! through the application `bridge serve --http` builds
-//! (`bridge::http::app`: bearer token, body cap and timeout, session cap,
+//! (`bridge::mcp::http::app`: bearer token, body cap and timeout, session cap,
 //! rmcp's streamable HTTP service with its Host/Origin checks) served by
 //! hyper's HTTP/1 server with the header timeout
-//! (`bridge::http_conn::serve_io`), over an in-memory pipe on a paused clock.
+//! (`bridge::mcp::http_conn::serve_io`), over an in-memory pipe on a paused clock.
 //! `@TOKEN@` in the input becomes the bearer token, so seeds reach rmcp.
 //!
 //! Properties besides "no panic": the server answers or closes within
@@ -19,8 +19,8 @@ use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use bridge::http::{HttpOptions, SessionLimits};
-use bridge::http_conn::ConnLimits;
+use bridge::mcp::http::{HttpOptions, SessionLimits};
+use bridge::mcp::http_conn::ConnLimits;
 use bridge_fuzz::Fixture;
 use libfuzzer_sys::fuzz_target;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -95,10 +95,10 @@ async fn exchange(bridge: bridge::Bridge, input: Vec<u8>) -> Vec<u8> {
         },
         ..HttpOptions::default()
     };
-    let app = bridge::http::app(bridge, &opts);
+    let app = bridge::mcp::http::app(bridge, &opts);
     let (client, server) = tokio::io::duplex(1 << 16);
     let peer = SocketAddr::from(([127, 0, 0, 1], 40_000));
-    let conn = tokio::spawn(bridge::http_conn::serve_io(
+    let conn = tokio::spawn(bridge::mcp::http_conn::serve_io(
         server,
         app.router,
         peer,

@@ -16,7 +16,7 @@
 use std::borrow::Cow;
 use std::sync::Mutex;
 
-use bridge::policy::Policy;
+use bridge_state::policy::Policy;
 
 use bridge_fuzz::{Fixture, YOLO_MODE, check_answer, contract_refuses, first_text};
 use libfuzzer_sys::fuzz_target;

@@ -8,7 +8,7 @@
 //! holding an always-blocked construct is refused in every mode by an
 //! always-blocked rule, whatever surrounds it; and no command safe mode accepts
 //! has an argument that spells one of its program's exec/write options (the
-//! separate table in `bridge::policy::hazards`, not the allow-lists), in any
+//! separate table in `bridge_state::policy::hazards`, not the allow-lists), in any
 //! abbreviation or cluster. For that last property the input is also read as
 //! an argument list: a program from the hazard table, then words that are
 //! hazard spellings cut at a byte-chosen length, clusters, or raw text.
@@ -16,8 +16,8 @@
 
 use std::sync::LazyLock;
 
-use bridge::policy::hazards::{self, HAZARDS};
-use bridge::policy::{Mode, Policy, Verdict};
+use bridge_state::policy::hazards::{self, HAZARDS};
+use bridge_state::policy::{Mode, Policy, Verdict};
 use libfuzzer_sys::fuzz_target;
 
 /// Rules that apply in every mode, yolo included (policy/blocked.rs ALWAYS_BLOCKED).

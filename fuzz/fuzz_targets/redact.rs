@@ -16,7 +16,7 @@
 use std::borrow::Cow;
 use std::sync::LazyLock;
 
-use bridge::redact::{Redactor, corpus_examples};
+use bridge_state::redact::{Redactor, corpus_examples};
 use libfuzzer_sys::fuzz_target;
 use serde_json::{Value, json};
 

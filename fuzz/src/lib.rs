@@ -5,12 +5,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bridge::clock::{Clock, ManualClock};
-use bridge::policy::{Mode, Policy};
-use bridge::ratelimit::Limits;
-use bridge::redact::Redactor;
-use bridge::service::BridgeParts;
-use bridge::store::{Db, Sync as Durability};
+use bridge_state::clock::{Clock, ManualClock};
+use bridge_state::policy::{Mode, Policy};
+use bridge_state::ratelimit::Limits;
+use bridge_state::redact::Redactor;
+use bridge::mcp::service::BridgeParts;
+use bridge_state::store::{Db, Sync as Durability};
 use bridge::{Bridge, BridgeServer};
 use rmcp::model::{CallToolResult, JsonObject};
 use serde_json::Value;
@@ -64,7 +64,7 @@ impl Fixture {
         let clock = ManualClock::at(1_800_000_000_000);
         let bridge = Bridge::new(BridgeParts {
             db,
-            secret: bridge::auth::ServerSecret::ephemeral().expect("random secret"),
+            secret: bridge_state::auth::ServerSecret::ephemeral().expect("random secret"),
             redactor: Redactor::builtin(),
             limits: Limits::default(),
             conversation_ttl: Duration::from_secs(86_400),
@@ -72,7 +72,7 @@ impl Fixture {
             yolo: Some(Policy::builtin()),
             // The oracles judge answers, not throttling: a frozen clock would
             // otherwise turn every later wrong token into "retry in N s".
-            quotas: bridge::throttle::Quotas::unlimited(),
+            quotas: bridge::mcp::throttle::Quotas::unlimited(),
         });
         let server = BridgeServer::new(bridge.clone());
         let args = serde_json::json!({"my_role": "fuzzer_a", "partner_role": "fuzzer_b"});
@@ -86,7 +86,7 @@ impl Fixture {
         let created = created.structured_content.expect("structured result");
         let field = |k: &str| created[k].as_str().expect("created field").to_owned();
         let conversation_id = field("conversation_id");
-        let settings = bridge::yolo::Settings {
+        let settings = bridge_state::yolo::Settings {
             mode: YOLO_MODE,
             workspace: None,
             workspace_rw: false,
@@ -100,7 +100,7 @@ impl Fixture {
             .db()
             .call_blocking(|conn| {
                 let day = 86_400_000;
-                bridge::yolo::enable(conn, bridge.redactor(), &conversation_id, &settings, day, now)
+                bridge_state::yolo::enable(conn, bridge.redactor(), &conversation_id, &settings, day, now)
             })
             .expect("enable YOLO");
         Self {

@@ -1,6 +1,7 @@
 //! What the bridge and the runner share. The two processes meet only in one
 //! SQLite database; this crate is everything both must agree on about it:
-//! the schema and its typed repositories (messages, YOLO proposals and jobs),
+//! the schema and its typed repositories (conversations and sessions,
+//! messages, quotas, YOLO proposals and jobs),
 //! what may be written into it (the redactor and its `Redacted` type, the
 //! command policy), who wrote what (the audit chain), and the settings, secrets,
 //! clock and wake-ups around it. It links neither the MCP server (rmcp, axum)
@@ -12,6 +13,7 @@ pub mod audit;
 pub mod auth;
 pub mod clock;
 pub mod config;
+pub mod conversations;
 pub mod fileperm;
 pub mod job_result;
 pub mod jobs;

@@ -4,12 +4,14 @@
 //! Both processes write here: the bridge for agents' messages and system
 //! notices, the runner for command results. Body and file list are
 //! [`Redacted`], which only the redactor constructs, so nothing reaches the
-//! table unredacted.
+//! table unredacted. The bridge's reads (an inbox, marking it read, the
+//! doorbell dispatcher's look for new messages) are here too.
 
 use rusqlite::{Connection, params};
 
 use crate::clock::Millis;
 use crate::redact::Redacted;
+use crate::wake::Inbox;
 
 /// Who wrote a message: the `sender` column, shown to agents as `from`.
 /// The two agents are their session ids; the two processes sign their own
@@ -87,4 +89,108 @@ pub fn insert_to_all(
 /// The empty file list.
 fn no_files() -> Redacted {
     Redacted::empty_list()
+}
+
+/// One stored message as its recipient reads it.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub id: i64,
+    pub sender: String,
+    pub kind: String,
+    pub body: String,
+    pub action_type: Option<String>,
+    /// The file list as stored: a JSON array.
+    pub files_json: String,
+    pub created_at: Millis,
+    /// Not read yet.
+    pub unread: bool,
+}
+
+/// Which of a recipient's messages to read.
+#[derive(Debug, Clone, Copy)]
+pub enum Selection {
+    /// The unread ones.
+    Unread,
+    /// Every one after this id, read or not.
+    After(i64),
+}
+
+/// Up to `limit` of `recipient`'s messages in `conversation_id`, oldest
+/// first.
+pub fn for_recipient(
+    conn: &Connection,
+    conversation_id: &str,
+    recipient: &str,
+    which: Selection,
+    limit: usize,
+) -> rusqlite::Result<Vec<Stored>> {
+    let (sql, after) = match which {
+        Selection::After(id) => (
+            "SELECT id, sender, kind, body, action_type, files, created_at, read_at FROM messages
+             WHERE conversation_id = ?1 AND recipient = ?2 AND id > ?3 ORDER BY id LIMIT ?4",
+            id,
+        ),
+        Selection::Unread => (
+            "SELECT id, sender, kind, body, action_type, files, created_at, read_at FROM messages
+             WHERE conversation_id = ?1 AND recipient = ?2 AND read_at IS NULL AND id > ?3 ORDER BY id LIMIT ?4",
+            0,
+        ),
+    };
+    let mut stmt = conn.prepare_cached(sql)?;
+    stmt.query_map(
+        params![conversation_id, recipient, after, limit as i64],
+        |r| {
+            let read_at: Option<i64> = r.get(7)?;
+            Ok(Stored {
+                id: r.get(0)?,
+                sender: r.get(1)?,
+                kind: r.get(2)?,
+                body: r.get(3)?,
+                action_type: r.get(4)?,
+                files_json: r.get(5)?,
+                created_at: r.get(6)?,
+                unread: read_at.is_none(),
+            })
+        },
+    )?
+    .collect()
+}
+
+/// Marks the messages `ids` read at `now` (those already read keep their
+/// time).
+pub fn mark_read(
+    conn: &Connection,
+    ids: impl IntoIterator<Item = i64>,
+    now: Millis,
+) -> rusqlite::Result<()> {
+    let mut mark =
+        conn.prepare_cached("UPDATE messages SET read_at = ?1 WHERE id = ?2 AND read_at IS NULL")?;
+    for id in ids {
+        mark.execute(params![now, id])?;
+    }
+    Ok(())
+}
+
+/// The newest message id (0 when there is none).
+pub fn newest_id(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("SELECT coalesce(max(id), 0) FROM messages", [], |r| {
+        r.get(0)
+    })
+}
+
+/// The newest message id after `since` and the inboxes that got messages.
+pub fn inboxes_since(conn: &Connection, since: i64) -> rusqlite::Result<(i64, Vec<Inbox>)> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, conversation_id, recipient FROM messages WHERE id > ?1 ORDER BY id",
+    )?;
+    let mut newest = since;
+    let mut inboxes = Vec::new();
+    let rows = stmt.query_map([since], |r| Ok((r.get::<_, i64>(0)?, r.get(1)?, r.get(2)?)))?;
+    for row in rows {
+        let (id, conversation, recipient) = row?;
+        newest = newest.max(id);
+        inboxes.push((conversation, recipient));
+    }
+    inboxes.dedup();
+    Ok((newest, inboxes))
 }

@@ -8,6 +8,7 @@
 //! conversation can never spend another's quota, and a caller who failed
 //! authentication never reaches this code at all.
 
+use rusqlite::{Connection, params};
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Millis;
@@ -150,6 +151,42 @@ impl std::fmt::Display for Exceeded {
             self.window.max, self.window.secs, self.retry_after_secs
         )
     }
+}
+
+/// Counts one `kind` action of a session against `limits` in the
+/// `quota_events` table, or says which window is full (and counts
+/// nothing). Call it inside the write transaction that does the action, so
+/// the count and the action commit together.
+pub fn take(
+    conn: &Connection,
+    limits: &Limits,
+    conversation_id: &str,
+    session_id: &str,
+    kind: &str,
+    now: Millis,
+) -> rusqlite::Result<Result<(), Exceeded>> {
+    let Some(longest) = limits.longest_secs() else {
+        return Ok(Ok(()));
+    };
+    let horizon = now - i64::from(longest) * 1000;
+    conn.prepare_cached(
+        "DELETE FROM quota_events WHERE conversation_id = ?1 AND session_id = ?2 AND kind = ?3 AND at <= ?4",
+    )?
+    .execute(params![conversation_id, session_id, kind, horizon])?;
+    let recent: Vec<Millis> = conn
+        .prepare_cached(
+            "SELECT at FROM quota_events WHERE conversation_id = ?1 AND session_id = ?2 AND kind = ?3",
+        )?
+        .query_map(params![conversation_id, session_id, kind], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    if let Err(e) = limits.check(now, &recent) {
+        return Ok(Err(e));
+    }
+    conn.prepare_cached(
+        "INSERT INTO quota_events (conversation_id, session_id, kind, at) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![conversation_id, session_id, kind, now])?;
+    Ok(Ok(()))
 }
 
 /// How often failed authentications may happen before backoff, and how

@@ -152,7 +152,7 @@ pub async fn generate(out: &Path) -> anyhow::Result<Value> {
         .unwrap_or_default();
     let manifest = json!({
         "made_by": made_by,
-        "schema_version": bridge::store::latest_version(),
+        "schema_version": bridge_state::store::latest_version(),
         "conversation_id": conv.id,
         "token_a": conv.token_a,
         "token_b": conv.token_b,

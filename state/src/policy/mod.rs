@@ -17,8 +17,8 @@
 //!   bundling.
 //! - **restricted**: runs project tooling by design (`cargo test` executes project code). It
 //!   promises only the listed programs and subcommands, no shell features beyond pipes, lists
-//!   and redirections, and no option that starts an arbitrary program (the `Exec` hazards,
-//!   sed/awk commands that run or write: `scripts.rs`). Writes are confined by the container,
+//!   and redirections, and no option that starts an arbitrary program or deletes files (the
+//!   `Exec` and `Delete` hazards, sed/awk commands that run or write: `scripts.rs`). Writes are confined by the container,
 //!   whose only writable places are the workspace and a private `/tmp`.
 //! - **yolo**: anything not always blocked.
 //!

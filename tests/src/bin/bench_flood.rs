@@ -500,7 +500,7 @@ async fn main() -> anyhow::Result<()> {
     let prober = tokio::spawn(probe(client.clone(), conv.clone(), to, stop.clone()));
     let peak = tokio::spawn(rss_peak(pid, stop.clone()));
     let slow = Arc::new(SlowCounts::default());
-    let queue_limit = u64::from(bridge::http::LISTEN_BACKLOG).min(
+    let queue_limit = u64::from(bridge::mcp::http::LISTEN_BACKLOG).min(
         std::fs::read_to_string("/proc/sys/net/core/somaxconn")
             .ok()
             .and_then(|s| s.trim().parse().ok())

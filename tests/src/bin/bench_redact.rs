@@ -17,8 +17,8 @@ use std::borrow::Cow;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use bridge::redact::Redactor;
-use bridge::tools::MAX_MESSAGE_CHARS;
+use bridge::mcp::tools::MAX_MESSAGE_CHARS;
+use bridge_state::redact::Redactor;
 
 /// Far above anything linear (a few ms), far below a backtracking blow-up.
 const LIMIT: Duration = Duration::from_secs(1);

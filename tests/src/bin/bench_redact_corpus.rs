@@ -15,7 +15,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use bridge::redact::{CorpusExample, Redactor, corpus_examples};
+use bridge_state::redact::{CorpusExample, Redactor, corpus_examples};
 
 const RECALL_TARGET: f64 = 0.995;
 const FP_TARGET: f64 = 0.005;

@@ -9,8 +9,8 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use bridge::redact::Redactor;
-use bridge::redact_stream::StreamRedactor;
+use bridge_state::redact::Redactor;
+use bridge_state::redact_stream::StreamRedactor;
 
 const FRAME: usize = 32 * 1024;
 

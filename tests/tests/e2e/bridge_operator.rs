@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::{Output, Stdio};
 
-use bridge_tests::{Conv, Server, audit_rows, bin, expire, operator, operator_json, sql};
+use bridge_tests::{Conv, Server, audit_rows, bin, expire, operator, operator_json, sql, yolo};
 use serde_json::{Value, json};
 
 /// True when `n` appears in `text` as a whole number.
@@ -413,4 +413,62 @@ async fn demo_runs_an_exchange_with_redaction() -> anyhow::Result<()> {
     // The demo uses a temporary database, never the configured one.
     assert!(!dir.path().join("untouched.db").exists());
     Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn yolo_approve_reject_and_disable_honour_json() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let db = dir.path().join("b.db");
+    let s = Server::start_with_env(&db, &[], &[("YOLO_MODE", "1")]).await?;
+    let c = Conv::create(&s).await?;
+    yolo::enable(
+        &db,
+        &c.id,
+        &["--mode", "safe", "--image", yolo::test_image()],
+    )?;
+    let mut proposals = vec![];
+    for command in ["echo one", "echo two"] {
+        let p = s
+            .ok("propose_command", c.args("a", json!({"command": command})))
+            .await?;
+        proposals.push(p["proposal_id"].as_str().unwrap_or_default().to_owned());
+    }
+
+    // Approve: the review stays on the terminal; what is printed after the
+    // `y` is one JSON object with the token.
+    let mut p = yolo::operator_pty(&db, &["--json", "yolo", "approve", &proposals[0]])?;
+    loop {
+        let (_, prompt) = p.exp_regex(r"(Enter for more, q to decline --|\[y/N\] )")?;
+        if prompt.ends_with("[y/N] ") {
+            break;
+        }
+        p.send_line("")?;
+    }
+    p.send_line("y")?;
+    let rest = p.exp_eof()?;
+    let start = rest.find('{').expect("a JSON object after the answer");
+    let approved: Value = serde_json::from_str(rest[start..].trim())?;
+    assert_eq!(approved["proposal_id"], proposals[0].as_str(), "{rest}");
+    assert!(
+        approved["token"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("apv_")),
+        "{rest}"
+    );
+    assert!(approved["expires_at"].is_string(), "{rest}");
+    assert!(!rest.contains("Approval token:"), "{rest}");
+
+    let out = yolo::operator_yolo(&db, &["--json", "yolo", "reject", &proposals[1]])?;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rejected: Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(
+        rejected,
+        json!({"proposal_id": proposals[1], "state": "rejected"})
+    );
+
+    let out = yolo::operator_yolo(&db, &["--json", "yolo", "disable", &c.id])?;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let disabled: Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(disabled, json!({"conversation_id": c.id, "disabled": true}));
+    s.stop().await
 }

@@ -31,7 +31,7 @@ async fn check_fixture(name: &str) -> anyhow::Result<()> {
         "{name}: the copy is not the fixture fixture.json describes"
     );
     assert!(
-        before <= bridge::store::latest_version(),
+        before <= bridge_state::store::latest_version(),
         "{name}: the fixture is newer than this code"
     );
     let (ok, report) = audit_verify(&f.db)?;
@@ -42,7 +42,7 @@ async fn check_fixture(name: &str) -> anyhow::Result<()> {
     let after: i64 = sql(&f.db)?.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     assert_eq!(
         after,
-        bridge::store::latest_version(),
+        bridge_state::store::latest_version(),
         "{name}: not migrated"
     );
     let c = &f.conv;
@@ -115,7 +115,7 @@ async fn check_fixture(name: &str) -> anyhow::Result<()> {
         [p["ran"].as_str().unwrap_or_default()],
         |r| r.get(0),
     )?;
-    let result: bridge::job_result::JobResult = serde_json::from_str(&result)?;
+    let result: bridge_state::job_result::JobResult = serde_json::from_str(&result)?;
     assert_eq!(result.stdout, fixture::JOB_STDOUT);
     assert_eq!(result.exit_code, Some(0));
 

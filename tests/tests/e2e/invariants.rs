@@ -233,9 +233,9 @@ fn messages_failures_and_results_are_written_only_by_functions_that_take_redacte
         let (failure, result) = (sql_writes("failure"), sql_writes("result"));
         if dir == "state/src" {
             assert_eq!(messages, ["messages.rs"]);
-            assert_eq!(proposals, ["yolo.rs"]);
-            assert_eq!(failure, ["yolo.rs"]);
-            assert_eq!(result, ["yolo.rs"]);
+            assert_eq!(proposals, ["proposals.rs"]);
+            assert_eq!(failure, ["proposals.rs"]);
+            assert_eq!(result, ["proposals.rs"]);
         } else {
             assert!(
                 messages.is_empty()
@@ -249,7 +249,7 @@ fn messages_failures_and_results_are_written_only_by_functions_that_take_redacte
     let repository = production_source(&workspace().join("state/src/messages.rs"));
     assert_eq!(repository.matches("INSERT INTO messages").count(), 1);
     assert!(repository.contains("body: &Redacted,\n    files_json: &Redacted,"));
-    let yolo = production_source(&workspace().join("state/src/yolo.rs"));
+    let yolo = production_source(&workspace().join("state/src/yolo/proposals.rs"));
     assert!(yolo.contains("pub command: &'a Redacted,\n    pub reason: Option<&'a Redacted>,"));
 }
 

@@ -99,15 +99,15 @@ async fn listings_show_hostile_text_as_escapes_and_json_keeps_it_exact() -> anyh
         )?;
         let mut conn = sql(&w.db)?;
         let tx = conn.transaction()?;
-        bridge::audit::append(
+        bridge_state::audit::append(
             &tx,
-            &bridge::redact::Redactor::builtin(),
+            &bridge_state::redact::Redactor::builtin(),
             now,
-            bridge::audit::Entry {
+            bridge_state::audit::Entry {
                 conversation_id: Some(&w.conv.id),
                 session_id: Some("a"),
                 action: &format!("test.{}", case.name),
-                outcome: bridge::audit::Outcome::Ok,
+                outcome: bridge_state::audit::Outcome::Ok,
                 detail: json!({ "command": case.text }),
             },
         )?;

@@ -65,7 +65,7 @@ impl World {
             conn.query_row("SELECT params FROM proposals WHERE id = ?1", [&id], |r| {
                 r.get(0)
             })?;
-        let hash = bridge::yolo::proposal_hash(text, &params);
+        let hash = bridge_state::yolo::proposal_hash(text, &params);
         conn.execute(
             "UPDATE proposals SET command = ?1, hash = ?2 WHERE id = ?3",
             rusqlite::params![text, hash, id],
@@ -174,15 +174,16 @@ fn assert_not_forged(what: &str, case: &Case, transcript: &[String]) {
 /// Checks one review: clean bytes, no terminal effects, every row of the
 /// review on screen at some pause before `y/N`, and the command exactly as
 /// stored, escaped, with nothing cut.
-fn check_review(what: &str, r: &Review, p: &bridge::yolo::Proposal, case: &Case, cols: u16) {
+fn check_review(what: &str, r: &Review, p: &bridge_state::yolo::Proposal, case: &Case, cols: u16) {
     assert_clean(what, &r.bytes, &r.screen);
     // The rows the CLI laid out for this width, in order, must each have been
     // on screen while it waited for the person; the question comes once, last.
-    let expected: Vec<String> = bridge::review::approve_rows(p, 300, usize::from(cols) - 1)
-        .iter()
-        .map(|r| r.trim_end().to_owned())
-        .filter(|r| !r.is_empty())
-        .collect();
+    let expected: Vec<String> =
+        bridge::operator::review::approve_rows(p, 300, usize::from(cols) - 1)
+            .iter()
+            .map(|r| r.trim_end().to_owned())
+            .filter(|r| !r.is_empty())
+            .collect();
     for row in &expected {
         assert!(
             row.chars().count() < usize::from(cols),
@@ -235,7 +236,7 @@ async fn approve_shows_every_hostile_command_as_stored_and_pages_before_asking()
     let w = World::start().await?;
     for case in hostile::cases() {
         let id = w.plant_proposal(&case.text).await?;
-        let p = bridge::yolo::load_proposal(&sql(&w.db)?, &id)?;
+        let p = bridge_state::yolo::load_proposal(&sql(&w.db)?, &id)?;
         let mut text = String::new();
         for (rows, cols) in [(24, 80), (12, 40)] {
             let what = format!("{} at {rows}x{cols}", case.name);
@@ -278,7 +279,7 @@ async fn approve_shows_every_hostile_command_as_stored_and_pages_before_asking()
     assert!(r.approved);
     let text = String::from_utf8_lossy(&r.bytes);
     assert!(text.contains("Approval token: apv_"), "{text}");
-    let p = bridge::yolo::load_proposal(&sql(&w.db)?, &id)?;
+    let p = bridge_state::yolo::load_proposal(&sql(&w.db)?, &id)?;
     assert!(text.contains(&p.hash));
     w.server.stop().await
 }

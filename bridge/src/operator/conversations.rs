@@ -1,14 +1,15 @@
 //! What the operator CLI reads and changes: listings, token rotation,
-//! cleanup. Plain functions over a connection; rendering lives in `cli.rs`.
+//! cleanup. Plain functions over a connection; rendering lives in
+//! `commands.rs`.
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde::Serialize;
 
-use crate::audit::{self, Entry, Outcome};
-use crate::auth::{self, ServerSecret};
-use crate::clock::{Millis, rfc3339};
-use crate::redact::Redactor;
-use crate::store::StoreError;
+use bridge_state::audit::{self, Entry, Outcome};
+use bridge_state::auth::{self, ServerSecret};
+use bridge_state::clock::{Millis, rfc3339};
+use bridge_state::redact::Redactor;
+use bridge_state::store::StoreError;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ConversationSummary {
@@ -187,7 +188,7 @@ pub fn cleanup(
         if (n as i64) < batch {
             break;
         }
-        crate::store::yield_write_lock(started);
+        bridge_state::store::yield_write_lock(started);
     }
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let ids: Vec<String> = tx
@@ -277,7 +278,7 @@ pub fn rotate_tokens(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::migrate;
+    use bridge_state::store::migrate;
 
     #[test]
     fn cleanup_in_small_batches_deletes_and_counts_every_expired_message() {
@@ -314,6 +315,11 @@ mod tests {
             .collect::<rusqlite::Result<_>>()
             .unwrap();
         assert_eq!(left, [("conv_live".to_owned(), 5)]);
-        assert!(crate::audit::verify(&conn).unwrap().first_break.is_none());
+        assert!(
+            bridge_state::audit::verify(&conn)
+                .unwrap()
+                .first_break
+                .is_none()
+        );
     }
 }

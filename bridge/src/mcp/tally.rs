@@ -19,8 +19,8 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use crate::clock::{Millis, rfc3339};
-use crate::ratelimit::Limits;
+use bridge_state::clock::{Millis, rfc3339};
+use bridge_state::ratelimit::Limits;
 
 /// How often counts are written to the audit log.
 pub const FLUSH_EVERY: Duration = Duration::from_secs(60);

@@ -21,7 +21,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use rmcp::transport::streamable_http_server::session::SessionManager;
 
-use crate::http_sessions::Sessions;
+use crate::mcp::http_sessions::Sessions;
 
 /// Error bodies larger than this are passed on untouched (rmcp's are one
 /// line; a large one is not a message to complete).

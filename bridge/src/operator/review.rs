@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 use unicode_width::UnicodeWidthStr;
 
 use crate::untrusted::{notable_chars, write_char_safely};
-use crate::yolo::Proposal;
+use bridge_state::yolo::Proposal;
 
 /// Fewer content columns than this and rows overflow the terminal instead
 /// (it wraps them itself; still nothing is cut).
@@ -211,11 +211,11 @@ fn wrap(rows: &mut Vec<String>, first: &str, cont: &str, raw: &str, width: usize
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::yolo::{ExecParams, JobState, Limits, Settings};
+    use bridge_state::yolo::{ExecParams, JobState, Limits, Settings};
 
     fn proposal(command: &str) -> Proposal {
         let settings = Settings {
-            mode: crate::policy::Mode::Restricted,
+            mode: bridge_state::policy::Mode::Restricted,
             workspace: Some("/home/me/app".into()),
             workspace_rw: false,
             image: "img:1".into(),
@@ -229,7 +229,7 @@ mod tests {
             id: "prop_0123456789abcdef".into(),
             conversation_id: "conv_0123456789abcdef".into(),
             session_id: "a".into(),
-            hash: crate::yolo::proposal_hash(command, &params_json),
+            hash: bridge_state::yolo::proposal_hash(command, &params_json),
             command: command.into(),
             reason: Some("check\r\x1b[2K it".into()),
             params,

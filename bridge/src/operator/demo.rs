@@ -12,14 +12,14 @@ use rmcp::model::{CallToolRequestParams, CallToolResult};
 use rmcp::service::{RoleClient, RunningService};
 use serde_json::{Value, json};
 
-use crate::auth::ServerSecret;
-use crate::clock::SystemClock;
-use crate::config::DEFAULT_TTL;
-use crate::ratelimit::Limits;
-use crate::redact::Redactor;
-use crate::service::{Bridge, BridgeParts};
-use crate::store::{Db, Sync};
-use crate::tools::BridgeServer;
+use crate::mcp::service::{Bridge, BridgeParts};
+use crate::mcp::tools::BridgeServer;
+use bridge_state::auth::ServerSecret;
+use bridge_state::clock::SystemClock;
+use bridge_state::config::DEFAULT_TTL;
+use bridge_state::ratelimit::Limits;
+use bridge_state::redact::Redactor;
+use bridge_state::store::{Db, Sync};
 
 type Client = RunningService<RoleClient, ()>;
 
@@ -198,7 +198,10 @@ pub async fn run() -> anyhow::Result<()> {
         ),
     );
 
-    let v = bridge.db().call(|c| Ok(crate::audit::verify(c)?)).await?;
+    let v = bridge
+        .db()
+        .call(|c| Ok(bridge_state::audit::verify(c)?))
+        .await?;
     say(
         "bridge",
         format!(

@@ -8,16 +8,18 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use clap::Subcommand;
 
-use crate::audit::{self, Entry, Outcome};
-use crate::auth::ServerSecret;
-use crate::clock::{Clock, SystemClock, rfc3339};
-use crate::config::{Settings as BridgeSettings, parse_duration};
-use crate::guard;
-use crate::policy::Mode;
-use crate::store::Db;
+use crate::operator::guard;
 use crate::untrusted::terminal::{self, Table, Terminal};
 use crate::untrusted::{self as shown, Escaped};
-use crate::yolo::{self, Limits, Settings};
+use bridge_state::audit::{self, Entry, Outcome};
+use bridge_state::auth::ServerSecret;
+use bridge_state::clock::{Clock, SystemClock, rfc3339};
+use bridge_state::config::{Settings as BridgeSettings, parse_duration};
+use bridge_state::policy::Mode;
+use bridge_state::store::Db;
+use bridge_state::yolo::{self, Limits, Settings};
+
+use super::emit;
 
 /// Characters of a command shown in a listing; `approve` shows all of it.
 const COMMAND_CELL: usize = 100;
@@ -109,7 +111,9 @@ fn refuse(
         Ok::<_, rusqlite::Error>(())
     });
     if let Err(e) = res {
-        eprintln!("warning: could not audit the refusal: {e}");
+        // Like every line the binaries print on their own: redacted.
+        let text = bridge_state::logging::redact_line(&e.to_string());
+        eprintln!("warning: could not audit the refusal: {text}");
     }
     anyhow::anyhow!("{why}")
 }
@@ -198,10 +202,13 @@ pub fn run(cmd: YoloCommand, s: &BridgeSettings, json: bool) -> anyhow::Result<(
             if n == 0 {
                 bail!("YOLO was not enabled for {conversation}; nothing to disable");
             }
-            terminal::println(format_args!(
-                "YOLO disabled for {}; pending proposals expired and queued jobs were cancelled.",
-                Escaped(&conversation)
-            ))?;
+            let done = serde_json::json!({ "conversation_id": conversation, "disabled": true });
+            emit(json, &done, || {
+                format!(
+                    "YOLO disabled for {}; pending proposals expired and queued jobs were cancelled.",
+                    Escaped(&conversation)
+                )
+            })?;
         }
         YoloCommand::Pending { conversation } => {
             let rows = db.call_blocking(|c| yolo::pending(c, conversation.as_deref()))?;
@@ -252,7 +259,7 @@ pub fn run(cmd: YoloCommand, s: &BridgeSettings, json: bool) -> anyhow::Result<(
             let (height, width) = terminal::window_size().unwrap_or((24, 80));
             let (height, width) = (usize::from(height), usize::from(width));
             // One column spare: some terminals wrap a row that fills the last one.
-            let rows = crate::review::approve_rows(&p, ttl, width.saturating_sub(1));
+            let rows = crate::operator::review::approve_rows(&p, ttl, width.saturating_sub(1));
             let stdin = std::io::stdin();
             let mut input = stdin.lock();
             let mut out = Terminal::stdout();
@@ -263,19 +270,28 @@ pub fn run(cmd: YoloCommand, s: &BridgeSettings, json: bool) -> anyhow::Result<(
             let (token, expires) = db
                 .call_blocking(|c| yolo::approve(c, &secret, &red, &proposal, &p.hash, ttl, now))
                 .map_err(|e| refuse(&db, s, Some(&p.conversation_id), verb, &e))?;
-            out.println(format_args!(
-                "Approval token: {token}\nSingle use, for {} only, valid until {}. Give it to the agent.",
-                Escaped(&proposal),
-                rfc3339(expires)
-            ))?;
+            if json {
+                let issued = serde_json::json!({
+                    "proposal_id": proposal,
+                    "token": token,
+                    "expires_at": rfc3339(expires),
+                });
+                out.println(shown::json::to_string_pretty(&issued)?)?;
+            } else {
+                out.println(format_args!(
+                    "Approval token: {token}\nSingle use, for {} only, valid until {}. Give it to the agent.",
+                    Escaped(&proposal),
+                    rfc3339(expires)
+                ))?;
+            }
             out.flush()?;
         }
         YoloCommand::Reject { proposal } => {
             db.call_blocking(|c| yolo::reject(c, &red, &proposal, now))?;
-            terminal::println(format_args!(
-                "Rejected {}; both sessions were told.",
-                Escaped(&proposal)
-            ))?;
+            let done = serde_json::json!({ "proposal_id": proposal, "state": "rejected" });
+            emit(json, &done, || {
+                format!("Rejected {}; both sessions were told.", Escaped(&proposal))
+            })?;
         }
         YoloCommand::Tokens => {
             let rows = db.call_blocking(|c| yolo::active_tokens(c, now))?;

@@ -18,7 +18,6 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::{Context, bail};
 use axum::Router;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -28,13 +27,13 @@ use axum::routing::get;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use tokio_util::sync::CancellationToken;
 
-pub use crate::http_conn::ConnLimits;
-use crate::http_conn::{RETRY_AFTER_SECS, WithGuard};
-use crate::http_errors;
-pub use crate::http_sessions::SessionLimits;
-use crate::http_sessions::{ADMISSION, Sessions};
-use crate::service::Bridge;
-use crate::tools::BridgeServer;
+pub use crate::mcp::http_conn::ConnLimits;
+use crate::mcp::http_conn::{RETRY_AFTER_SECS, WithGuard};
+use crate::mcp::http_errors;
+pub use crate::mcp::http_sessions::SessionLimits;
+use crate::mcp::http_sessions::{ADMISSION, Sessions};
+use crate::mcp::service::Bridge;
+use crate::mcp::tools::BridgeServer;
 
 /// Largest request body accepted (a 50 000-character message is < 200 KiB).
 pub const MAX_BODY_BYTES: usize = 1 << 20;
@@ -52,41 +51,77 @@ pub struct HttpOptions {
     pub connections: ConnLimits,
 }
 
+/// Why the HTTP transport could not start or could not read its token.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    #[error(transparent)]
+    Permissions(#[from] bridge_state::fileperm::PermError),
+    #[error(transparent)]
+    Secret(#[from] bridge_state::auth::SecretError),
+    #[error("cannot create token file {}: {source}; check that its directory exists and is writable", path.display())]
+    CreateTokenFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot read token file {}: {source}; check the path and its permissions", path.display())]
+    ReadTokenFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "the HTTP bearer token must be at least 32 characters (got {0}); generate one with `openssl rand -hex 32`"
+    )]
+    ShortToken(usize),
+    #[error(
+        "refusing to listen on {0} without authentication: that address is reachable from other machines. Set BRIDGE_HTTP_TOKEN (or --http-token-file) so every request must carry `Authorization: Bearer …`, or bind 127.0.0.1"
+    )]
+    Unauthenticated(SocketAddr),
+    #[error("cannot listen on {addr}: {source}; choose a free address and port")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("serving HTTP failed: {0}")]
+    Serve(#[from] std::io::Error),
+}
+
 /// Reads a token file (first line, trimmed), creating it with a fresh
 /// random token (mode 0600) if it does not exist; refuses one that group
 /// or others can read or write, like the server secret. The token itself
 /// is never logged.
-pub fn read_token_file(path: &PathBuf) -> anyhow::Result<String> {
+pub fn read_token_file(path: &PathBuf) -> Result<String, HttpError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     // The same rule as the server secret: 0600, ours, in a safe directory.
-    crate::fileperm::check_file(path, crate::fileperm::Kind::Secret)?;
+    bridge_state::fileperm::check_file(path, bridge_state::fileperm::Kind::Secret)?;
     if !path.exists() {
-        let token = crate::auth::new_token()?;
-        let mut f = std::fs::OpenOptions::new()
+        let token = bridge_state::auth::new_token()?;
+        std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
             .open(path)
-            .with_context(|| format!("cannot create token file {}", path.display()))?;
-        writeln!(f, "{token}")?;
+            .and_then(|mut f| writeln!(f, "{token}"))
+            .map_err(|source| HttpError::CreateTokenFile {
+                path: path.clone(),
+                source,
+            })?;
         tracing::warn!(
             file = %path.display(),
             "created a new HTTP bearer token; clients must send `Authorization: Bearer <contents of that file>`"
         );
         return Ok(token);
     }
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read token file {}", path.display()))?;
+    let text = std::fs::read_to_string(path).map_err(|source| HttpError::ReadTokenFile {
+        path: path.clone(),
+        source,
+    })?;
     Ok(text.lines().next().unwrap_or_default().trim().to_owned())
 }
 
-pub fn check_token(token: &str) -> anyhow::Result<()> {
+pub fn check_token(token: &str) -> Result<(), HttpError> {
     if token.len() < 32 {
-        bail!(
-            "the HTTP bearer token must be at least 32 characters (got {}); generate one with `openssl rand -hex 32`",
-            token.len()
-        );
+        return Err(HttpError::ShortToken(token.len()));
     }
     Ok(())
 }
@@ -296,16 +331,14 @@ fn listen(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
 
 /// The address to listen on, once the options are safe: a token, if set,
 /// is long enough; without one only loopback is allowed.
-pub fn check_options(opts: &HttpOptions) -> anyhow::Result<SocketAddr> {
+pub fn check_options(opts: &HttpOptions) -> Result<SocketAddr, HttpError> {
     let addr = opts
         .addr
         .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8765)));
     if let Some(t) = &opts.token {
         check_token(t)?;
     } else if !addr.ip().is_loopback() {
-        bail!(
-            "refusing to listen on {addr} without authentication: that address is reachable from other machines. Set BRIDGE_HTTP_TOKEN (or --http-token-file) so every request must carry `Authorization: Bearer …`, or bind 127.0.0.1"
-        );
+        return Err(HttpError::Unauthenticated(addr));
     }
     Ok(addr)
 }
@@ -317,11 +350,11 @@ pub async fn serve(
     opts: HttpOptions,
     shutdown: CancellationToken,
     bound: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
-) -> anyhow::Result<()> {
+) -> Result<(), HttpError> {
     let addr = check_options(&opts)?;
     let app = app(bridge, &opts);
     raise_fd_limit(opts.connections.max_total);
-    let listener = listen(addr).with_context(|| format!("cannot listen on {addr}"))?;
+    let listener = listen(addr).map_err(|source| HttpError::Listen { addr, source })?;
     let local = listener.local_addr()?;
     tracing::info!(addr = %local, auth = opts.token.is_some(), sessions = ?opts.sessions, connections = ?opts.connections, "serving MCP over streamable HTTP at /mcp");
     if let Some(tx) = bound {
@@ -333,7 +366,7 @@ pub async fn serve(
         tracker,
         rmcp_stop,
     } = app;
-    crate::http_conn::serve(listener, router, opts.connections, async move {
+    crate::mcp::http_conn::serve(listener, router, opts.connections, async move {
         shutdown.cancelled().await;
         drain.cancel();
         tracker.close();

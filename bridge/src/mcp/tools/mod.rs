@@ -1,5 +1,8 @@
 //! The MCP face of the bridge: tool definitions, argument decoding and
-//! validation, and the mapping of outcomes to tool results.
+//! validation, and the mapping of outcomes to tool results. Here: the
+//! server for one client connection ([`BridgeServer`]), the tool list, the
+//! dispatcher that authenticates, throttles and audits every call; in
+//! [`args`] what each tool takes, in `calls` each tool's own step.
 //!
 //! Tool names and argument names match the original Python bridge so existing
 //! agent prompts keep working. Arguments are decoded here rather than by
@@ -9,7 +12,6 @@
 //! faults (unknown tool) are JSON-RPC errors.
 
 use std::net::IpAddr;
-use std::time::Duration;
 
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
@@ -18,222 +20,19 @@ use rmcp::model::{
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
-use schemars::JsonSchema;
-use serde::Deserialize;
-use serde::de::DeserializeOwned;
 
-use crate::auth;
-use crate::execution::{Execution, Proposed};
-use crate::service::{
-    ActionType, Bridge, Caller, Created, Inbox, MyStatus, Outgoing, PartnerStatus, Sent,
-    SessionStatus, ToolError,
+use crate::mcp::execution::{Execution, Proposed};
+use crate::mcp::service::{
+    Bridge, Caller, Created, Inbox, MyStatus, PartnerStatus, Sent, ToolError,
 };
-use crate::throttle::{Gate, Key};
+use crate::mcp::throttle::{Gate, Key};
+use bridge_state::auth;
 
-pub const MAX_MESSAGE_CHARS: usize = 50_000;
-pub const MAX_FILES: usize = 20;
-pub const MAX_FILE_CHARS: usize = 1024;
-pub const MAX_WAIT_SECONDS: u64 = 50;
+pub mod args;
+mod calls;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
-pub enum SessionId {
-    #[serde(rename = "a")]
-    A,
-    #[serde(rename = "b")]
-    B,
-}
-
-impl SessionId {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::A => "a",
-            Self::B => "b",
-        }
-    }
-}
-
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateConversationArgs {
-    /// Your role in this collaboration, e.g. "backend_developer" (3-100 printable characters on one line).
-    #[schemars(length(min = 3, max = 100))]
-    pub my_role: String,
-    /// Your partner's role, e.g. "frontend_developer" (3-100 printable characters on one line).
-    #[schemars(length(min = 3, max = 100))]
-    pub partner_role: String,
-}
-
-/// The three authentication fields every other tool takes.
-macro_rules! auth_args {
-    ($(#[$m:meta])* pub struct $name:ident { $($(#[$fm:meta])* pub $f:ident : $t:ty,)* }) => {
-        $(#[$m])*
-        #[derive(Debug, Deserialize, JsonSchema)]
-        #[serde(deny_unknown_fields)]
-        pub struct $name {
-            /// The conversation id from create_conversation (`conv_` + 16 hex characters).
-            #[schemars(regex(pattern = r"^conv_[0-9a-f]{16}$"))]
-            pub conversation_id: String,
-            /// Your session: "a" (the creator) or "b" (the partner).
-            pub session_id: SessionId,
-            /// Your session token (64 hex characters). Keep it secret.
-            #[schemars(regex(pattern = r"^[0-9a-f]{64}$"))]
-            pub token: String,
-            $($(#[$fm])* pub $f: $t,)*
-        }
-        impl $name {
-            fn caller(&self) -> Result<Caller, ToolError> {
-                if !auth::is_conversation_id(&self.conversation_id) {
-                    return Err(ToolError::invalid("conversation_id", "must be `conv_` followed by 16 lowercase hex characters, as returned by create_conversation"));
-                }
-                if !auth::is_token(&self.token) {
-                    return Err(ToolError::invalid("token", "must be 64 lowercase hex characters, as returned by create_conversation"));
-                }
-                Ok(Caller {
-                    conversation_id: self.conversation_id.clone(),
-                    session_id: self.session_id.as_str().to_owned(),
-                    token: self.token.clone(),
-                })
-            }
-        }
-    };
-}
-
-auth_args! {
-    pub struct SendArgs {
-        /// The message (at most 50 000 characters). Secrets are redacted before storage.
-        #[schemars(length(min = 1, max = 50000))]
-        pub message: String,
-        /// question, info (default), proposal, blocked or complete.
-        #[serde(default)]
-        pub action_type: Option<ActionType>,
-        /// Paths this message is about (at most 20, each at most 1024 characters).
-        #[serde(default)]
-        #[schemars(length(max = 20))]
-        pub files_involved: Option<Vec<String>>,
-    }
-}
-
-auth_args! {
-    pub struct CheckArgs {
-        /// Long poll: wait up to this many seconds (0-50, default 0) for a message to arrive.
-        #[serde(default)]
-        #[schemars(range(min = 0, max = 50))]
-        pub wait_seconds: Option<u64>,
-        /// Return messages without marking them read.
-        #[serde(default)]
-        pub peek: Option<bool>,
-        /// Re-read every message addressed to you with an id above this, read or not (crash recovery).
-        #[serde(default)]
-        #[schemars(range(min = 0))]
-        pub since_id: Option<i64>,
-    }
-}
-
-auth_args! {
-    pub struct UpdateStatusArgs {
-        /// working, waiting, blocked or complete.
-        pub status: SessionStatus,
-    }
-}
-
-auth_args! {
-    pub struct PartnerStatusArgs {}
-}
-
-auth_args! {
-    pub struct ProposeArgs {
-        /// The exact shell command to run in the sandbox (at most 8 KiB; run with /bin/sh -c). Printable characters, newlines and tabs only: no other control, format or invisible characters.
-        #[schemars(length(min = 1, max = 8192))]
-        pub command: String,
-        /// Seconds before the command is killed; at most the operator's limit (default: that limit).
-        #[serde(default)]
-        #[schemars(range(min = 1, max = 3600))]
-        pub timeout_seconds: Option<u32>,
-        /// Why you want to run it; shown to the operator and your partner (at most 1000 printable characters; newlines and tabs allowed).
-        #[serde(default)]
-        #[schemars(length(max = 1000))]
-        pub reason: Option<String>,
-    }
-}
-
-auth_args! {
-    pub struct ExecuteArgs {
-        /// The proposal_id returned by propose_command.
-        #[schemars(regex(pattern = r"^prop_[0-9a-f]{16}$"))]
-        pub proposal_id: String,
-        /// The single-use token the operator gave you (`apv_` + 48 hex characters).
-        #[schemars(regex(pattern = r"^apv_[0-9a-f]{48}$"))]
-        pub approval_token: String,
-        /// Check the token without spending it or running anything.
-        #[serde(default)]
-        pub dry_run: Option<bool>,
-    }
-}
-
-/// Decodes tool arguments, naming the offending field on failure.
-fn decode<T: DeserializeOwned>(args: Option<JsonObject>) -> Result<T, ToolError> {
-    let value = serde_json::Value::Object(args.unwrap_or_default());
-    serde_path_to_error::deserialize(value).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner().to_string();
-        // serde names the field itself for missing/unknown fields.
-        let field = if path == "." {
-            field_in(&inner).unwrap_or_else(|| "arguments".into())
-        } else {
-            path
-        };
-        ToolError::invalid(field, inner)
-    })
-}
-
-/// serde echoes argument values in its errors; one may be a token sent in
-/// the wrong field. Audit rows keep the field and the problem, never a
-/// token-shaped value. (Not a redactor rule: 64-hex digests are ordinary in
-/// messages.)
-fn mask_token_like(s: &str) -> String {
-    static TOKENISH: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
-        regex::Regex::new(r"(apv_)?[0-9A-Fa-f]{48,}").expect("valid regex")
-    });
-    TOKENISH.replace_all(s, "TOKEN_REDACTED").into_owned()
-}
-
-fn field_in(serde_msg: &str) -> Option<String> {
-    let start = serde_msg.find('`')? + 1;
-    let len = serde_msg[start..].find('`')?;
-    Some(serde_msg[start..start + len].to_owned())
-}
-
-/// Text a person will read must be printable: a control, format or
-/// invisible character could rewrite their screen or hide part of it (see
-/// `untrusted`). `allowed` lists the exceptions (newline and tab in
-/// multi-line fields); `what` says what the field may hold.
-fn check_printable(
-    field: &str,
-    value: &str,
-    allowed: &[char],
-    what: &str,
-) -> Result<(), ToolError> {
-    match crate::untrusted::first_unprintable(value, allowed) {
-        None => Ok(()),
-        Some(bad) => Err(ToolError::invalid(
-            field,
-            format!("{bad}; {what}. Remove that character and send it again"),
-        )),
-    }
-}
-
-const MULTI_LINE: &[char] = &['\n', '\t'];
-
-fn check_len(field: &str, value: &str, min: usize, max: usize) -> Result<(), ToolError> {
-    let n = value.chars().count();
-    if n < min || n > max {
-        return Err(ToolError::invalid(
-            field,
-            format!("must be {min} to {max} characters long (got {n})"),
-        ));
-    }
-    Ok(())
-}
+use args::*;
+pub use args::{MAX_FILE_CHARS, MAX_FILES, MAX_MESSAGE_CHARS, MAX_WAIT_SECONDS};
 
 /// The MCP server for one client connection. Cheap to clone.
 #[derive(Clone)]
@@ -521,7 +320,7 @@ impl BridgeServer {
                 structured(text, &p)
             }),
             "propose_command" | "execute_command" if self.bridge.yolo_policy().is_none() => {
-                Err(ToolError::Refused(crate::yolo::YoloError::OperatorEnvMissing.to_string()))
+                Err(ToolError::Refused(bridge_state::yolo::YoloError::OperatorEnvMissing.to_string()))
             }
             "propose_command" => self.propose(args).await.map(|p| {
                 structured(format!("Proposal {} is waiting for the operator. {}", p.proposal_id, p.next_step), &p)
@@ -534,178 +333,6 @@ impl BridgeServer {
                 ));
             }
         })
-    }
-
-    async fn create(&self, args: Option<JsonObject>) -> Result<Created, ToolError> {
-        let a: CreateConversationArgs = decode(args)?;
-        check_len("my_role", &a.my_role, 3, 100)?;
-        check_len("partner_role", &a.partner_role, 3, 100)?;
-        for (field, role) in [("my_role", &a.my_role), ("partner_role", &a.partner_role)] {
-            check_printable(
-                field,
-                role,
-                &[],
-                "a role must be printable text on one line (no control, format or invisible characters)",
-            )?;
-        }
-        if let Err(e) = self
-            .bridge
-            .throttle()
-            .take_create(self.client, self.bridge.now())
-        {
-            return Err(ToolError::Throttled(format!(
-                "too many conversations created by this client: at most {} per {} s; retry in {} s",
-                e.window.max, e.window.secs, e.retry_after_secs
-            )));
-        }
-        self.bridge
-            .create_conversation(a.my_role, a.partner_role)
-            .await
-    }
-
-    async fn send(&self, args: Option<JsonObject>) -> Result<Sent, ToolError> {
-        let a: SendArgs = decode(args)?;
-        let caller = a.caller()?;
-        check_len("message", &a.message, 1, MAX_MESSAGE_CHARS)?;
-        let files = a.files_involved.unwrap_or_default();
-        if files.len() > MAX_FILES {
-            return Err(ToolError::invalid(
-                "files_involved",
-                format!("at most {MAX_FILES} entries (got {})", files.len()),
-            ));
-        }
-        for (i, f) in files.iter().enumerate() {
-            check_len(&format!("files_involved[{i}]"), f, 1, MAX_FILE_CHARS)?;
-        }
-        self.bridge
-            .send(
-                caller,
-                Outgoing {
-                    message: a.message,
-                    action_type: a.action_type.unwrap_or(ActionType::Info),
-                    files_involved: files,
-                },
-            )
-            .await
-    }
-
-    async fn check(
-        &self,
-        args: Option<JsonObject>,
-        cancel: tokio_util::sync::CancellationToken,
-    ) -> Result<Inbox, ToolError> {
-        let a: CheckArgs = decode(args)?;
-        let caller = a.caller()?;
-        let wait = a.wait_seconds.unwrap_or(0);
-        if wait > MAX_WAIT_SECONDS {
-            return Err(ToolError::invalid(
-                "wait_seconds",
-                format!("must be between 0 and {MAX_WAIT_SECONDS} (got {wait})"),
-            ));
-        }
-        if let Some(id) = a.since_id
-            && id < 0
-        {
-            return Err(ToolError::invalid(
-                "since_id",
-                format!("must be 0 or more (got {id})"),
-            ));
-        }
-        self.bridge
-            .check(
-                caller,
-                Duration::from_secs(wait),
-                a.peek.unwrap_or(false),
-                a.since_id,
-                cancel,
-            )
-            .await
-    }
-
-    async fn update(&self, args: Option<JsonObject>) -> Result<MyStatus, ToolError> {
-        let a: UpdateStatusArgs = decode(args)?;
-        let caller = a.caller()?;
-        self.bridge.update_status(caller, a.status).await
-    }
-
-    async fn propose(&self, args: Option<JsonObject>) -> Result<Proposed, ToolError> {
-        let a: ProposeArgs = decode(args)?;
-        let caller = a.caller()?;
-        if a.command.trim().is_empty() {
-            return Err(ToolError::invalid("command", "must not be empty"));
-        }
-        if a.command.len() > crate::yolo::MAX_COMMAND_BYTES {
-            return Err(ToolError::invalid(
-                "command",
-                format!(
-                    "must be at most {} bytes (got {})",
-                    crate::yolo::MAX_COMMAND_BYTES,
-                    a.command.len()
-                ),
-            ));
-        }
-        if a.command.contains('\0') {
-            return Err(ToolError::invalid("command", "must not contain NUL bytes"));
-        }
-        check_printable(
-            "command",
-            &a.command,
-            MULTI_LINE,
-            "a command may hold printable characters, newlines and tabs only; to use another character, have the command produce it (e.g. with printf and an octal escape)",
-        )?;
-        if let Some(r) = &a.reason {
-            check_len("reason", r, 0, 1000)?;
-            check_printable(
-                "reason",
-                r,
-                MULTI_LINE,
-                "a reason may hold printable text, newlines and tabs only",
-            )?;
-        }
-        self.bridge
-            .propose(caller, a.command, a.timeout_seconds, a.reason)
-            .await
-    }
-
-    async fn execute(
-        &self,
-        args: Option<JsonObject>,
-        cancel: tokio_util::sync::CancellationToken,
-    ) -> Result<Execution, ToolError> {
-        let a: ExecuteArgs = decode(args)?;
-        let caller = a.caller()?;
-        let id_ok = a.proposal_id.len() == 21
-            && a.proposal_id.starts_with("prop_")
-            && a.proposal_id[5..]
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-        if !id_ok {
-            return Err(ToolError::invalid(
-                "proposal_id",
-                "must be `prop_` followed by 16 lowercase hex characters, as returned by propose_command",
-            ));
-        }
-        if !crate::yolo::is_approval_token(&a.approval_token) {
-            return Err(ToolError::invalid(
-                "approval_token",
-                "must be `apv_` followed by 48 lowercase hex characters, as printed by `bridge yolo approve`",
-            ));
-        }
-        self.bridge
-            .execute(
-                caller,
-                a.proposal_id,
-                a.approval_token,
-                a.dry_run.unwrap_or(false),
-                cancel,
-            )
-            .await
-    }
-
-    async fn partner(&self, args: Option<JsonObject>) -> Result<PartnerStatus, ToolError> {
-        let a: PartnerStatusArgs = decode(args)?;
-        let caller = a.caller()?;
-        self.bridge.partner_status(caller).await
     }
 }
 
@@ -784,7 +411,7 @@ impl ServerHandler for BridgeServer {
         let gone = context
             .extensions
             .get::<axum::http::request::Parts>()
-            .and_then(|p| p.extensions.get::<crate::http::ClientGone>())
+            .and_then(|p| p.extensions.get::<crate::mcp::http::ClientGone>())
             .map(|g| g.0.clone())
             .unwrap_or_default();
         // Over HTTP, the peer address when the transport recorded it.
@@ -809,6 +436,7 @@ impl ServerHandler for BridgeServer {
 
 #[cfg(test)]
 mod tests {
+    use super::args::*;
     use super::*;
 
     /// Every `properties.from` description in a JSON schema.

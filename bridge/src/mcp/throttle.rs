@@ -8,7 +8,7 @@
 //! client"; over HTTP each MCP session is a client, and so is its peer
 //! address when the transport reports one. The global limits that must hold
 //! across processes (creations per minute, live conversations) are counted
-//! in the database by `service.rs` instead.
+//! in the database by `service/` instead.
 //!
 //! A correct token is never throttled: when a key is blocked, the tool layer
 //! verifies the presented token read-only and lets a correct one through,
@@ -19,9 +19,9 @@ use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::Mutex;
 
-use crate::clock::Millis;
-use crate::ratelimit::Limits;
-use crate::service::ToolError;
+use crate::mcp::service::ToolError;
+use bridge_state::clock::Millis;
+use bridge_state::ratelimit::Limits;
 
 // The limits are settings both processes read, so they live with the
 // settings; the in-memory throttle that enforces them is the bridge's.
@@ -60,10 +60,7 @@ pub fn check_global(
     conn: &rusqlite::Connection,
     now: Millis,
 ) -> Result<Result<(), ToolError>, rusqlite::Error> {
-    let live: Vec<Millis> = conn
-        .prepare_cached("SELECT created_at FROM conversations WHERE expires_at > ?1")?
-        .query_map([now], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
+    let live = bridge_state::conversations::live_created_at(conn, now)?;
     if live.len() as u64 >= quotas.max_live_conversations {
         return Ok(Err(ToolError::Throttled(format!(
             "this bridge holds its ceiling of {} live conversations; wait for some to expire, or ask the operator to raise `--max-conversations`",
@@ -188,7 +185,11 @@ impl Throttle {
     }
 
     /// Counts one conversation creation by `client`, or says when to retry.
-    pub fn take_create(&self, client: u64, now: Millis) -> Result<(), crate::ratelimit::Exceeded> {
+    pub fn take_create(
+        &self,
+        client: u64,
+        now: Millis,
+    ) -> Result<(), bridge_state::ratelimit::Exceeded> {
         let limits = &self.limits.creates_per_client;
         let Some(longest) = limits.longest_secs() else {
             return Ok(());

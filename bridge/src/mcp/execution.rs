@@ -13,14 +13,14 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use crate::audit::{self, Entry, Outcome};
-use crate::auth;
-use crate::clock::Millis;
-use crate::service::{Bridge, Caller, ToolError, internal};
-use crate::store::StoreError;
-use crate::wake::BACKSTOP;
-use crate::yolo::{self, Event, ExecParams, JobState, YoloError};
+use crate::mcp::service::{Bridge, Caller, ToolError, internal};
+use bridge_state::audit::{self, Entry, Outcome};
+use bridge_state::auth;
+use bridge_state::clock::Millis;
 use bridge_state::messages::insert_to_others;
+use bridge_state::store::StoreError;
+use bridge_state::wake::BACKSTOP;
+use bridge_state::yolo::{self, Event, ExecParams, JobState, YoloError};
 
 /// `execute_command` waits at most this long for a result before returning
 /// the job id; MCP clients time tool calls out at around a minute.
@@ -139,7 +139,7 @@ impl Bridge {
                     tx.commit()?;
                     return Ok(Err(e));
                 }
-                if let crate::policy::Verdict::Blocked { rule, reason } = policy.check(en.settings.mode, &command) {
+                if let bridge_state::policy::Verdict::Blocked { rule, reason } = policy.check(en.settings.mode, &command) {
                     let e = refuse(
                         &tx,
                         format!("blocked by policy rule `{rule}` in {} mode: {reason}", en.settings.mode.as_str()),
@@ -172,7 +172,7 @@ impl Bridge {
                     reason.as_ref().map_or("(none given)", |r| r.as_str()),
                 );
                 let note = this.redactor().redacted(&note);
-                let no_files = crate::redact::Redacted::empty_list();
+                let no_files = bridge_state::redact::Redacted::empty_list();
                 insert_to_others(&tx, &cid, &sid, "proposal", Some("proposal"), &note, &no_files, false, now)?;
                 audit::append(&tx, this.redactor(), now, Entry {
                     conversation_id: Some(&cid),
@@ -333,7 +333,7 @@ impl From<YoloError> for Check {
 fn check_approval(
     bridge: &Bridge,
     tx: &Connection,
-    policy: &crate::policy::Policy,
+    policy: &bridge_state::policy::Policy,
     cid: &str,
     pid: &str,
     token: &str,
@@ -378,7 +378,7 @@ fn check_approval(
     if !yolo::settings_mismatch(&en.settings, &p.params).is_empty() {
         return Err(YoloError::SettingsChanged.into());
     }
-    if let crate::policy::Verdict::Blocked { rule, reason } =
+    if let bridge_state::policy::Verdict::Blocked { rule, reason } =
         policy.check(en.settings.mode, &p.command)
     {
         let s = format!("blocked by policy rule `{rule}`: {reason}");

@@ -1,0 +1,128 @@
+//! What the service takes and returns: the caller's claimed identity, the
+//! message and status vocabularies, and the results the MCP tools hand back
+//! to agents as JSON (their schemas are part of the tool surface).
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Who is calling, as claimed; verified by [`Bridge`](super::Bridge) on every call.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub conversation_id: String,
+    pub session_id: String,
+    pub token: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ActionType {
+    Question,
+    Info,
+    Proposal,
+    Blocked,
+    Complete,
+}
+
+impl ActionType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Question => "question",
+            Self::Info => "info",
+            Self::Proposal => "proposal",
+            Self::Blocked => "blocked",
+            Self::Complete => "complete",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SessionStatus {
+    Working,
+    Waiting,
+    Blocked,
+    Complete,
+}
+
+impl SessionStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Working => "working",
+            Self::Waiting => "waiting",
+            Self::Blocked => "blocked",
+            Self::Complete => "complete",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Created {
+    /// `conv_` + 16 hex characters.
+    pub conversation_id: String,
+    /// Secret for session "a" (the caller). Shown once; not recoverable.
+    pub session_a_token: String,
+    /// Secret for session "b" (the partner). Hand it over out of band.
+    pub session_b_token: String,
+    /// RFC 3339 UTC.
+    pub expires_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Sent {
+    /// Always "sent".
+    pub status: String,
+    pub message_id: i64,
+    /// True when secrets were found and replaced before storing.
+    pub redacted: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Message {
+    pub id: i64,
+    /// Who sent it: the session id "a" or "b" for an agent, "bridge" for a
+    /// system notice, "runner" for a command result.
+    pub from: String,
+    /// "message", "proposal", "command_result" or "system".
+    pub kind: String,
+    pub message: String,
+    pub action_type: Option<String>,
+    pub files_involved: Vec<String>,
+    /// RFC 3339 UTC.
+    pub timestamp: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Inbox {
+    pub messages: Vec<Message>,
+    /// More messages are waiting; call again.
+    pub has_more: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct MyStatus {
+    pub status: String,
+    /// RFC 3339 UTC.
+    pub last_heartbeat: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct PartnerStatus {
+    pub partner_session_id: String,
+    pub partner_role: String,
+    /// "working", "waiting", "blocked", "complete", or "unknown" before the
+    /// partner's first update.
+    pub status: String,
+    /// RFC 3339 UTC, null before the partner's first update.
+    pub last_heartbeat: Option<String>,
+    pub age_seconds: Option<i64>,
+    /// Heartbeat younger than 120 s.
+    pub alive: bool,
+}
+
+/// What a send should store.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    pub message: String,
+    pub action_type: ActionType,
+    pub files_involved: Vec<String>,
+}

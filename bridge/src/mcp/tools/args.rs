@@ -1,0 +1,216 @@
+//! What each tool takes: the argument structs (their JSON schemas are the
+//! tool surface agents see), the bounds, and decoding that names the
+//! offending field and its bound on every bad input.
+
+use rmcp::model::JsonObject;
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+use crate::mcp::service::{ActionType, Caller, SessionStatus, ToolError};
+use bridge_state::auth;
+
+pub const MAX_MESSAGE_CHARS: usize = 50_000;
+pub const MAX_FILES: usize = 20;
+pub const MAX_FILE_CHARS: usize = 1024;
+pub const MAX_WAIT_SECONDS: u64 = 50;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+pub enum SessionId {
+    #[serde(rename = "a")]
+    A,
+    #[serde(rename = "b")]
+    B,
+}
+
+impl SessionId {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::A => "a",
+            Self::B => "b",
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateConversationArgs {
+    /// Your role in this collaboration, e.g. "backend_developer" (3-100 printable characters on one line).
+    #[schemars(length(min = 3, max = 100))]
+    pub my_role: String,
+    /// Your partner's role, e.g. "frontend_developer" (3-100 printable characters on one line).
+    #[schemars(length(min = 3, max = 100))]
+    pub partner_role: String,
+}
+
+/// The three authentication fields every other tool takes.
+macro_rules! auth_args {
+    ($(#[$m:meta])* pub struct $name:ident { $($(#[$fm:meta])* pub $f:ident : $t:ty,)* }) => {
+        $(#[$m])*
+        #[derive(Debug, Deserialize, JsonSchema)]
+        #[serde(deny_unknown_fields)]
+        pub struct $name {
+            /// The conversation id from create_conversation (`conv_` + 16 hex characters).
+            #[schemars(regex(pattern = r"^conv_[0-9a-f]{16}$"))]
+            pub conversation_id: String,
+            /// Your session: "a" (the creator) or "b" (the partner).
+            pub session_id: SessionId,
+            /// Your session token (64 hex characters). Keep it secret.
+            #[schemars(regex(pattern = r"^[0-9a-f]{64}$"))]
+            pub token: String,
+            $($(#[$fm])* pub $f: $t,)*
+        }
+        impl $name {
+            pub(crate) fn caller(&self) -> Result<Caller, ToolError> {
+                if !auth::is_conversation_id(&self.conversation_id) {
+                    return Err(ToolError::invalid("conversation_id", "must be `conv_` followed by 16 lowercase hex characters, as returned by create_conversation"));
+                }
+                if !auth::is_token(&self.token) {
+                    return Err(ToolError::invalid("token", "must be 64 lowercase hex characters, as returned by create_conversation"));
+                }
+                Ok(Caller {
+                    conversation_id: self.conversation_id.clone(),
+                    session_id: self.session_id.as_str().to_owned(),
+                    token: self.token.clone(),
+                })
+            }
+        }
+    };
+}
+
+auth_args! {
+    pub struct SendArgs {
+        /// The message (at most 50 000 characters). Secrets are redacted before storage.
+        #[schemars(length(min = 1, max = 50000))]
+        pub message: String,
+        /// question, info (default), proposal, blocked or complete.
+        #[serde(default)]
+        pub action_type: Option<ActionType>,
+        /// Paths this message is about (at most 20, each at most 1024 characters).
+        #[serde(default)]
+        #[schemars(length(max = 20))]
+        pub files_involved: Option<Vec<String>>,
+    }
+}
+
+auth_args! {
+    pub struct CheckArgs {
+        /// Long poll: wait up to this many seconds (0-50, default 0) for a message to arrive.
+        #[serde(default)]
+        #[schemars(range(min = 0, max = 50))]
+        pub wait_seconds: Option<u64>,
+        /// Return messages without marking them read.
+        #[serde(default)]
+        pub peek: Option<bool>,
+        /// Re-read every message addressed to you with an id above this, read or not (crash recovery).
+        #[serde(default)]
+        #[schemars(range(min = 0))]
+        pub since_id: Option<i64>,
+    }
+}
+
+auth_args! {
+    pub struct UpdateStatusArgs {
+        /// working, waiting, blocked or complete.
+        pub status: SessionStatus,
+    }
+}
+
+auth_args! {
+    pub struct PartnerStatusArgs {}
+}
+
+auth_args! {
+    pub struct ProposeArgs {
+        /// The exact shell command to run in the sandbox (at most 8 KiB; run with /bin/sh -c). Printable characters, newlines and tabs only: no other control, format or invisible characters.
+        #[schemars(length(min = 1, max = 8192))]
+        pub command: String,
+        /// Seconds before the command is killed; at most the operator's limit (default: that limit).
+        #[serde(default)]
+        #[schemars(range(min = 1, max = 3600))]
+        pub timeout_seconds: Option<u32>,
+        /// Why you want to run it; shown to the operator and your partner (at most 1000 printable characters; newlines and tabs allowed).
+        #[serde(default)]
+        #[schemars(length(max = 1000))]
+        pub reason: Option<String>,
+    }
+}
+
+auth_args! {
+    pub struct ExecuteArgs {
+        /// The proposal_id returned by propose_command.
+        #[schemars(regex(pattern = r"^prop_[0-9a-f]{16}$"))]
+        pub proposal_id: String,
+        /// The single-use token the operator gave you (`apv_` + 48 hex characters).
+        #[schemars(regex(pattern = r"^apv_[0-9a-f]{48}$"))]
+        pub approval_token: String,
+        /// Check the token without spending it or running anything.
+        #[serde(default)]
+        pub dry_run: Option<bool>,
+    }
+}
+
+/// Decodes tool arguments, naming the offending field on failure.
+pub(crate) fn decode<T: DeserializeOwned>(args: Option<JsonObject>) -> Result<T, ToolError> {
+    let value = serde_json::Value::Object(args.unwrap_or_default());
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        // serde names the field itself for missing/unknown fields.
+        let field = if path == "." {
+            field_in(&inner).unwrap_or_else(|| "arguments".into())
+        } else {
+            path
+        };
+        ToolError::invalid(field, inner)
+    })
+}
+
+/// serde echoes argument values in its errors; one may be a token sent in
+/// the wrong field. Audit rows keep the field and the problem, never a
+/// token-shaped value. (Not a redactor rule: 64-hex digests are ordinary in
+/// messages.)
+pub(crate) fn mask_token_like(s: &str) -> String {
+    static TOKENISH: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"(apv_)?[0-9A-Fa-f]{48,}").expect("valid regex")
+    });
+    TOKENISH.replace_all(s, "TOKEN_REDACTED").into_owned()
+}
+
+pub(crate) fn field_in(serde_msg: &str) -> Option<String> {
+    let start = serde_msg.find('`')? + 1;
+    let len = serde_msg[start..].find('`')?;
+    Some(serde_msg[start..start + len].to_owned())
+}
+
+/// Text a person will read must be printable: a control, format or
+/// invisible character could rewrite their screen or hide part of it (see
+/// `untrusted`). `allowed` lists the exceptions (newline and tab in
+/// multi-line fields); `what` says what the field may hold.
+pub(crate) fn check_printable(
+    field: &str,
+    value: &str,
+    allowed: &[char],
+    what: &str,
+) -> Result<(), ToolError> {
+    match crate::untrusted::first_unprintable(value, allowed) {
+        None => Ok(()),
+        Some(bad) => Err(ToolError::invalid(
+            field,
+            format!("{bad}; {what}. Remove that character and send it again"),
+        )),
+    }
+}
+
+pub(crate) const MULTI_LINE: &[char] = &['\n', '\t'];
+
+pub(crate) fn check_len(field: &str, value: &str, min: usize, max: usize) -> Result<(), ToolError> {
+    let n = value.chars().count();
+    if n < min || n > max {
+        return Err(ToolError::invalid(
+            field,
+            format!("must be {min} to {max} characters long (got {n})"),
+        ));
+    }
+    Ok(())
+}

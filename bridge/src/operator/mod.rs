@@ -1,0 +1,65 @@
+//! The operator face: what a person at a terminal runs against the
+//! database (`bridge list/show/audit/cleanup/tokens`, `bridge yolo …`,
+//! `bridge demo`), with the confirmations and the approve screen of YOLO
+//! mode. It starts no process and serves no MCP.
+//!
+//! - [`conversations`]: the queries and changes behind the conversation
+//!   commands (listings, cleanup, token rotation), plain functions over a
+//!   connection;
+//! - [`commands`]: runs and renders the conversation and audit commands;
+//! - [`yolo`]: runs and renders `bridge yolo …`;
+//! - [`guard`]: the interactive confirmations; [`review`]: the approve screen;
+//! - [`demo`]: the scripted two-session exchange.
+
+use serde::Serialize;
+
+use crate::untrusted::terminal;
+use crate::untrusted::{escaped_shortened, json as safe_json};
+
+pub mod commands;
+pub mod conversations;
+pub mod demo;
+pub mod guard;
+pub mod review;
+pub mod yolo;
+
+/// Prints `value` as JSON (with unprintable characters as `\u` escapes) or
+/// as the text `text` renders, through the one terminal writer.
+pub(crate) fn emit<T: Serialize>(
+    json: bool,
+    value: &T,
+    text: impl FnOnce() -> String,
+) -> anyhow::Result<()> {
+    if json {
+        terminal::println(safe_json::to_string_pretty(value)?)?;
+    } else {
+        terminal::println(text())?;
+    }
+    Ok(())
+}
+
+/// Both roles on one line, each escaped (so neither can forge the other)
+/// and shortened (intake caps them at 100 characters; older rows may not be).
+pub(crate) fn roles(roles: &[String]) -> String {
+    roles
+        .iter()
+        .map(|r| escaped_shortened(r, 100))
+        .collect::<Vec<_>>()
+        .join(" / ")
+}
+
+/// A message's `files_involved` list on one line.
+pub(crate) fn files(v: &serde_json::Value) -> String {
+    match v.as_array() {
+        Some(items) => items
+            .iter()
+            .map(|i| {
+                i.as_str()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| i.to_string())
+            })
+            .collect::<Vec<_>>()
+            .join(", "),
+        None => String::new(),
+    }
+}

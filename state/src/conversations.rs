@@ -1,0 +1,112 @@
+//! The conversation repository: conversations, their two sessions, the
+//! sessions' hashed tokens and self-reported status. The bridge's MCP face
+//! reads and writes these rows only through here.
+//!
+//! Roles arrive already redacted (the caller redacts them for the audit row
+//! too); tokens arrive only as keyed hashes (`auth::ServerSecret::hash_token`).
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::clock::Millis;
+
+/// One session of a new conversation.
+#[derive(Debug, Clone, Copy)]
+pub struct NewSession<'a> {
+    /// `a` or `b` (`messages::sender`).
+    pub session_id: &'a str,
+    /// The role the agent gave, already redacted.
+    pub role: &'a str,
+    /// The keyed hash of the session's token.
+    pub token_hash: &'a [u8],
+}
+
+/// Stores a conversation and its sessions.
+pub fn create(
+    conn: &Connection,
+    id: &str,
+    now: Millis,
+    expires_at: Millis,
+    sessions: &[NewSession<'_>],
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO conversations (id, created_at, expires_at) VALUES (?1, ?2, ?3)",
+        params![id, now, expires_at],
+    )?;
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO sessions (conversation_id, session_id, role, token_hash) VALUES (?1, ?2, ?3, ?4)",
+    )?;
+    for s in sessions {
+        insert.execute(params![id, s.session_id, s.role, s.token_hash])?;
+    }
+    Ok(())
+}
+
+/// What authenticating a session needs: its token hash and when its
+/// conversation expires; `None` if there is no such session.
+pub fn credentials(
+    conn: &Connection,
+    conversation_id: &str,
+    session_id: &str,
+) -> rusqlite::Result<Option<(Vec<u8>, Millis)>> {
+    conn.prepare_cached(
+        "SELECT s.token_hash, c.expires_at FROM sessions s JOIN conversations c ON c.id = s.conversation_id
+         WHERE s.conversation_id = ?1 AND s.session_id = ?2",
+    )?
+    .query_row(params![conversation_id, session_id], |r| {
+        Ok((r.get(0)?, r.get(1)?))
+    })
+    .optional()
+}
+
+/// Records a session's self-reported status, as a heartbeat at `now`.
+pub fn set_status(
+    conn: &Connection,
+    conversation_id: &str,
+    session_id: &str,
+    status: &str,
+    now: Millis,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "UPDATE sessions SET status = ?1, last_heartbeat = ?2 WHERE conversation_id = ?3 AND session_id = ?4",
+    )?
+    .execute(params![status, now, conversation_id, session_id])?;
+    Ok(())
+}
+
+/// The other session of a conversation, as its partner sees it.
+#[derive(Debug, Clone)]
+pub struct Partner {
+    pub session_id: String,
+    pub role: String,
+    pub status: Option<String>,
+    pub last_heartbeat: Option<Millis>,
+}
+
+/// The session of `conversation_id` that is not `session_id`.
+pub fn partner(
+    conn: &Connection,
+    conversation_id: &str,
+    session_id: &str,
+) -> rusqlite::Result<Partner> {
+    conn.prepare_cached(
+        "SELECT session_id, role, status, last_heartbeat FROM sessions
+         WHERE conversation_id = ?1 AND session_id != ?2 ORDER BY session_id LIMIT 1",
+    )?
+    .query_row(params![conversation_id, session_id], |r| {
+        Ok(Partner {
+            session_id: r.get(0)?,
+            role: r.get(1)?,
+            status: r.get(2)?,
+            last_heartbeat: r.get(3)?,
+        })
+    })
+}
+
+/// When each live (unexpired) conversation was created: what the
+/// database-wide creation limits count. Read through the expiry index, so
+/// the cost is bounded by the live-conversation ceiling, not by the table.
+pub fn live_created_at(conn: &Connection, now: Millis) -> rusqlite::Result<Vec<Millis>> {
+    conn.prepare_cached("SELECT created_at FROM conversations WHERE expires_at > ?1")?
+        .query_map([now], |r| r.get(0))?
+        .collect()
+}

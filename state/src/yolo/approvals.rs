@@ -1,0 +1,98 @@
+//! Approval tokens: issued by the operator for exactly the proposal they
+//! were shown, stored only as keyed hashes, single-use; and the operator's
+//! view of the unspent ones.
+
+use rusqlite::{Connection, TransactionBehavior, params};
+use serde::Serialize;
+
+use super::{
+    Event, YoloError, active_enablement, load_proposal, settings_mismatch, transition,
+    verify_integrity,
+};
+use crate::audit::{self, Entry, Outcome};
+use crate::auth::{self, ServerSecret};
+use crate::clock::{Millis, rfc3339};
+use crate::redact::Redactor;
+
+/// `apv_` + 48 hex characters (192 random bits).
+pub fn is_approval_token(s: &str) -> bool {
+    s.len() == 52
+        && s.starts_with("apv_")
+        && s[4..]
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// Issues a single-use approval token for exactly the proposal the operator
+/// was shown (`shown_hash`), valid for `ttl_secs`.
+pub fn approve(
+    conn: &mut Connection,
+    secret: &ServerSecret,
+    redactor: &Redactor,
+    id: &str,
+    shown_hash: &str,
+    ttl_secs: u32,
+    now: Millis,
+) -> Result<(String, Millis), YoloError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let p = load_proposal(&tx, id)?;
+    verify_integrity(&p)?;
+    if p.hash != shown_hash {
+        return Err(YoloError::Tampered(id.to_owned()));
+    }
+    let en = active_enablement(&tx, &p.conversation_id, now)?
+        .ok_or_else(|| YoloError::NotEnabled(p.conversation_id.clone()))?;
+    if !settings_mismatch(&en.settings, &p.params).is_empty() {
+        return Err(YoloError::SettingsChanged);
+    }
+    transition(&tx, id, Event::Approve, now)?;
+    let token = format!(
+        "apv_{}",
+        auth::random_hex(24).map_err(|e| YoloError::Corrupt(e.to_string()))?
+    );
+    let expires = now + i64::from(ttl_secs) * 1000;
+    tx.execute(
+        "INSERT INTO approvals (token_hash, proposal_id, proposal_hash, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![secret.hash_token(&token), id, p.hash, now, expires],
+    )?;
+    audit::append(
+        &tx,
+        redactor,
+        now,
+        Entry {
+            conversation_id: Some(&p.conversation_id),
+            session_id: None,
+            action: "yolo.approve",
+            outcome: Outcome::Ok,
+            detail: serde_json::json!({ "proposal_id": id, "proposal_hash": p.hash, "token_expires_at": rfc3339(expires) }),
+        },
+    )?;
+    tx.commit()?;
+    Ok((token, expires))
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TokenView {
+    pub preview: String,
+    pub proposal_id: String,
+    pub command: String,
+    pub expires_at: String,
+}
+
+/// Unused, unexpired approval tokens (previews of their hashes only).
+pub fn active_tokens(conn: &Connection, now: Millis) -> Result<Vec<TokenView>, YoloError> {
+    let mut stmt = conn.prepare(
+        "SELECT a.token_hash, a.proposal_id, p.command, a.expires_at FROM approvals a JOIN proposals p ON p.id = a.proposal_id
+         WHERE a.used_at IS NULL AND a.expires_at > ?1 AND p.state = 'approved' ORDER BY a.created_at",
+    )?;
+    let rows = stmt.query_map([now], |r| {
+        let hash: Vec<u8> = r.get(0)?;
+        Ok(TokenView {
+            preview: auth::preview(&hash),
+            proposal_id: r.get(1)?,
+            command: r.get(2)?,
+            expires_at: rfc3339(r.get(3)?),
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}

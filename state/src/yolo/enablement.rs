@@ -1,0 +1,262 @@
+//! Enablements: the operator turning YOLO on for a conversation (with its
+//! settings, for a while) and off, and closing what was in flight under the
+//! previous enablement when either happens.
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use serde::Serialize;
+
+use super::{Event, JobState, Settings, YoloError, record_failure, transition};
+use crate::audit::{self, Entry, Outcome};
+use crate::clock::{Millis, rfc3339};
+use crate::messages::{insert_to_all, sender};
+use crate::redact::Redactor;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Enablement {
+    pub conversation_id: String,
+    pub settings: Settings,
+    pub enabled_at: String,
+    pub expires_at: String,
+    pub expires_at_ms: Millis,
+}
+
+/// Every unexpired, not disabled enablement: the configurations the
+/// runner keeps warm containers for, and the conversations whose running
+/// jobs may go on.
+pub fn active_enablements(conn: &Connection, now: Millis) -> Result<Vec<Enablement>, YoloError> {
+    let ids: Vec<String> = conn
+        .prepare_cached(
+            "SELECT conversation_id FROM yolo_enablements WHERE disabled_at IS NULL AND expires_at > ?1",
+        )?
+        .query_map([now], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut out = Vec::with_capacity(ids.len());
+    for id in &ids {
+        out.extend(active_enablement(conn, id, now)?);
+    }
+    Ok(out)
+}
+
+pub fn active_enablement(
+    conn: &Connection,
+    cid: &str,
+    now: Millis,
+) -> Result<Option<Enablement>, YoloError> {
+    let row: Option<(String, Millis, Millis)> = conn
+        .query_row(
+            "SELECT settings, enabled_at, expires_at FROM yolo_enablements
+             WHERE conversation_id = ?1 AND disabled_at IS NULL AND expires_at > ?2",
+            params![cid, now],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()?;
+    row.map(|(s, at, exp)| {
+        Ok(Enablement {
+            conversation_id: cid.to_owned(),
+            settings: serde_json::from_str(&s).map_err(|e| YoloError::Corrupt(e.to_string()))?,
+            enabled_at: rfc3339(at),
+            expires_at: rfc3339(exp),
+            expires_at_ms: exp,
+        })
+    })
+    .transpose()
+}
+
+/// Turns YOLO on for a conversation, replacing earlier settings. Like
+/// [`disable`], it closes everything made under the previous enablement
+/// ([`close_open`]): what the operator approved then is not what they just
+/// enabled, even when the settings happen to be equal.
+pub fn enable(
+    conn: &mut Connection,
+    redactor: &Redactor,
+    cid: &str,
+    settings: &Settings,
+    for_ms: Millis,
+    now: Millis,
+) -> Result<Enablement, YoloError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let conv_expires: Option<Millis> = tx
+        .query_row(
+            "SELECT expires_at FROM conversations WHERE id = ?1",
+            [cid],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let conv_expires = conv_expires.ok_or_else(|| YoloError::NoConversation(cid.to_owned()))?;
+    if conv_expires <= now {
+        return Err(YoloError::ConversationExpired(cid.to_owned()));
+    }
+    let expires = (now + for_ms).min(conv_expires);
+    let json = serde_json::to_string(settings).map_err(|e| YoloError::Corrupt(e.to_string()))?;
+    let closed = close_open(&tx, redactor, cid, CloseCause::Reenabled, now)?;
+    tx.execute(
+        "INSERT INTO yolo_enablements (conversation_id, settings, enabled_at, expires_at, disabled_at)
+         VALUES (?1, ?2, ?3, ?4, NULL)
+         ON CONFLICT (conversation_id) DO UPDATE SET settings = ?2, enabled_at = ?3, expires_at = ?4, disabled_at = NULL",
+        params![cid, json, now, expires],
+    )?;
+    audit::append(
+        &tx,
+        redactor,
+        now,
+        Entry {
+            conversation_id: Some(cid),
+            session_id: None,
+            action: "yolo.enable",
+            outcome: Outcome::Ok,
+            detail: serde_json::json!({ "settings": settings, "expires_at": rfc3339(expires), "closed": closed }),
+        },
+    )?;
+    tx.commit()?;
+    Ok(Enablement {
+        conversation_id: cid.to_owned(),
+        settings: settings.clone(),
+        enabled_at: rfc3339(now),
+        expires_at: rfc3339(expires),
+        expires_at_ms: expires,
+    })
+}
+
+/// Ends YOLO for a conversation at once: everything in flight is closed
+/// ([`close_open`]). A command already running is stopped by the runner,
+/// which re-checks the enablement while it waits.
+pub fn disable(
+    conn: &mut Connection,
+    redactor: &Redactor,
+    cid: &str,
+    now: Millis,
+) -> Result<usize, YoloError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let n = tx.execute(
+        "UPDATE yolo_enablements SET disabled_at = ?1 WHERE conversation_id = ?2 AND disabled_at IS NULL",
+        params![now, cid],
+    )?;
+    let closed = close_open(&tx, redactor, cid, CloseCause::Disabled, now)?;
+    audit::append(
+        &tx,
+        redactor,
+        now,
+        Entry {
+            conversation_id: Some(cid),
+            session_id: None,
+            action: "yolo.disable",
+            outcome: if n > 0 { Outcome::Ok } else { Outcome::Refused },
+            detail: serde_json::json!({ "was_enabled": n > 0, "closed": closed }),
+        },
+    )?;
+    tx.commit()?;
+    Ok(n)
+}
+
+/// Why [`close_open`] runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseCause {
+    Disabled,
+    Reenabled,
+}
+
+impl CloseCause {
+    fn says(self) -> &'static str {
+        match self {
+            Self::Disabled => "YOLO was disabled for this conversation",
+            Self::Reenabled => {
+                "the operator re-enabled YOLO for this conversation (its settings may have changed)"
+            }
+        }
+    }
+}
+
+/// What [`close_open`] closed (recorded in the enable/disable audit row).
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Closed {
+    /// Proposals awaiting approval or execution, now expired.
+    pub expired: Vec<String>,
+    /// Queued jobs, now failed without running.
+    pub failed: Vec<String>,
+    /// Unspent approval tokens that stopped working.
+    pub tokens_revoked: usize,
+}
+
+/// Closes what a conversation has in flight under its current enablement,
+/// inside the caller's transaction: proposed and approved proposals expire,
+/// their unspent approval tokens expire now, queued jobs fail (audited as
+/// `job.fail`), and both sessions get one message saying what was closed.
+/// A running job is left to the runner, which stops it when the enablement
+/// it ran under ends.
+pub fn close_open(
+    tx: &Connection,
+    redactor: &Redactor,
+    cid: &str,
+    cause: CloseCause,
+    now: Millis,
+) -> Result<Closed, YoloError> {
+    let open: Vec<(String, String, String)> = tx
+        .prepare("SELECT id, state, session_id FROM proposals WHERE conversation_id = ?1 AND state IN ('proposed', 'approved', 'queued') ORDER BY created_at, id")?
+        .query_map([cid], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut closed = Closed::default();
+    for (id, state, session) in &open {
+        if state == JobState::Queued.as_str() {
+            transition(tx, id, Event::Fail, now)?;
+            let why = format!(
+                "{} before a runner started it; it was not run",
+                cause.says()
+            );
+            record_failure(tx, id, &redactor.redacted(&why))?;
+            audit::append(
+                tx,
+                redactor,
+                now,
+                Entry {
+                    conversation_id: Some(cid),
+                    session_id: Some(session),
+                    action: "job.fail",
+                    outcome: Outcome::Failed,
+                    detail: serde_json::json!({ "proposal_id": id, "reason": why }),
+                },
+            )?;
+            closed.failed.push(id.clone());
+        } else {
+            transition(tx, id, Event::Expire, now)?;
+            closed.expired.push(id.clone());
+        }
+    }
+    closed.tokens_revoked = tx.execute(
+        "UPDATE approvals SET expires_at = ?1
+         WHERE used_at IS NULL AND expires_at > ?1
+           AND proposal_id IN (SELECT id FROM proposals WHERE conversation_id = ?2)",
+        params![now, cid],
+    )?;
+    if !open.is_empty() || closed.tokens_revoked > 0 {
+        let list = |ids: &[String]| {
+            if ids.is_empty() {
+                "none".to_owned()
+            } else {
+                ids.join(", ")
+            }
+        };
+        let body = format!(
+            "{}. Closed: proposals awaiting approval or execution (propose again if still needed): {}; queued jobs failed without running: {}; approval tokens revoked: {}.",
+            upper_first(cause.says()),
+            list(&closed.expired),
+            list(&closed.failed),
+            closed.tokens_revoked,
+        );
+        insert_to_all(
+            tx,
+            cid,
+            sender::BRIDGE,
+            "system",
+            &redactor.redacted(&body),
+            now,
+        )?;
+    }
+    Ok(closed)
+}
+
+fn upper_first(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_uppercase().chain(c).collect())
+        .unwrap_or_default()
+}
