@@ -10,24 +10,34 @@ use tokio_util::sync::CancellationToken;
 
 use crate::engine::Engine;
 use crate::pool::{Pool, Taken};
-use crate::sandbox;
+use crate::sandbox::{self, SandboxError};
+
+/// Why a job did not get its result: the sandbox failed, or recording its
+/// start did (then the command never ran). `E` is the recorder's own error.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError<E: std::fmt::Display + std::fmt::Debug> {
+    #[error(transparent)]
+    Sandbox(#[from] SandboxError),
+    #[error("{0}")]
+    Record(E),
+}
 
 /// Runs `command` once under `params`. `record_start` records the container
 /// before the command is handed over; if it fails, the command never runs.
 /// The container comes back with the result and is removed when dropped, so
 /// the caller can send the result first; on an error it is already on its
 /// way out.
-pub async fn execute(
+pub async fn execute<E: std::fmt::Display + std::fmt::Debug>(
     pool: &Pool,
     engine: &dyn Engine,
     params: &ExecParams,
     command: &str,
     red: &Redactor,
     cancel: CancellationToken,
-    record_start: impl AsyncFnOnce(&Taken) -> anyhow::Result<()>,
-) -> anyhow::Result<(JobResult, Taken)> {
+    record_start: impl AsyncFnOnce(&Taken) -> Result<(), E>,
+) -> Result<(JobResult, Taken), JobError<E>> {
     let taken = pool.take(params).await?;
-    record_start(&taken).await?;
+    record_start(&taken).await.map_err(JobError::Record)?;
     let result =
         sandbox::run_command(engine, &taken.container, params, command, red, cancel).await?;
     Ok((result, taken))
@@ -66,10 +76,15 @@ mod tests {
         }
 
         /// Runs one job; `record_fails` makes recording its start fail.
-        async fn job(&self, record_fails: bool) -> anyhow::Result<(JobResult, Taken)> {
-            let record = async |_: &Taken| -> anyhow::Result<()> {
+        async fn job(
+            &self,
+            record_fails: bool,
+        ) -> Result<(JobResult, Taken), JobError<&'static str>> {
+            let record = async |_: &Taken| -> Result<(), &'static str> {
                 self.recorded.fetch_add(1, Ordering::SeqCst);
-                anyhow::ensure!(!record_fails, "database is locked");
+                if record_fails {
+                    return Err("database is locked");
+                }
                 Ok(())
             };
             let red = Redactor::builtin();

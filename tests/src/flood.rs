@@ -34,6 +34,44 @@ const HTTP_ENV: [&str; 15] = [
     "YOLO_MODE",
 ];
 
+/// The attackers' own runtime (`threads` workers; 0: none, they share the
+/// caller's), shut down without blocking when dropped: dropping a runtime
+/// inside another one panics ("Cannot drop a runtime in a context where
+/// blocking is not allowed"), and that panic hid the error an early `?`
+/// was returning.
+pub struct AttackRuntime(Option<tokio::runtime::Runtime>);
+
+impl AttackRuntime {
+    pub fn new(threads: usize) -> std::io::Result<Self> {
+        let rt = match threads {
+            0 => None,
+            n => Some(
+                tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(n)
+                    .thread_name("attacker")
+                    .enable_all()
+                    .build()?,
+            ),
+        };
+        Ok(Self(rt))
+    }
+
+    /// Where to spawn the attackers: their runtime, or the caller's.
+    pub fn handle(&self) -> tokio::runtime::Handle {
+        self.0
+            .as_ref()
+            .map_or_else(tokio::runtime::Handle::current, |rt| rt.handle().clone())
+    }
+}
+
+impl Drop for AttackRuntime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
 /// The legitimate client's address.
 pub const LEGIT: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 1);
 

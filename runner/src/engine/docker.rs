@@ -9,7 +9,6 @@
 
 use std::collections::HashMap;
 
-use anyhow::Context;
 use bollard::Docker;
 use bollard::container::AttachContainerResults;
 use bollard::errors::Error;
@@ -40,20 +39,30 @@ fn is_not_found(e: &Error) -> bool {
 impl DockerEngine {
     /// Connects to the local engine and agrees on an API version it speaks
     /// (Debian's 20.10 engine speaks 1.41).
-    pub async fn connect() -> anyhow::Result<Self> {
+    pub async fn connect() -> Result<Self, ConnectError> {
         let docker = Docker::connect_with_local_defaults()
-            .context(
-                "cannot reach the Docker engine (is it running, and may this user use its socket?)",
-            )?
+            .map_err(ConnectError::Unreachable)?
             .negotiate_version()
             .await
-            .context("cannot negotiate an API version with the Docker engine")?;
-        docker
-            .ping()
-            .await
-            .context("the Docker engine does not answer ping")?;
+            .map_err(ConnectError::Negotiate)?;
+        docker.ping().await.map_err(ConnectError::Ping)?;
         Ok(Self(docker))
     }
+}
+
+/// Why [`DockerEngine::connect`] failed, with what to check.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error(
+        "cannot reach the Docker engine (is it running, and may this user use its socket?): {0}"
+    )]
+    Unreachable(#[source] Error),
+    #[error(
+        "cannot negotiate an API version with the Docker engine (the runner needs API 1.41 or later): {0}"
+    )]
+    Negotiate(#[source] Error),
+    #[error("the Docker engine does not answer ping (is the daemon healthy?): {0}")]
+    Ping(#[source] Error),
 }
 
 impl Engine for DockerEngine {

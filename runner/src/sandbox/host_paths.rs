@@ -7,6 +7,23 @@
 
 use crate::engine::Engine;
 
+/// Why `--translate-mounts` could not learn this container's mounts.
+#[derive(Debug, thiserror::Error)]
+pub enum DiscoverError {
+    #[error(
+        "--translate-mounts: cannot read /etc/hostname to find this runner's container ({0}); run the runner in a container, or drop the flag"
+    )]
+    Hostname(#[source] std::io::Error),
+    #[error(
+        "--translate-mounts: cannot inspect this runner's own container `{name}` ({source}); run the runner in a container of the same engine, or drop the flag"
+    )]
+    Inspect {
+        name: String,
+        #[source]
+        source: crate::engine::EngineError,
+    },
+}
+
 /// Mount destinations in this container and their sources on the host,
 /// longest destination first.
 #[derive(Debug, Clone, Default)]
@@ -14,14 +31,16 @@ pub struct HostPaths(Vec<(std::path::PathBuf, std::path::PathBuf)>);
 
 impl HostPaths {
     /// Reads this container's mounts (`--translate-mounts`, set by compose).
-    pub async fn discover(engine: &dyn Engine) -> anyhow::Result<Self> {
-        let hostname = std::fs::read_to_string("/etc/hostname")?;
-        let me = engine.inspect_container(hostname.trim()).await.map_err(|e| {
-            anyhow::anyhow!(
-                "--translate-mounts: cannot inspect this runner's own container `{}` ({e}); run the runner in a container of the same engine, or drop the flag",
-                hostname.trim()
-            )
-        })?;
+    pub async fn discover(engine: &dyn Engine) -> Result<Self, DiscoverError> {
+        let hostname = std::fs::read_to_string("/etc/hostname").map_err(DiscoverError::Hostname)?;
+        let name = hostname.trim();
+        let me = engine
+            .inspect_container(name)
+            .await
+            .map_err(|source| DiscoverError::Inspect {
+                name: name.to_owned(),
+                source,
+            })?;
         let mut pairs: Vec<(std::path::PathBuf, std::path::PathBuf)> = me
             .mounts
             .unwrap_or_default()

@@ -18,7 +18,7 @@
 //! the listen queue, the kernel's listen overflows, CPU by process, and the
 //! server's own refusal counts. Exits non-zero when a target is missed: server RSS over 100 MB
 //! at any point, RSS not levelling off across the session floods (see
-//! [`rss_ratchet`]),
+//! `bridge_tests::bench::rss_ratchet`),
 //! to the last, no 503 from the session cap, a legitimate request failing,
 //! or one taking 1 s or more during the session floods or once the
 //! slowloris's first header timeout has passed.
@@ -29,10 +29,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use bridge_tests::bench::{Samples, fmt_mb, fmt_ms, vm_rss_kb};
+use bridge_tests::bench::{Samples, fmt_mb, fmt_ms, rss_ratchet, vm_rss_kb};
 use bridge_tests::flood::{
-    HttpBridge, LEGIT, attacker, connect_from, exchange, exchange_timed, healthz, initialize,
-    raise_nofile,
+    AttackRuntime, HttpBridge, LEGIT, attacker, connect_from, exchange, exchange_timed, healthz,
+    initialize, raise_nofile,
 };
 use bridge_tests::procstat;
 use bridge_tests::{Client, Conv, call, connect_http, machine_summary, ok};
@@ -45,12 +45,6 @@ const INIT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Targets.
 const RSS_LIMIT_KB: u64 = 100_000_000 / 1024;
 const LATENCY_LIMIT: Duration = Duration::from_secs(1);
-/// How much more RSS the last session-flood round may leave than the first
-/// (fewer than [`PLATEAU_ROUNDS`] rounds), or the later half of the rounds
-/// than the earlier half (at least that many).
-const RSS_GROWTH_LIMIT_KB: u64 = 10_000_000 / 1024;
-const RSS_PLATEAU_LIMIT_KB: u64 = 5_000_000 / 1024;
-const PLATEAU_ROUNDS: usize = 4;
 /// Concurrent attackers in the session flood.
 const SESSION_WORKERS: usize = 64;
 /// How long a slow connection waits before reopening after the server
@@ -384,54 +378,6 @@ fn summarize(label: &str, probes: &[Probe]) -> (String, bool, Duration) {
     )
 }
 
-/// Whether RSS after each session flood's pause (`after`, in KiB) keeps
-/// ratcheting up. Every round frees what it allocated (under valgrind's
-/// massif the live heap fell back to the same 8.92 MB after each of six
-/// rounds), but glibc keeps part of the freed pages, so RSS rises over the
-/// first rounds and then levels off. With [`PLATEAU_ROUNDS`] rounds or more
-/// the check is that it levelled off: the later half's highest value is at
-/// most [`RSS_PLATEAU_LIMIT_KB`] above the earlier half's. A leak of about
-/// 7 KB per created session would already fail it at six rounds of 255
-/// sessions. With fewer rounds, where no plateau can show, the last round
-/// may leave at most [`RSS_GROWTH_LIMIT_KB`] more than the first.
-fn rss_ratchet(after: &[u64]) -> Option<String> {
-    let (first, last) = (after.first()?, after.last()?);
-    if after.len() < PLATEAU_ROUNDS {
-        return (*last > first + RSS_GROWTH_LIMIT_KB).then(|| {
-            format!(
-                "server RSS grew from {} after the first session flood to {} after the last",
-                fmt_mb(*first),
-                fmt_mb(*last)
-            )
-        });
-    }
-    let (early, late) = after.split_at(after.len() / 2);
-    let (early_max, late_max) = (early.iter().max()?, late.iter().max()?);
-    (*late_max > early_max + RSS_PLATEAU_LIMIT_KB).then(|| {
-        format!(
-            "server RSS did not level off: at most {} after the first {} session floods, then up to {} after the last {}",
-            fmt_mb(*early_max),
-            early.len(),
-            fmt_mb(*late_max),
-            late.len()
-        )
-    })
-}
-
-/// The attackers' runtime, shut down without blocking when `main` returns:
-/// dropping a runtime inside the client's runtime panics ("Cannot drop a
-/// runtime in a context where blocking is not allowed"), and that panic
-/// hid the error an early `?` was returning.
-struct AttackRuntime(Option<tokio::runtime::Runtime>);
-
-impl Drop for AttackRuntime {
-    fn drop(&mut self) {
-        if let Some(rt) = self.0.take() {
-            rt.shutdown_background();
-        }
-    }
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = parse_args()?;
@@ -446,20 +392,8 @@ async fn main() -> anyhow::Result<()> {
     // `--attacker-threads 0` they share the client's runtime, as this
     // benchmark did before 2026-12-02, which measures the client's own
     // scheduler as much as the server.
-    let attack_rt = AttackRuntime(match args.attacker_threads {
-        0 => None,
-        n => Some(
-            tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(n)
-                .thread_name("attacker")
-                .enable_all()
-                .build()?,
-        ),
-    });
-    let attack = attack_rt
-        .0
-        .as_ref()
-        .map_or_else(tokio::runtime::Handle::current, |rt| rt.handle().clone());
+    let attack_rt = AttackRuntime::new(args.attacker_threads)?;
+    let attack = attack_rt.handle();
     let dir = tempfile::tempdir()?;
     let server = HttpBridge::start(dir.path(), &[]).await?;
     let (to, pid) = (server.addr, server.pid());
@@ -697,32 +631,5 @@ async fn main() -> anyhow::Result<()> {
             eprintln!("TARGET MISSED: {f}");
         }
         bail!("{} target(s) missed", failures.len())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn kb(mb: &[f64]) -> Vec<u64> {
-        mb.iter().map(|m| (m * 1e6 / 1024.0) as u64).collect()
-    }
-
-    #[test]
-    fn a_plateau_passes_and_a_ratchet_fails() {
-        // RSS after each pause, 16 rounds measured on 2026-12-02.
-        let measured = kb(&[
-            40.8, 47.4, 51.7, 53.3, 53.0, 53.7, 53.7, 54.5, 54.0, 54.9, 54.1, 56.7, 54.1, 54.2,
-            54.7, 54.3,
-        ]);
-        assert_eq!(rss_ratchet(&measured), None);
-        assert_eq!(rss_ratchet(&measured[..6]), None);
-        // 2 MB more after every round: a leak, however small the first step.
-        let leak: Vec<f64> = (0..6).map(|i| 40.0 + 2.0 * f64::from(i)).collect();
-        let err = rss_ratchet(&kb(&leak)).expect("a steady climb is a ratchet");
-        assert!(err.contains("did not level off"), "{err}");
-        // Too few rounds for a plateau: first to last.
-        assert_eq!(rss_ratchet(&kb(&[40.0, 49.0])), None);
-        assert!(rss_ratchet(&kb(&[40.0, 51.0])).is_some());
     }
 }

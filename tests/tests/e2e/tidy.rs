@@ -33,15 +33,8 @@ const MAX_LINES: usize = 500;
 /// its number, and an entry is removed once its file is split below
 /// [`MAX_LINES`] (issue 12 splits these).
 const OVERSIZED: &[(&str, usize)] = &[
-    ("bridge/src/cli.rs", 583),
-    ("bridge/src/http_conn.rs", 555),
-    ("bridge/src/service.rs", 908),
-    ("bridge/src/tools.rs", 809),
-    ("runner/src/sandbox.rs", 570),
-    ("state/src/redact.rs", 890),
-    ("state/src/yolo.rs", 876),
     ("tests/src/bin/bench_bridge.rs", 638),
-    ("tests/src/bin/bench_flood.rs", 654),
+    ("tests/src/bin/bench_flood.rs", 636),
     ("tests/src/bin/bench_yolo.rs", 913),
     ("tests/src/yolo.rs", 547),
 ];
@@ -57,7 +50,7 @@ const PRINTS: &[(&str, &str)] = &[
         "tells an operator who started `bridge serve` on a terminal that it speaks MCP on stdio (stderr)",
     ),
     (
-        "bridge/src/yolo_cli.rs",
+        "bridge/src/operator/yolo.rs",
         "operator CLI: warns on stderr when a refusal could not be audited",
     ),
     (
@@ -80,11 +73,7 @@ const PRINTS: &[(&str, &str)] = &[
 
 /// Library files of `state/` and `runner/` that use `anyhow` today, with
 /// the number of lines naming it. May only shrink (typed errors replace it).
-const ANYHOW: &[(&str, usize)] = &[
-    ("state/src/audit.rs", 2),
-    ("runner/src/lib.rs", 8),
-    ("runner/src/sandbox.rs", 2),
-];
+const ANYHOW: &[(&str, usize)] = &[("runner/src/lib.rs", 8)];
 
 /// Binaries, where `anyhow` is the right tool.
 const ANYHOW_OK: &[&str] = &["runner/src/main.rs"];
