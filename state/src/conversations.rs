@@ -4,6 +4,11 @@
 //!
 //! Roles arrive already redacted (the caller redacts them for the audit row
 //! too); tokens arrive only as keyed hashes (`auth::ServerSecret::hash_token`).
+//!
+//! [`operator`] holds what the operator CLI reads and changes: listings,
+//! token rotation and cleanup.
+
+pub mod operator;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
