@@ -2,20 +2,29 @@
 //! sessions' hashed tokens and self-reported status. The bridge's MCP face
 //! reads and writes these rows only through here.
 //!
-//! Roles arrive already redacted (the caller redacts them for the audit row
-//! too); tokens arrive only as keyed hashes (`auth::ServerSecret::hash_token`).
+//! Roles arrive as `Redacted` (the caller redacts them for the audit row
+//! too), statuses as `&'static str` from the tool's closed vocabulary (never
+//! agent text); tokens arrive only as keyed hashes
+//! (`auth::ServerSecret::hash_token`).
+//!
+//! [`operator`] holds what the operator CLI reads and changes: listings,
+//! token rotation and cleanup.
+
+pub mod operator;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::clock::Millis;
+use crate::redact::Redacted;
 
 /// One session of a new conversation.
 #[derive(Debug, Clone, Copy)]
 pub struct NewSession<'a> {
     /// `a` or `b` (`messages::sender`).
     pub session_id: &'a str,
-    /// The role the agent gave, already redacted.
-    pub role: &'a str,
+    /// The role the agent gave, redacted (only the redactor makes a
+    /// `Redacted`).
+    pub role: &'a Redacted,
     /// The keyed hash of the session's token.
     pub token_hash: &'a [u8],
 }
@@ -59,11 +68,12 @@ pub fn credentials(
 }
 
 /// Records a session's self-reported status, as a heartbeat at `now`.
+/// `status` is `'static`: one of the tool's fixed words, not agent text.
 pub fn set_status(
     conn: &Connection,
     conversation_id: &str,
     session_id: &str,
-    status: &str,
+    status: &'static str,
     now: Millis,
 ) -> rusqlite::Result<()> {
     conn.prepare_cached(

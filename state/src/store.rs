@@ -179,6 +179,12 @@ pub fn db_id(conn: &Connection) -> rusqlite::Result<String> {
     })
 }
 
+/// Answers when the database does: the `/health` probe of `bridge serve`.
+pub fn ping(conn: &Connection) -> rusqlite::Result<()> {
+    conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?;
+    Ok(())
+}
+
 pub fn latest_version() -> i64 {
     MIGRATIONS.len() as i64
 }

@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, TransactionBehavior};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
@@ -228,32 +228,43 @@ impl Bridge {
                 let (why, public) = match checked {
                     Ok(timeout) => {
                         if !dry_run {
-                            tx.execute(
-                                "UPDATE approvals SET used_at = ?1 WHERE token_hash = ?2 AND used_at IS NULL",
-                                params![now, this.secret().hash_token(&token)],
-                            )?;
+                            yolo::spend_approval(&tx, &this.secret().hash_token(&token), now)?;
                             yolo::transition(&tx, &pid, Event::Execute, now).map_err(yolo_store)?;
                         }
-                        audit::append(&tx, this.redactor(), now, Entry {
-                            conversation_id: Some(&cid),
-                            session_id: Some(&sid),
-                            action: if dry_run { "yolo.execute.dry_run" } else { "yolo.execute" },
-                            outcome: Outcome::Ok,
-                            detail: serde_json::json!({"proposal_id": pid}),
-                        })?;
+                        audit::append(
+                            &tx,
+                            this.redactor(),
+                            now,
+                            Entry {
+                                conversation_id: Some(&cid),
+                                session_id: Some(&sid),
+                                action: if dry_run {
+                                    "yolo.execute.dry_run"
+                                } else {
+                                    "yolo.execute"
+                                },
+                                outcome: Outcome::Ok,
+                                detail: serde_json::json!({"proposal_id": pid}),
+                            },
+                        )?;
                         tx.commit()?;
                         return Ok(Ok(timeout));
                     }
                     Err(Check::Refused(why, public)) => (why, public),
                     Err(Check::Store(e)) => return Err(e),
                 };
-                audit::append(&tx, this.redactor(), now, Entry {
-                    conversation_id: Some(&cid),
-                    session_id: Some(&sid),
-                    action: "yolo.execute",
-                    outcome: Outcome::Refused,
-                    detail: serde_json::json!({"proposal_id": pid, "reason": why}),
-                })?;
+                audit::append(
+                    &tx,
+                    this.redactor(),
+                    now,
+                    Entry {
+                        conversation_id: Some(&cid),
+                        session_id: Some(&sid),
+                        action: "yolo.execute",
+                        outcome: Outcome::Refused,
+                        detail: serde_json::json!({"proposal_id": pid, "reason": why}),
+                    },
+                )?;
                 tx.commit()?;
                 Ok(Err(ToolError::Refused(public)))
             })
@@ -345,14 +356,14 @@ fn check_approval(
         // Same answer as a missing proposal: no cross-conversation oracle.
         return Err(YoloError::NoProposal(pid.to_owned()).into());
     }
-    let approval: Option<(String, String, Millis, Option<Millis>)> = tx
-        .query_row(
-            "SELECT proposal_id, proposal_hash, expires_at, used_at FROM approvals WHERE token_hash = ?1",
-            [bridge.secret().hash_token(token)],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-        )
-        .optional()?;
-    let Some((for_id, bound_hash, expires, used)) = approval else {
+    let approval = yolo::find_approval(tx, &bridge.secret().hash_token(token))?;
+    let Some(yolo::Approval {
+        proposal_id: for_id,
+        proposal_hash: bound_hash,
+        expires_at: expires,
+        used_at: used,
+    }) = approval
+    else {
         return Err(bad("unknown approval token"));
     };
     if for_id != pid {

@@ -9,9 +9,9 @@ use bridge_state::audit;
 use bridge_state::auth::ServerSecret;
 use bridge_state::clock::{Clock, SystemClock};
 use bridge_state::config::Settings;
+use bridge_state::conversations::operator;
 use bridge_state::store::Db;
 
-use super::conversations as operator;
 use super::{emit, files, roles};
 use crate::cli::Command;
 use crate::untrusted::terminal::Table;

@@ -3,10 +3,8 @@
 //! `bridge demo`), with the confirmations and the approve screen of YOLO
 //! mode. It starts no process and serves no MCP.
 //!
-//! - [`conversations`]: the queries and changes behind the conversation
-//!   commands (listings, cleanup, token rotation), plain functions over a
-//!   connection;
-//! - [`commands`]: runs and renders the conversation and audit commands;
+//! - [`commands`]: runs and renders the conversation and audit commands
+//!   (their queries and changes are `bridge_state::conversations::operator`);
 //! - [`yolo`]: runs and renders `bridge yolo …`;
 //! - [`guard`]: the interactive confirmations; [`review`]: the approve screen;
 //! - [`demo`]: the scripted two-session exchange.
@@ -17,7 +15,6 @@ use crate::untrusted::terminal;
 use crate::untrusted::{escaped_shortened, json as safe_json};
 
 pub mod commands;
-pub mod conversations;
 pub mod demo;
 pub mod guard;
 pub mod review;

@@ -1,8 +1,9 @@
 //! Approval tokens: issued by the operator for exactly the proposal they
 //! were shown, stored only as keyed hashes, single-use; and the operator's
-//! view of the unspent ones.
+//! view of the unspent ones. `execute_command` looks a token up
+//! ([`find_approval`]) and spends it ([`spend_approval`]) in one transaction.
 
-use rusqlite::{Connection, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde::Serialize;
 
 use super::{
@@ -69,6 +70,47 @@ pub fn approve(
     )?;
     tx.commit()?;
     Ok((token, expires))
+}
+
+/// An approval as stored, found by its token's keyed hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Approval {
+    /// The proposal the token was issued for.
+    pub proposal_id: String,
+    /// The proposal's hash the operator was shown when approving.
+    pub proposal_hash: String,
+    pub expires_at: Millis,
+    /// When the token was spent; `None` while it is unused.
+    pub used_at: Option<Millis>,
+}
+
+/// The approval whose token has the keyed hash `token_hash`
+/// (`ServerSecret::hash_token`), if any, spent or not.
+pub fn find_approval(conn: &Connection, token_hash: &[u8]) -> rusqlite::Result<Option<Approval>> {
+    conn.query_row(
+        "SELECT proposal_id, proposal_hash, expires_at, used_at FROM approvals WHERE token_hash = ?1",
+        [token_hash],
+        |r| {
+            Ok(Approval {
+                proposal_id: r.get(0)?,
+                proposal_hash: r.get(1)?,
+                expires_at: r.get(2)?,
+                used_at: r.get(3)?,
+            })
+        },
+    )
+    .optional()
+}
+
+/// Spends the token with the keyed hash `token_hash`: it runs one command,
+/// once. Call it in the transaction that checked the approval
+/// ([`find_approval`]); an already spent token stays as it was.
+pub fn spend_approval(conn: &Connection, token_hash: &[u8], now: Millis) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE approvals SET used_at = ?1 WHERE token_hash = ?2 AND used_at IS NULL",
+        params![now, token_hash],
+    )?;
+    Ok(())
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -34,8 +34,8 @@ impl Bridge {
                 let inner = &this.0;
                 let now = this.now();
                 let expires = now + inner.conversation_ttl_ms;
-                let role_a = inner.redactor.redact(&my_role).into_owned();
-                let role_b = inner.redactor.redact(&partner_role).into_owned();
+                let role_a = inner.redactor.redacted(&my_role);
+                let role_b = inner.redactor.redacted(&partner_role);
                 let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
                 if let Err(e) = crate::mcp::throttle::check_global(&inner.quotas, &tx, now)? {
                     return Ok(Err(e));

@@ -1,15 +1,16 @@
-//! What the operator CLI reads and changes: listings, token rotation,
-//! cleanup. Plain functions over a connection; rendering lives in
-//! `commands.rs`.
+//! What the operator CLI reads and changes in the conversation tables:
+//! listings (`bridge list/show`), token rotation (`bridge tokens`) and
+//! cleanup of expired conversations (`bridge cleanup`). Plain functions over
+//! a connection; the bridge's `operator/commands.rs` renders them.
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde::Serialize;
 
-use bridge_state::audit::{self, Entry, Outcome};
-use bridge_state::auth::{self, ServerSecret};
-use bridge_state::clock::{Millis, rfc3339};
-use bridge_state::redact::Redactor;
-use bridge_state::store::StoreError;
+use crate::audit::{self, Entry, Outcome};
+use crate::auth::{self, ServerSecret};
+use crate::clock::{Millis, rfc3339};
+use crate::redact::Redactor;
+use crate::store::StoreError;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ConversationSummary {
@@ -188,7 +189,7 @@ pub fn cleanup(
         if (n as i64) < batch {
             break;
         }
-        bridge_state::store::yield_write_lock(started);
+        crate::store::yield_write_lock(started);
     }
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let ids: Vec<String> = tx
@@ -278,7 +279,7 @@ pub fn rotate_tokens(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bridge_state::store::migrate;
+    use crate::store::migrate;
 
     #[test]
     fn cleanup_in_small_batches_deletes_and_counts_every_expired_message() {
@@ -315,11 +316,6 @@ mod tests {
             .collect::<rusqlite::Result<_>>()
             .unwrap();
         assert_eq!(left, [("conv_live".to_owned(), 5)]);
-        assert!(
-            bridge_state::audit::verify(&conn)
-                .unwrap()
-                .first_break
-                .is_none()
-        );
+        assert!(crate::audit::verify(&conn).unwrap().first_break.is_none());
     }
 }
