@@ -245,6 +245,15 @@ mod tests {
         )
     }
 
+    /// A pool of `size` with its refill loop running, wanting `params()`.
+    async fn refilling(fake: &Arc<FakeEngine>, size: usize) -> (Arc<Pool>, CancellationToken) {
+        let pool = pool(fake, size);
+        let stop = CancellationToken::new();
+        tokio::spawn(pool.clone().refill_loop(stop.clone()));
+        pool.want(vec![params()]).await;
+        (pool, stop)
+    }
+
     fn created(fake: &FakeEngine) -> usize {
         fake.count(|e| matches!(e, Event::Create(_)))
     }
@@ -252,10 +261,7 @@ mod tests {
     #[tokio::test]
     async fn the_pool_refills_what_is_taken_and_removes_what_was_used() {
         let fake = FakeEngine::with_image("img");
-        let pool = pool(&fake, 2);
-        let stop = CancellationToken::new();
-        tokio::spawn(pool.clone().refill_loop(stop.clone()));
-        pool.want(vec![params()]).await;
+        let (pool, stop) = refilling(&fake, 2).await;
         settle(|| pool.warm_ids().len() == 2).await;
         assert_eq!(created(&fake), 2);
         let warm = pool.warm_ids();
@@ -294,10 +300,7 @@ mod tests {
     #[tokio::test]
     async fn a_configuration_no_longer_wanted_loses_its_warm_containers() {
         let fake = FakeEngine::with_image("img");
-        let pool = pool(&fake, 2);
-        let stop = CancellationToken::new();
-        tokio::spawn(pool.clone().refill_loop(stop.clone()));
-        pool.want(vec![params()]).await;
+        let (pool, stop) = refilling(&fake, 2).await;
         settle(|| pool.warm_ids().len() == 2).await;
         pool.want(vec![]).await;
         assert!(pool.warm_ids().is_empty());
@@ -309,10 +312,7 @@ mod tests {
     async fn a_slot_whose_start_fails_is_not_retried_in_a_loop() {
         let fake = FakeEngine::with_image("img");
         fake.fail(Op::Start);
-        let pool = pool(&fake, 2);
-        let stop = CancellationToken::new();
-        tokio::spawn(pool.clone().refill_loop(stop.clone()));
-        pool.want(vec![params()]).await;
+        let (pool, stop) = refilling(&fake, 2).await;
         // Both starts of the first round fail; each created container is removed.
         settle(|| fake.count(|e| matches!(e, Event::Remove(_))) == 2).await;
         // A take wakes the refill loop: the broken slot stays broken, and the
@@ -329,10 +329,7 @@ mod tests {
     #[tokio::test]
     async fn drain_removes_warm_containers_and_waits_for_removals_in_flight() {
         let fake = FakeEngine::with_image("img");
-        let pool = pool(&fake, 1);
-        let stop = CancellationToken::new();
-        tokio::spawn(pool.clone().refill_loop(stop.clone()));
-        pool.want(vec![params()]).await;
+        let (pool, stop) = refilling(&fake, 1).await;
         settle(|| pool.warm_ids().len() == 1).await;
         let taken = pool.take(&params()).await.unwrap();
         stop.cancel();
