@@ -283,6 +283,15 @@ impl JobRow {
     }
 }
 
+/// The runner that claimed a proposal's job, if one has.
+pub fn claimant(db: &Path, proposal: &str) -> anyhow::Result<Option<String>> {
+    Ok(crate::sql(db)?.query_row(
+        "SELECT runner_id FROM proposals WHERE id = ?1",
+        [proposal],
+        |r| r.get(0),
+    )?)
+}
+
 pub fn job(db: &Path, proposal: &str) -> anyhow::Result<JobRow> {
     let conn = crate::sql(db)?;
     let (state, failure, container_id, result): (

@@ -74,11 +74,18 @@ async fn a_job_whose_runner_was_killed_is_failed_reaped_and_never_rerun() -> any
             &format!("echo ran >> /workspace/ran-{round}; sleep 30; echo $((6*7))-finished"),
         )
         .await?;
+        // Claimed means `running`: `approved` and `queued` come before the
+        // claim, and a kill then would hand the job to the next runner whole.
         yolo::wait_until(
             "the runner to claim the job",
             Duration::from_secs(30),
-            || Ok(yolo::job(&w.db, &p)?.state != "queued"),
+            || Ok(yolo::job(&w.db, &p)?.state == "running"),
         )?;
+        assert_eq!(
+            yolo::claimant(&w.db, &p)?.as_deref(),
+            Some(w.runner_id.as_str()),
+            "round {round}: the job was claimed by a runner other than the one about to be killed"
+        );
         // The random moment is what is tested: the kill must be survivable
         // wherever in the job's life it lands.
         let delay = random_ms(1500);
