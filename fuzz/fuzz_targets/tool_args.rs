@@ -27,7 +27,8 @@ static FIXTURE: Mutex<Option<Fixture>> = Mutex::new(None);
 const FIELDS: &[&str] = &[
     "conversation_id", "session_id", "token", "my_role", "partner_role", "message", "action_type",
     "files_involved", "wait_seconds", "peek", "since_id", "status", "command", "timeout_seconds",
-    "reason", "proposal_id", "approval_token", "dry_run",
+    "reason", "proposal_id", "approval_token", "dry_run", "participants", "to", "idempotency_key",
+    "partner", "role", "up_to_id",
 ];
 const WORDS: &[&str] = &[
     "a", "b", "c", "A", "", " ", "\0", "info", "question", "proposal", "blocked", "complete",
@@ -150,6 +151,11 @@ fn template(tool: &str, b: &[u8; 32]) -> JsonObject {
         "proposal_id": format!("prop_{}", hex(&b[8..16])),
         "approval_token": format!("apv_{}", hex(&b[8..32])),
         "dry_run": true,
+        "to": ["b"],
+        "idempotency_key": "retry-1",
+        "partner": "b",
+        "role": "reviewer",
+        "up_to_id": 0,
     });
     let own = arguments_of(tool).unwrap_or_default();
     let mut args = all.as_object().cloned().unwrap_or_default();

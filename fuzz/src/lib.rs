@@ -168,8 +168,12 @@ pub enum Shape {
     Text(usize, usize),
     /// `conv_` + 16 lowercase hex.
     ConversationId,
-    /// `a` or `b`.
+    /// A session id, `a` to `p`.
     Session,
+    /// `min..=max` session ids (`to`).
+    Sessions(usize, usize),
+    /// 1..=15 roles, each printable, 3..=100 characters (`participants`).
+    Roles,
     /// 64 lowercase hex.
     Token,
     /// One of these strings.
@@ -205,7 +209,9 @@ pub const TOOLS: &[(&str, Contract)] = &[
         "create_conversation",
         &[
             ("my_role", Shape::Printable(3, 100), true),
-            ("partner_role", Shape::Printable(3, 100), true),
+            // Exactly one of these two, roles unique: see `cross_field_refuses`.
+            ("partner_role", Shape::Printable(3, 100), false),
+            ("participants", Shape::Roles, false),
         ],
     ),
     (
@@ -218,6 +224,8 @@ pub const TOOLS: &[(&str, Contract)] = &[
                 false,
             ),
             ("files_involved", Shape::Files, false),
+            ("to", Shape::Sessions(1, 15), false),
+            ("idempotency_key", Shape::Chars(1, 64), false),
         ],
     ),
     (
@@ -236,7 +244,10 @@ pub const TOOLS: &[(&str, Contract)] = &[
             true,
         )],
     ),
-    ("check_partner_status", &[]),
+    ("check_partner_status", &[("partner", Shape::Session, false)]),
+    ("ack_messages", &[("up_to_id", Shape::NonNegative, true)]),
+    ("invite_participant", &[("role", Shape::Printable(3, 100), true)]),
+    ("list_participants", &[]),
     (
         "propose_command",
         &[
@@ -285,7 +296,31 @@ pub fn contract_refuses(tool: &str, args: &JsonObject) -> Option<bool> {
             Some(v) => !fits(shape, v),
         }
     });
-    Some(unknown || bad)
+    Some(unknown || bad || cross_field_refuses(tool, args))
+}
+
+/// The rules that span arguments: a conversation is created with either
+/// `partner_role` or `participants` (not both, not neither), and a team's
+/// roles are unique, none equal to `my_role`.
+fn cross_field_refuses(tool: &str, args: &JsonObject) -> bool {
+    if tool != "create_conversation" {
+        return false;
+    }
+    let given = |k: &str| args.get(k).is_some_and(|v| !v.is_null());
+    let mut roles: Vec<&str> = args.get("my_role").and_then(Value::as_str).into_iter().collect();
+    match (given("partner_role"), given("participants")) {
+        // A pair may have two equal roles, as before teams.
+        (true, false) => return false,
+        (false, true) => roles.extend(
+            args.get("participants")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str),
+        ),
+        _ => return true,
+    }
+    (1..roles.len()).any(|i| roles[..i].contains(&roles[i]))
 }
 
 fn fits(shape: Shape, v: &Value) -> bool {
@@ -309,7 +344,19 @@ fn fits(shape: Shape, v: &Value) -> bool {
             let (name, unit) = m.iter().next().expect("one entry");
             unit.is_null() && fits(shape, &Value::String(name.clone()))
         }
-        (Shape::Session, Value::String(s)) => s == "a" || s == "b",
+        (Shape::Session, Value::String(s)) => bridge_state::messages::sender::is_session(s),
+        (Shape::Sessions(min, max), Value::Array(items)) => {
+            (min..=max).contains(&items.len())
+                && items
+                    .iter()
+                    .all(|i| i.as_str().is_some_and(bridge_state::messages::sender::is_session))
+        }
+        (Shape::Roles, Value::Array(items)) => {
+            (1..=15).contains(&items.len())
+                && items
+                    .iter()
+                    .all(|i| i.as_str().is_some_and(|s| chars(s, 3, 100) && printable(s, &[])))
+        }
         (Shape::Token, Value::String(s)) => hex(s, 64),
         (Shape::OneOf(names), Value::String(s)) => names.contains(&s.as_str()),
         (Shape::Files, Value::Array(items)) => {
@@ -339,7 +386,7 @@ fn fits(shape: Shape, v: &Value) -> bool {
 /// decoding refusal names an argument the tool has or the caller sent.
 pub fn check_answer(tool: &str, args: Option<&JsonObject>, answer: &Result<CallToolResult, rmcp::ErrorData>) {
     let Some(known) = arguments_of(tool) else {
-        let err = answer.as_ref().err().expect("an unknown tool is a protocol error");
+        let err = answer.as_ref().expect_err("an unknown tool is a protocol error");
         assert!(err.message.contains("unknown tool"), "{err:?}");
         return;
     };

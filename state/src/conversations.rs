@@ -1,5 +1,6 @@
-//! The conversation repository: conversations, their two sessions, the
-//! sessions' hashed tokens and self-reported status. The bridge's MCP face
+//! The conversation repository: conversations, their participants'
+//! sessions (two in a pair, up to 16 in a team), the sessions' hashed
+//! tokens and self-reported status. The bridge's MCP face
 //! reads and writes these rows only through here.
 //!
 //! Roles arrive as `Redacted` (the caller redacts them for the audit row
@@ -20,7 +21,7 @@ use crate::redact::Redacted;
 /// One session of a new conversation.
 #[derive(Debug, Clone, Copy)]
 pub struct NewSession<'a> {
-    /// `a` or `b` (`messages::sender`).
+    /// `a` to `p` (`messages::sender::SESSIONS`), in order of joining.
     pub session_id: &'a str,
     /// The role the agent gave, redacted (only the redactor makes a
     /// `Redacted`).
@@ -83,33 +84,67 @@ pub fn set_status(
     Ok(())
 }
 
-/// The other session of a conversation, as its partner sees it.
+/// One participant, as the others may see it.
 #[derive(Debug, Clone)]
-pub struct Partner {
+pub struct Participant {
     pub session_id: String,
     pub role: String,
     pub status: Option<String>,
     pub last_heartbeat: Option<Millis>,
 }
 
-/// The session of `conversation_id` that is not `session_id`.
+fn participant(r: &rusqlite::Row<'_>) -> rusqlite::Result<Participant> {
+    Ok(Participant {
+        session_id: r.get(0)?,
+        role: r.get(1)?,
+        status: r.get(2)?,
+        last_heartbeat: r.get(3)?,
+    })
+}
+
+/// The first session of `conversation_id` that is not `session_id`: in a
+/// pair, the partner.
 pub fn partner(
     conn: &Connection,
     conversation_id: &str,
     session_id: &str,
-) -> rusqlite::Result<Partner> {
+) -> rusqlite::Result<Participant> {
     conn.prepare_cached(
         "SELECT session_id, role, status, last_heartbeat FROM sessions
          WHERE conversation_id = ?1 AND session_id != ?2 ORDER BY session_id LIMIT 1",
     )?
-    .query_row(params![conversation_id, session_id], |r| {
-        Ok(Partner {
-            session_id: r.get(0)?,
-            role: r.get(1)?,
-            status: r.get(2)?,
-            last_heartbeat: r.get(3)?,
-        })
-    })
+    .query_row(params![conversation_id, session_id], participant)
+}
+
+/// Every participant of a conversation, in session order (`a` first).
+pub fn participants(
+    conn: &Connection,
+    conversation_id: &str,
+) -> rusqlite::Result<Vec<Participant>> {
+    conn.prepare_cached(
+        "SELECT session_id, role, status, last_heartbeat FROM sessions
+         WHERE conversation_id = ?1 ORDER BY session_id",
+    )?
+    .query_map([conversation_id], participant)?
+    .collect()
+}
+
+/// Adds a participant to an existing conversation.
+pub fn add(conn: &Connection, conversation_id: &str, s: &NewSession<'_>) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO sessions (conversation_id, session_id, role, token_hash) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![conversation_id, s.session_id, s.role, s.token_hash])?;
+    Ok(())
+}
+
+/// Whether the conversation exists and has not expired.
+pub fn is_live(conn: &Connection, conversation_id: &str, now: Millis) -> rusqlite::Result<bool> {
+    Ok(conn
+        .prepare_cached("SELECT expires_at FROM conversations WHERE id = ?1")?
+        .query_row([conversation_id], |r| r.get::<_, Millis>(0))
+        .optional()?
+        .is_some_and(|expires| now < expires))
 }
 
 /// When each live (unexpired) conversation was created: what the

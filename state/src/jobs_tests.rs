@@ -92,7 +92,7 @@ impl Fixture {
 
     fn messages_to(&self, session: &str) -> Vec<String> {
         self.conn
-            .prepare("SELECT body FROM messages WHERE recipient = ?1 ORDER BY id")
+            .prepare("SELECT m.body FROM inbox i JOIN messages m ON m.id = i.message_id WHERE i.recipient = ?1 ORDER BY m.id")
             .unwrap()
             .query_map([session], |r| r.get(0))
             .unwrap()

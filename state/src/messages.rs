@@ -6,6 +6,9 @@
 //! [`Redacted`], which only the redactor constructs, so nothing reaches the
 //! table unredacted. The bridge's reads (an inbox, marking it read, the
 //! doorbell dispatcher's look for new messages) are here too.
+//!
+//! A message is stored once; each recipient has an `inbox` entry holding
+//! its own read time, so a broadcast to a team costs one body.
 
 use rusqlite::{Connection, params};
 
@@ -14,25 +17,98 @@ use crate::redact::Redacted;
 use crate::wake::Inbox;
 
 /// Who wrote a message: the `sender` column, shown to agents as `from`.
-/// The two agents are their session ids; the two processes sign their own
-/// notices. The agent-facing schema (`Message::from` in the bridge) lists
-/// exactly these, and a bridge test keeps the two in step.
+/// Agents are their session ids; the two processes sign their own notices.
+/// The agent-facing schema (`Message::from` in the bridge) names these,
+/// and a bridge test keeps the two in step.
 pub mod sender {
     /// The session that created the conversation.
     pub const A: &str = "a";
-    /// The session that joined it.
+    /// The session that joined it (in a pair, the partner).
     pub const B: &str = "b";
+    /// Every participant's session id, in order of creation and
+    /// invitation: a conversation has at most 16 participants.
+    pub const SESSIONS: [&str; 16] = [
+        "a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "l", "m", "n", "o", "p",
+    ];
     /// System notices from the bridge (YOLO enabled, disabled, expired, ...).
     pub const BRIDGE: &str = "bridge";
     /// Command results and job failures from the runner.
     pub const RUNNER: &str = "runner";
-    /// Every name a message may carry as its sender.
-    pub const ALL: [&str; 4] = [A, B, BRIDGE, RUNNER];
+    /// The senders that are processes, not participants.
+    pub const PROCESSES: [&str; 2] = [BRIDGE, RUNNER];
+
+    /// Whether `s` is a participant's session id (`"a"` to `"p"`).
+    pub fn is_session(s: &str) -> bool {
+        SESSIONS.contains(&s)
+    }
 }
 
-/// Stores one message for every session of the conversation except the
-/// sender; returns the new ids in recipient order. Body and file list are
-/// [`Redacted`]: nothing reaches `messages` without the redactor.
+/// What a send stores besides its text: who it is from, what kind, and,
+/// for a retried send, the keyed hashes of its idempotency key and content.
+#[derive(Debug, Clone, Copy)]
+pub struct NewMessage<'a> {
+    pub sender: &'a str,
+    pub kind: &'a str,
+    pub action_type: Option<&'a str>,
+    pub body: &'a Redacted,
+    pub files_json: &'a Redacted,
+    /// Secrets were found and replaced.
+    pub redacted: bool,
+    /// Keyed hashes (never the key or the text): `(key, content)`.
+    pub idempotency: Option<(&'a [u8], &'a [u8])>,
+}
+
+/// Stores one message once, with one inbox entry per recipient: the cost
+/// of a broadcast does not grow with its audience beyond the entries.
+/// Body and file list are [`Redacted`]: nothing reaches `messages` without
+/// the redactor. Returns the message id.
+pub fn insert(
+    conn: &Connection,
+    cid: &str,
+    m: &NewMessage<'_>,
+    recipients: &[String],
+    now: Millis,
+) -> rusqlite::Result<i64> {
+    let to = serde_json::to_string(recipients).expect("a list of strings serializes");
+    let (key, content) = m.idempotency.unzip();
+    conn.prepare_cached(
+        "INSERT INTO messages (conversation_id, sender, recipients, kind, action_type, body, files, redacted, created_at, idempotency_key, content_hash)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    )?
+    .execute(params![
+        cid,
+        m.sender,
+        to,
+        m.kind,
+        m.action_type,
+        m.body,
+        m.files_json,
+        m.redacted,
+        now,
+        key,
+        content
+    ])?;
+    let id = conn.last_insert_rowid();
+    let mut entry = conn.prepare_cached(
+        "INSERT INTO inbox (conversation_id, recipient, message_id) VALUES (?1, ?2, ?3)",
+    )?;
+    for r in recipients {
+        entry.execute(params![cid, r, id])?;
+    }
+    Ok(id)
+}
+
+/// Every participant of the conversation except `except`, in session order.
+pub fn others(conn: &Connection, cid: &str, except: &str) -> rusqlite::Result<Vec<String>> {
+    conn.prepare_cached(
+        "SELECT session_id FROM sessions WHERE conversation_id = ?1 AND session_id != ?2 ORDER BY session_id",
+    )?
+    .query_map(params![cid, except], |r| r.get(0))?
+    .collect()
+}
+
+/// Stores one message for every participant except the sender; returns
+/// its id.
 #[allow(clippy::too_many_arguments)]
 pub fn insert_to_others(
     conn: &Connection,
@@ -44,37 +120,22 @@ pub fn insert_to_others(
     files_json: &Redacted,
     redacted: bool,
     now: Millis,
-) -> rusqlite::Result<Vec<i64>> {
-    let recipients: Vec<String> = conn
-        .prepare_cached(
-            "SELECT session_id FROM sessions WHERE conversation_id = ?1 AND session_id != ?2 ORDER BY session_id",
-        )?
-        .query_map(params![cid, sender], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
-    let mut insert = conn.prepare_cached(
-        "INSERT INTO messages (conversation_id, sender, recipient, kind, action_type, body, files, redacted, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-    )?;
-    let mut ids = Vec::with_capacity(recipients.len());
-    for r in recipients {
-        insert.execute(params![
-            cid,
-            sender,
-            r,
-            kind,
-            action_type,
-            body,
-            files_json,
-            redacted,
-            now
-        ])?;
-        ids.push(conn.last_insert_rowid());
-    }
-    Ok(ids)
+) -> rusqlite::Result<i64> {
+    let recipients = others(conn, cid, sender)?;
+    let m = NewMessage {
+        sender,
+        kind,
+        action_type,
+        body,
+        files_json,
+        redacted,
+        idempotency: None,
+    };
+    insert(conn, cid, &m, &recipients, now)
 }
 
-/// Stores one message for every session of the conversation (results and
-/// system notices that both sides must see).
+/// Stores one message for every participant (results and system notices
+/// that everyone must see).
 pub fn insert_to_all(
     conn: &Connection,
     cid: &str,
@@ -82,13 +143,48 @@ pub fn insert_to_all(
     kind: &str,
     body: &Redacted,
     now: Millis,
-) -> rusqlite::Result<Vec<i64>> {
+) -> rusqlite::Result<i64> {
     insert_to_others(conn, cid, sender, kind, None, body, &no_files(), false, now)
 }
 
 /// The empty file list.
 fn no_files() -> Redacted {
     Redacted::empty_list()
+}
+
+/// An earlier send by `sender` with the same idempotency key.
+#[derive(Debug, Clone)]
+pub struct Earlier {
+    pub id: i64,
+    /// The keyed hash of its content.
+    pub content_hash: Vec<u8>,
+    pub to: Vec<String>,
+    /// Secrets were found and replaced in it.
+    pub redacted: bool,
+}
+
+/// Finds `sender`'s earlier message with this (hashed) idempotency key.
+pub fn by_idempotency_key(
+    conn: &Connection,
+    cid: &str,
+    sender: &str,
+    key_hash: &[u8],
+) -> rusqlite::Result<Option<Earlier>> {
+    use rusqlite::OptionalExtension;
+    conn.prepare_cached(
+        "SELECT id, content_hash, recipients, redacted FROM messages
+         WHERE conversation_id = ?1 AND sender = ?2 AND idempotency_key = ?3",
+    )?
+    .query_row(params![cid, sender, key_hash], |r| {
+        let to: String = r.get(2)?;
+        Ok(Earlier {
+            id: r.get(0)?,
+            content_hash: r.get::<_, Option<Vec<u8>>>(1)?.unwrap_or_default(),
+            to: serde_json::from_str(&to).unwrap_or_default(),
+            redacted: r.get(3)?,
+        })
+    })
+    .optional()
 }
 
 /// One stored message as its recipient reads it.
@@ -102,7 +198,9 @@ pub struct Stored {
     /// The file list as stored: a JSON array.
     pub files_json: String,
     pub created_at: Millis,
-    /// Not read yet.
+    /// Whom it was addressed to (session ids).
+    pub to: Vec<String>,
+    /// Not read yet by this recipient.
     pub unread: bool,
 }
 
@@ -126,13 +224,16 @@ pub fn for_recipient(
 ) -> rusqlite::Result<Vec<Stored>> {
     let (sql, after) = match which {
         Selection::After(id) => (
-            "SELECT id, sender, kind, body, action_type, files, created_at, read_at FROM messages
-             WHERE conversation_id = ?1 AND recipient = ?2 AND id > ?3 ORDER BY id LIMIT ?4",
+            "SELECT m.id, m.sender, m.kind, m.body, m.action_type, m.files, m.created_at, i.read_at, m.recipients
+             FROM inbox i JOIN messages m ON m.id = i.message_id
+             WHERE i.conversation_id = ?1 AND i.recipient = ?2 AND i.message_id > ?3 ORDER BY i.message_id LIMIT ?4",
             id,
         ),
         Selection::Unread => (
-            "SELECT id, sender, kind, body, action_type, files, created_at, read_at FROM messages
-             WHERE conversation_id = ?1 AND recipient = ?2 AND read_at IS NULL AND id > ?3 ORDER BY id LIMIT ?4",
+            "SELECT m.id, m.sender, m.kind, m.body, m.action_type, m.files, m.created_at, i.read_at, m.recipients
+             FROM inbox i JOIN messages m ON m.id = i.message_id
+             WHERE i.conversation_id = ?1 AND i.recipient = ?2 AND i.read_at IS NULL AND i.message_id > ?3
+             ORDER BY i.message_id LIMIT ?4",
             0,
         ),
     };
@@ -141,6 +242,7 @@ pub fn for_recipient(
         params![conversation_id, recipient, after, limit as i64],
         |r| {
             let read_at: Option<i64> = r.get(7)?;
+            let to: String = r.get(8)?;
             Ok(Stored {
                 id: r.get(0)?,
                 sender: r.get(1)?,
@@ -149,6 +251,7 @@ pub fn for_recipient(
                 action_type: r.get(4)?,
                 files_json: r.get(5)?,
                 created_at: r.get(6)?,
+                to: serde_json::from_str(&to).unwrap_or_default(),
                 unread: read_at.is_none(),
             })
         },
@@ -156,19 +259,39 @@ pub fn for_recipient(
     .collect()
 }
 
-/// Marks the messages `ids` read at `now` (those already read keep their
-/// time).
+/// Marks `recipient`'s entries for the messages `ids` read at `now` (those
+/// already read keep their time).
 pub fn mark_read(
     conn: &Connection,
+    conversation_id: &str,
+    recipient: &str,
     ids: impl IntoIterator<Item = i64>,
     now: Millis,
 ) -> rusqlite::Result<()> {
-    let mut mark =
-        conn.prepare_cached("UPDATE messages SET read_at = ?1 WHERE id = ?2 AND read_at IS NULL")?;
+    let mut mark = conn.prepare_cached(
+        "UPDATE inbox SET read_at = ?1
+         WHERE conversation_id = ?2 AND recipient = ?3 AND message_id = ?4 AND read_at IS NULL",
+    )?;
     for id in ids {
-        mark.execute(params![now, id])?;
+        mark.execute(params![now, conversation_id, recipient, id])?;
     }
     Ok(())
+}
+
+/// Marks every unread message of `recipient`'s up to `up_to_id` read (the
+/// ack after a peek); returns how many it marked.
+pub fn ack(
+    conn: &Connection,
+    conversation_id: &str,
+    recipient: &str,
+    up_to_id: i64,
+    now: Millis,
+) -> rusqlite::Result<usize> {
+    conn.prepare_cached(
+        "UPDATE inbox SET read_at = ?1
+         WHERE conversation_id = ?2 AND recipient = ?3 AND message_id <= ?4 AND read_at IS NULL",
+    )?
+    .execute(params![now, conversation_id, recipient, up_to_id])
 }
 
 /// The newest message id (0 when there is none).
@@ -181,16 +304,28 @@ pub fn newest_id(conn: &Connection) -> rusqlite::Result<i64> {
 /// The newest message id after `since` and the inboxes that got messages.
 pub fn inboxes_since(conn: &Connection, since: i64) -> rusqlite::Result<(i64, Vec<Inbox>)> {
     let mut stmt = conn.prepare_cached(
-        "SELECT id, conversation_id, recipient FROM messages WHERE id > ?1 ORDER BY id",
+        "SELECT id, conversation_id, recipients FROM messages WHERE id > ?1 ORDER BY id",
     )?;
     let mut newest = since;
-    let mut inboxes = Vec::new();
-    let rows = stmt.query_map([since], |r| Ok((r.get::<_, i64>(0)?, r.get(1)?, r.get(2)?)))?;
+    let mut inboxes: Vec<Inbox> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let rows = stmt.query_map([since], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+        ))
+    })?;
     for row in rows {
-        let (id, conversation, recipient) = row?;
+        let (id, conversation, to) = row?;
         newest = newest.max(id);
-        inboxes.push((conversation, recipient));
+        let to: Vec<String> = serde_json::from_str(&to).unwrap_or_default();
+        for recipient in to {
+            let inbox = (conversation.clone(), recipient);
+            if seen.insert(inbox.clone()) {
+                inboxes.push(inbox);
+            }
+        }
     }
-    inboxes.dedup();
     Ok((newest, inboxes))
 }

@@ -170,6 +170,56 @@ const MIGRATIONS: &[&str] = &[
     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
     INSERT INTO meta (key, value) VALUES ('db_id', lower(hex(randomblob(8))));
     "#,
+    // 4: teams. A message is stored once, whoever it goes to, with one
+    // `inbox` row per recipient (a broadcast to 15 costs one body, not 15);
+    // `recipients` is its address list (JSON), shown to agents as `to`.
+    // A retried send finds its first copy by a keyed hash of its idempotency
+    // key (never the key itself), and `content_hash` tells a retry from a
+    // different message reusing the key. Today's one-row-per-recipient
+    // messages keep their ids. `notified_up_to` is `bridge inbox`'s cursor.
+    r#"
+    CREATE TABLE messages_v4 (
+        id              INTEGER PRIMARY KEY AUTOINCREMENT,
+        conversation_id TEXT NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+        sender          TEXT NOT NULL,
+        recipients      TEXT NOT NULL,
+        kind            TEXT NOT NULL,
+        action_type     TEXT,
+        body            TEXT NOT NULL,
+        files           TEXT NOT NULL DEFAULT '[]',
+        redacted        INTEGER NOT NULL,
+        created_at      INTEGER NOT NULL,
+        idempotency_key BLOB,
+        content_hash    BLOB
+    );
+    INSERT INTO messages_v4 (id, conversation_id, sender, recipients, kind, action_type, body, files, redacted, created_at)
+        SELECT id, conversation_id, sender, json_array(recipient), kind, action_type, body, files, redacted, created_at
+        FROM messages ORDER BY id;
+    CREATE TABLE inbox_v4 AS SELECT conversation_id, recipient, id AS message_id, read_at FROM messages;
+    CREATE TABLE seq_v4 AS SELECT seq FROM sqlite_sequence WHERE name = 'messages';
+    DROP TABLE messages;
+    ALTER TABLE messages_v4 RENAME TO messages;
+    -- Ids are never reused, even those of messages cleanup deleted.
+    UPDATE sqlite_sequence SET seq = max(seq, coalesce((SELECT seq FROM seq_v4), 0)) WHERE name = 'messages';
+    INSERT INTO sqlite_sequence (name, seq) SELECT 'messages', seq FROM seq_v4
+        WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'messages');
+    DROP TABLE seq_v4;
+    CREATE INDEX messages_outbox ON messages (conversation_id, sender, created_at);
+    CREATE UNIQUE INDEX messages_idempotency ON messages (conversation_id, sender, idempotency_key)
+        WHERE idempotency_key IS NOT NULL;
+    CREATE TABLE inbox (
+        conversation_id TEXT NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+        recipient       TEXT NOT NULL,
+        message_id      INTEGER NOT NULL,
+        read_at         INTEGER,
+        PRIMARY KEY (conversation_id, recipient, message_id)
+    ) WITHOUT ROWID;
+    INSERT INTO inbox (conversation_id, recipient, message_id, read_at)
+        SELECT conversation_id, recipient, message_id, read_at FROM inbox_v4;
+    DROP TABLE inbox_v4;
+    CREATE INDEX inbox_unread ON inbox (conversation_id, recipient, message_id) WHERE read_at IS NULL;
+    ALTER TABLE sessions ADD COLUMN notified_up_to INTEGER NOT NULL DEFAULT 0;
+    "#,
 ];
 
 /// This database's random identity (see migration 3).
@@ -394,5 +444,78 @@ mod tests {
         drop(conn);
         let err = open(&path, Sync::Normal).err().unwrap();
         assert!(err.to_string().contains("upgrade the bridge"), "{err}");
+    }
+
+    /// Migration 4 turns one row per recipient into one message with inbox
+    /// entries: ids, read times and bodies survive, and ids are never
+    /// reused, even past messages that were deleted before it ran.
+    #[test]
+    fn migration_4_keeps_every_message_its_id_and_read_state() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        for sql in &MIGRATIONS[..3] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 3).unwrap();
+        conn.execute_batch(
+            "INSERT INTO conversations (id, created_at, expires_at) VALUES ('conv_1', 0, 99);
+             INSERT INTO sessions (conversation_id, session_id, role, token_hash) VALUES ('conv_1', 'a', 'r1', x'00'), ('conv_1', 'b', 'r2', x'00');
+             INSERT INTO messages (conversation_id, sender, recipient, kind, body, redacted, created_at, read_at)
+               VALUES ('conv_1', 'a', 'b', 'message', 'one', 0, 1, 5),
+                      ('conv_1', 'b', 'a', 'message', 'two', 0, 2, NULL),
+                      ('conv_1', 'runner', 'a', 'command_result', 'three', 0, 3, NULL),
+                      ('conv_1', 'runner', 'b', 'command_result', 'three', 0, 3, 7),
+                      ('conv_1', 'a', 'b', 'message', 'deleted', 0, 4, NULL);
+             DELETE FROM messages WHERE body = 'deleted';",
+        )
+        .unwrap();
+        assert_eq!(migrate(&mut conn).unwrap(), latest_version());
+        let rows: Vec<(i64, String, String, String)> = conn
+            .prepare("SELECT id, sender, recipients, body FROM messages ORDER BY id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        let want = [
+            (1, "a", r#"["b"]"#, "one"),
+            (2, "b", r#"["a"]"#, "two"),
+            (3, "runner", r#"["a"]"#, "three"),
+            (4, "runner", r#"["b"]"#, "three"),
+        ];
+        assert_eq!(rows.len(), want.len(), "{rows:?}");
+        for (got, want) in rows.iter().zip(want) {
+            assert_eq!(
+                (got.0, got.1.as_str(), got.2.as_str(), got.3.as_str()),
+                want
+            );
+        }
+        let inbox: Vec<(String, i64, Option<i64>)> = conn
+            .prepare("SELECT recipient, message_id, read_at FROM inbox ORDER BY message_id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(
+            inbox,
+            [
+                ("b".to_owned(), 1, Some(5)),
+                ("a".to_owned(), 2, None),
+                ("a".to_owned(), 3, None),
+                ("b".to_owned(), 4, Some(7)),
+            ]
+        );
+        // The deleted message's id 5 is not handed out again.
+        let red = crate::redact::Redactor::builtin();
+        let id = crate::messages::insert_to_all(
+            &conn,
+            "conv_1",
+            "bridge",
+            "system",
+            &red.redacted("new"),
+            9,
+        )
+        .unwrap();
+        assert_eq!(id, 6);
     }
 }

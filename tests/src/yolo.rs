@@ -457,13 +457,13 @@ impl World {
         Ok(p["proposal_id"].as_str().context("proposal_id")?.to_owned())
     }
 
-    /// Session `b` executes an approved proposal with `token`.
+    /// The proposing session `a` executes an approved proposal with `token`.
     pub async fn execute(&self, proposal: &str, token: &str) -> anyhow::Result<serde_json::Value> {
         self.server
             .ok(
                 "execute_command",
                 self.conv.args(
-                    "b",
+                    "a",
                     serde_json::json!({ "proposal_id": proposal, "approval_token": token }),
                 ),
             )

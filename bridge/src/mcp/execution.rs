@@ -224,7 +224,7 @@ impl Bridge {
                     tx.commit()?;
                     return Ok(Err(ToolError::Unauthorized));
                 }
-                let checked = check_approval(&this, &tx, &policy, &cid, &pid, &token, now);
+                let checked = check_approval(&this, &tx, &policy, &caller, &pid, &token, now);
                 let (why, public) = match checked {
                     Ok(timeout) => {
                         if !dry_run {
@@ -345,16 +345,26 @@ fn check_approval(
     bridge: &Bridge,
     tx: &Connection,
     policy: &bridge_state::policy::Policy,
-    cid: &str,
+    caller: &Caller,
     pid: &str,
     token: &str,
     now: Millis,
 ) -> Result<u32, Check> {
+    let cid = caller.conversation_id.as_str();
     let bad = |why: &str| Check::Refused(why.to_owned(), BAD_APPROVAL.to_owned());
     let p = yolo::load_proposal(tx, pid)?;
     if p.conversation_id != cid {
         // Same answer as a missing proposal: no cross-conversation oracle.
         return Err(YoloError::NoProposal(pid.to_owned()).into());
+    }
+    // Only the proposer runs its proposal; the token stays unspent, so the
+    // proposer can still use it.
+    if p.session_id != caller.session_id {
+        let why = format!(
+            "only the session that proposed {pid} (session {:?}) may execute it",
+            p.session_id
+        );
+        return Err(Check::Refused(why.clone(), why));
     }
     let approval = yolo::find_approval(tx, &bridge.secret().hash_token(token))?;
     let Some(yolo::Approval {

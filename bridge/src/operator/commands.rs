@@ -95,11 +95,15 @@ pub fn run(command: Command, settings: &Settings, json: bool) -> anyhow::Result<
                 for x in &d.messages {
                     m.row([
                         x.id.to_string(),
-                        format!("{}→{}", x.from, x.to),
+                        format!("{}→{}", x.from, x.to.join(",")),
                         x.kind.clone(),
                         x.action_type.clone().unwrap_or_default(),
                         x.timestamp.clone(),
-                        if x.read_at.is_some() { "yes" } else { "no" }.into(),
+                        if x.unread_by.is_empty() {
+                            "yes".to_owned()
+                        } else {
+                            format!("not by {}", x.unread_by.join(","))
+                        },
                         escaped_shortened(&files(&x.files_involved), 40),
                         escaped_shortened(&x.message, 80),
                     ]);

@@ -38,14 +38,16 @@ pub struct SessionView {
 pub struct MessageView {
     pub id: i64,
     pub from: String,
-    pub to: String,
+    /// The session ids it was addressed to.
+    pub to: Vec<String>,
     pub kind: String,
     pub action_type: Option<String>,
     pub message: String,
     pub files_involved: serde_json::Value,
     pub redacted: bool,
     pub timestamp: String,
-    pub read_at: Option<String>,
+    /// The recipients that have not read it yet.
+    pub unread_by: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -60,7 +62,7 @@ pub fn list(conn: &Connection, now: Millis) -> rusqlite::Result<Vec<Conversation
         "SELECT c.id, c.created_at, c.expires_at,
                 (SELECT group_concat(role, ' / ') FROM (SELECT role FROM sessions WHERE conversation_id = c.id ORDER BY session_id)),
                 (SELECT count(*) FROM messages WHERE conversation_id = c.id),
-                (SELECT count(*) FROM messages WHERE conversation_id = c.id AND read_at IS NULL)
+                (SELECT count(*) FROM inbox WHERE conversation_id = c.id AND read_at IS NULL)
          FROM conversations c ORDER BY c.created_at",
     )?;
     let rows = stmt.query_map([], |r| summary(r, now))?;
@@ -96,7 +98,7 @@ pub fn show(
             "SELECT c.id, c.created_at, c.expires_at,
                     (SELECT group_concat(role, ' / ') FROM (SELECT role FROM sessions WHERE conversation_id = c.id ORDER BY session_id)),
                     (SELECT count(*) FROM messages WHERE conversation_id = c.id),
-                    (SELECT count(*) FROM messages WHERE conversation_id = c.id AND read_at IS NULL)
+                    (SELECT count(*) FROM inbox WHERE conversation_id = c.id AND read_at IS NULL)
              FROM conversations c WHERE c.id = ?1",
             [conversation],
             |r| summary(r, now),
@@ -124,8 +126,10 @@ pub fn show(
     let messages = conn
         .prepare(
             "SELECT * FROM (
-               SELECT id, sender, recipient, kind, action_type, body, files, redacted, created_at, read_at
-               FROM messages WHERE conversation_id = ?1 ORDER BY id DESC LIMIT ?2
+               SELECT m.id, m.sender, m.recipients, m.kind, m.action_type, m.body, m.files, m.redacted, m.created_at,
+                      (SELECT json_group_array(recipient) FROM inbox
+                        WHERE conversation_id = m.conversation_id AND message_id = m.id AND read_at IS NULL)
+               FROM messages m WHERE m.conversation_id = ?1 ORDER BY m.id DESC LIMIT ?2
              ) ORDER BY id",
         )?
         .query_map(params![conversation, limit], |r| {
@@ -133,14 +137,14 @@ pub fn show(
             Ok(MessageView {
                 id: r.get(0)?,
                 from: r.get(1)?,
-                to: r.get(2)?,
+                to: serde_json::from_str(&r.get::<_, String>(2)?).unwrap_or_default(),
                 kind: r.get(3)?,
                 action_type: r.get(4)?,
                 message: r.get(5)?,
                 files_involved: serde_json::from_str(&files).unwrap_or_default(),
                 redacted: r.get(7)?,
                 timestamp: rfc3339(r.get(8)?),
-                read_at: r.get::<_, Option<Millis>>(9)?.map(rfc3339),
+                unread_by: serde_json::from_str(&r.get::<_, String>(9)?).unwrap_or_default(),
             })
         })?
         .collect::<rusqlite::Result<_>>()?;
@@ -178,6 +182,15 @@ pub fn cleanup(
     loop {
         let started = std::time::Instant::now();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        // Inbox entries first (their conversation's cascade would delete
+        // them in one go, holding the lock), then the messages.
+        tx.execute(
+            "DELETE FROM inbox WHERE (conversation_id, recipient, message_id) IN (
+               SELECT i.conversation_id, i.recipient, i.message_id
+               FROM conversations c JOIN inbox i ON i.conversation_id = c.id
+               WHERE c.expires_at <= ?1 LIMIT ?2)",
+            params![now, batch],
+        )?;
         let n = tx.execute(
             "DELETE FROM messages WHERE id IN (
                SELECT m.id FROM conversations c JOIN messages m ON m.conversation_id = c.id
@@ -279,6 +292,7 @@ pub fn rotate_tokens(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::redact::Redacted;
     use crate::store::migrate;
 
     #[test]
@@ -298,10 +312,20 @@ mod tests {
             )
             .unwrap();
             for _ in 0..n {
-                conn.execute(
-                    "INSERT INTO messages (conversation_id, sender, recipient, kind, body, redacted, created_at)
-                     VALUES (?1, 'a', 'b', 'message', 'hi', 0, 0)",
-                    [id],
+                crate::messages::insert(
+                    &conn,
+                    id,
+                    &crate::messages::NewMessage {
+                        sender: "a",
+                        kind: "message",
+                        action_type: None,
+                        body: &red.redacted("hi"),
+                        files_json: &Redacted::empty_list(),
+                        redacted: false,
+                        idempotency: None,
+                    },
+                    &["b".to_owned()],
+                    0,
                 )
                 .unwrap();
             }
@@ -316,6 +340,14 @@ mod tests {
             .collect::<rusqlite::Result<_>>()
             .unwrap();
         assert_eq!(left, [("conv_live".to_owned(), 5)]);
+        let entries: Vec<(String, i64)> = conn
+            .prepare("SELECT conversation_id, count(*) FROM inbox GROUP BY 1")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(entries, [("conv_live".to_owned(), 5)], "inbox entries");
         assert!(crate::audit::verify(&conn).unwrap().first_break.is_none());
     }
 }

@@ -91,8 +91,11 @@ fn seed(db: &Path, measured: Option<&str>, n: usize) -> anyhow::Result<Duration>
         }
     }
     let mut msg = tx.prepare(
-        "INSERT INTO messages (conversation_id, sender, recipient, kind, action_type, body, files, redacted, created_at, read_at)
-         VALUES (?1, ?2, ?3, 'message', 'info', ?4, '[]', 0, ?5, ?6)",
+        "INSERT INTO messages (conversation_id, sender, recipients, kind, action_type, body, files, redacted, created_at)
+         VALUES (?1, ?2, json_array(?3), 'message', 'info', ?4, '[]', 0, ?5)",
+    )?;
+    let mut entry = tx.prepare(
+        "INSERT INTO inbox (conversation_id, recipient, message_id, read_at) VALUES (?1, ?2, ?3, ?4)",
     )?;
     let mut audit = tx.prepare(
         "INSERT INTO audit (ts, conversation_id, session_id, action, outcome, detail, prev_hash, hash)
@@ -110,8 +113,9 @@ fn seed(db: &Path, measured: Option<&str>, n: usize) -> anyhow::Result<Duration>
         // History is read, except one in twenty elsewhere; the measured
         // conversation starts with an empty inbox.
         let read_at = (conv == &convs[0] || i % 20 != 1).then_some(at + 1);
-        msg.execute(params![conv, from, to, text(i), at, read_at])?;
+        msg.execute(params![conv, from, to, text(i), at])?;
         let id = tx.last_insert_rowid();
+        entry.execute(params![conv, to, id, read_at])?;
         audit.execute(params![
             at,
             conv,
@@ -127,7 +131,7 @@ fn seed(db: &Path, measured: Option<&str>, n: usize) -> anyhow::Result<Duration>
             json!({"returned": [id], "peek": false, "since_id": null, "waited_ms": 0}).to_string()
         ])?;
     }
-    drop((msg, audit));
+    drop((msg, entry, audit));
     tx.commit()?;
     conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")?;
     Ok(t.elapsed())

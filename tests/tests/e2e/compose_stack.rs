@@ -281,7 +281,7 @@ async fn compose_up_serves_http_mcp_and_runs_an_approved_command() -> anyhow::Re
     let r = ok(call(
         &b,
         "execute_command",
-        auth("b", json!({"proposal_id": pid, "approval_token": approval})),
+        auth("a", json!({"proposal_id": pid, "approval_token": approval})),
     )
     .await?)?;
     assert_eq!(r["state"], "done", "{r}");
@@ -290,7 +290,7 @@ async fn compose_up_serves_http_mcp_and_runs_an_approved_command() -> anyhow::Re
         call(
             &b,
             "execute_command",
-            auth("b", json!({"proposal_id": pid, "approval_token": approval})),
+            auth("a", json!({"proposal_id": pid, "approval_token": approval})),
         )
         .await?,
     )?;

@@ -68,7 +68,7 @@ async fn approve_and_run(w: &World, proposal: &str) -> anyhow::Result<JobRow> {
         .call(
             "execute_command",
             w.conv.args(
-                "b",
+                "a",
                 serde_json::json!({ "proposal_id": proposal, "approval_token": token }),
             ),
         )

@@ -221,7 +221,7 @@ fn production_files_mentioning(dir: &str, needle: &str) -> Vec<String> {
 
 #[test]
 fn messages_failures_and_results_are_written_only_by_functions_that_take_redacted() {
-    // `messages::insert_to_others`, `yolo::insert_proposal`,
+    // `messages::insert`, `yolo::insert_proposal`,
     // `yolo::record_failure` and `yolo::record_result` take `Redacted`, which only the redactor constructs; no other SQL may
     // write these columns.
     for dir in ["bridge/src", "runner/src", "state/src"] {
@@ -239,7 +239,9 @@ fn messages_failures_and_results_are_written_only_by_functions_that_take_redacte
         };
         let (failure, result) = (sql_writes("failure"), sql_writes("result"));
         if dir == "state/src" {
-            assert_eq!(messages, ["messages.rs"]);
+            // store.rs: migration 4 copies rows already stored (redacted)
+            // into the new table; no new text enters there.
+            assert_eq!(messages, ["messages.rs", "store.rs"]);
             assert_eq!(proposals, ["proposals.rs"]);
             assert_eq!(failure, ["proposals.rs"]);
             assert_eq!(result, ["proposals.rs"]);
@@ -255,7 +257,7 @@ fn messages_failures_and_results_are_written_only_by_functions_that_take_redacte
     }
     let repository = production_source(&workspace().join("state/src/messages.rs"));
     assert_eq!(repository.matches("INSERT INTO messages").count(), 1);
-    assert!(repository.contains("body: &Redacted,\n    files_json: &Redacted,"));
+    assert!(repository.contains("pub body: &'a Redacted,\n    pub files_json: &'a Redacted,"));
     let yolo = production_source(&workspace().join("state/src/yolo/proposals.rs"));
     assert!(yolo.contains("pub command: &'a Redacted,\n    pub reason: Option<&'a Redacted>,"));
 }

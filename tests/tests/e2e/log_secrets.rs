@@ -116,7 +116,7 @@ async fn no_secret_reaches_any_log_at_trace_level() -> anyhow::Result<()> {
         b.ok(
             "execute_command",
             c.args(
-                "b",
+                "a",
                 json!({"proposal_id": proposal, "approval_token": token}),
             ),
         )
@@ -127,7 +127,7 @@ async fn no_secret_reaches_any_log_at_trace_level() -> anyhow::Result<()> {
         b.refused(
             "execute_command",
             c.args(
-                "b",
+                "a",
                 json!({"proposal_id": proposal, "approval_token": token}),
             ),
         )

@@ -33,6 +33,7 @@ mod invariants;
 mod log_secrets;
 mod operator_screen;
 mod security_regressions;
+mod teams;
 mod tidy;
 mod yolo_containment;
 mod yolo_crash;

@@ -439,7 +439,7 @@ async fn weakness_reusable_approval_tokens_are_single_use_and_bound_to_the_comma
     // Bound to its proposal: useless for another one.
     let no = w
         .server
-        .refused("execute_command", w.conv.args("b", exec(&other)))
+        .refused("execute_command", w.conv.args("a", exec(&other)))
         .await?;
     assert!(no.contains("approval token"), "{no}");
     // Bound to the exact command: refused while the stored command differs
@@ -455,7 +455,7 @@ async fn weakness_reusable_approval_tokens_are_single_use_and_bound_to_the_comma
     set_command("echo swapped")?;
     let no = w
         .server
-        .refused("execute_command", w.conv.args("b", exec(&approved)))
+        .refused("execute_command", w.conv.args("a", exec(&approved)))
         .await?;
     assert!(no.contains("changed"), "{no}");
     set_command("echo approved-once")?;

@@ -37,7 +37,7 @@ async fn start_job(
         &w.server,
         "execute_command",
         w.conv
-            .args("b", json!({"proposal_id": p, "approval_token": token})),
+            .args("a", json!({"proposal_id": p, "approval_token": token})),
     );
     Ok((p, call))
 }

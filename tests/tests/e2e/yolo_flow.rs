@@ -63,7 +63,7 @@ async fn propose_enable_approve_execute_returns_result_to_both_sessions() -> any
         .ok(
             "execute_command",
             c.args(
-                "b",
+                "a",
                 json!({"proposal_id": pid, "approval_token": token, "dry_run": true}),
             ),
         )
@@ -72,7 +72,7 @@ async fn propose_enable_approve_execute_returns_result_to_both_sessions() -> any
     let r = s
         .ok(
             "execute_command",
-            c.args("b", json!({"proposal_id": pid, "approval_token": token})),
+            c.args("a", json!({"proposal_id": pid, "approval_token": token})),
         )
         .await?;
     assert_eq!(r["state"], "done", "{r}");
@@ -84,7 +84,7 @@ async fn propose_enable_approve_execute_returns_result_to_both_sessions() -> any
     let again = s
         .refused(
             "execute_command",
-            c.args("b", json!({"proposal_id": pid, "approval_token": token})),
+            c.args("a", json!({"proposal_id": pid, "approval_token": token})),
         )
         .await?;
     assert!(

@@ -82,7 +82,7 @@ impl Queue {
             &self.server,
             "execute_command",
             self.conv
-                .args("b", json!({"proposal_id": id, "approval_token": token})),
+                .args("a", json!({"proposal_id": id, "approval_token": token})),
         );
         yolo::wait_until("the job to be queued", Duration::from_secs(20), || {
             Ok(yolo::job(&self.db, &id)?.state == "queued")
@@ -164,7 +164,7 @@ async fn re_enabling_read_only_fails_a_queued_read_write_job_and_the_file_is_unc
         .ok(
             "execute_command",
             q.conv.args(
-                "b",
+                "a",
                 json!({"proposal_id": barrier, "approval_token": token}),
             ),
         )

@@ -97,7 +97,7 @@ async fn a_used_token_never_runs_anything_again() -> anyhow::Result<()> {
     // Not even a dry run accepts it now.
     let no = w
         .server
-        .refused("execute_command", w.conv.args("b", dry_args(&p, &token)))
+        .refused("execute_command", w.conv.args("a", dry_args(&p, &token)))
         .await?;
     assert!(no.contains("already used"), "{no}");
     let reasons = execute_refusals(&w.db, &p)?;
@@ -126,11 +126,11 @@ async fn an_expired_token_is_refused() -> anyhow::Result<()> {
     )?;
     assert_eq!(n, 1);
     let no = s
-        .refused("execute_command", c.args("b", dry_args(&p, &token)))
+        .refused("execute_command", c.args("a", dry_args(&p, &token)))
         .await?;
     assert!(no.contains("expired"), "{no}");
     let no = s
-        .refused("execute_command", c.args("b", exec_args(&p, &token)))
+        .refused("execute_command", c.args("a", exec_args(&p, &token)))
         .await?;
     assert!(no.contains("expired"), "{no}");
     assert_eq!(state(&db, &p)?, "approved", "nothing was queued");
@@ -161,7 +161,7 @@ async fn a_token_works_only_for_its_own_proposal() -> anyhow::Result<()> {
     for args in [exec_args(&p2, &t1), dry_args(&p2, &t1), exec_args(&p1, &t2)] {
         let no = w
             .server
-            .refused("execute_command", w.conv.args("b", args))
+            .refused("execute_command", w.conv.args("a", args))
             .await?;
         assert!(no.contains("invalid, expired or already used"), "{no}");
     }
@@ -215,17 +215,17 @@ async fn another_conversation_cannot_use_a_proposal_or_its_token() -> anyhow::Re
 
     // Y's credentials, X's proposal and token: as if the proposal did not exist.
     for args in [exec_args(&px, &tx), dry_args(&px, &tx)] {
-        let no = s.refused("execute_command", y.args("b", args)).await?;
+        let no = s.refused("execute_command", y.args("a", args)).await?;
         assert!(no.contains("no proposal"), "{no}");
     }
     // X's token on Y's proposal, with Y's credentials.
     let no = s
-        .refused("execute_command", y.args("b", exec_args(&py, &tx)))
+        .refused("execute_command", y.args("a", exec_args(&py, &tx)))
         .await?;
     assert!(no.contains("invalid, expired or already used"), "{no}");
     // Y's token on X's proposal, with X's credentials.
     let no = s
-        .refused("execute_command", x.args("b", exec_args(&px, &ty)))
+        .refused("execute_command", x.args("a", exec_args(&px, &ty)))
         .await?;
     assert!(no.contains("invalid, expired or already used"), "{no}");
     // X's session token presented for conversation Y: not even authenticated.
@@ -273,7 +273,7 @@ async fn a_proposal_changed_after_approval_is_refused_and_not_run() -> anyhow::R
     for args in [dry_args(&p, &token), exec_args(&p, &token)] {
         let no = w
             .server
-            .refused("execute_command", w.conv.args("b", args))
+            .refused("execute_command", w.conv.args("a", args))
             .await?;
         assert!(no.contains("changed"), "{no}");
     }
@@ -316,7 +316,7 @@ async fn a_job_changed_while_queued_is_failed_by_the_runner() -> anyhow::Result<
     let p = propose(&s, &c, "echo harmless").await?;
     let token = yolo::approve(&db, &p, &[])?;
     // No runner yet: the job waits in the queue.
-    let call = yolo::spawn_call(&s, "execute_command", c.args("b", exec_args(&p, &token)));
+    let call = yolo::spawn_call(&s, "execute_command", c.args("a", exec_args(&p, &token)));
     yolo::wait_until("the job to be queued", Duration::from_secs(20), || {
         Ok(state(&db, &p)? == "queued")
     })?;
@@ -349,6 +349,36 @@ async fn a_job_changed_while_queued_is_failed_by_the_runner() -> anyhow::Result<
     s.stop().await
 }
 
+/// Only the session that proposed a command may run it, even with a valid
+/// token: the other session is refused, and the token stays unspent.
+#[tokio::test(flavor = "multi_thread")]
+async fn only_the_proposing_session_may_execute() -> anyhow::Result<()> {
+    if !yolo::docker_or_skip("only_the_proposing_session_may_execute") {
+        return Ok(());
+    }
+    let w = World::start(&["--timeout", "10"]).await?;
+    let p = w.propose("echo mine").await?;
+    let token = yolo::approve(&w.db, &p, &[])?;
+    for args in [dry_args(&p, &token), exec_args(&p, &token)] {
+        let no = w
+            .server
+            .refused("execute_command", w.conv.args("b", args))
+            .await?;
+        assert!(
+            no.contains("only the session that proposed") && no.contains("\"a\""),
+            "{no}"
+        );
+    }
+    assert_eq!(state(&w.db, &p)?, "approved");
+    let r = w.execute(&p, &token).await?;
+    assert_eq!(
+        (&r["state"], &r["stdout"]),
+        (&json!("done"), &json!("mine\n")),
+        "{r}"
+    );
+    w.finish().await
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_dry_run_does_not_spend_the_token() -> anyhow::Result<()> {
     if !yolo::docker_or_skip("a_dry_run_does_not_spend_the_token") {
@@ -360,7 +390,7 @@ async fn a_dry_run_does_not_spend_the_token() -> anyhow::Result<()> {
     for _ in 0..2 {
         let dry = w
             .server
-            .ok("execute_command", w.conv.args("b", dry_args(&p, &token)))
+            .ok("execute_command", w.conv.args("a", dry_args(&p, &token)))
             .await?;
         assert_eq!(dry["dry_run"], true, "{dry}");
         assert_eq!(state(&w.db, &p)?, "approved");
@@ -498,7 +528,7 @@ async fn disable_voids_approved_tokens_and_refuses_proposals() -> anyhow::Result
     );
     assert_eq!(state(&db, &p)?, "expired");
     for args in [dry_args(&p, &token), exec_args(&p, &token)] {
-        s.refused("execute_command", c.args("b", args)).await?;
+        s.refused("execute_command", c.args("a", args)).await?;
     }
     let no = s
         .refused(
@@ -553,7 +583,7 @@ async fn reject_tells_both_sessions_and_voids_the_proposal() -> anyhow::Result<(
     }
     // A rejected proposal cannot be approved, and its earlier token is void.
     assert!(yolo::approve(&db, &p1, &[]).is_err());
-    s.refused("execute_command", c.args("b", exec_args(&p2, &t2)))
+    s.refused("execute_command", c.args("a", exec_args(&p2, &t2)))
         .await?;
     assert_eq!(execute_refusals(&db, &p2)?.len(), 1);
     assert!(

@@ -1,6 +1,6 @@
-//! Conversations and their sessions: creating one (two sessions, two
-//! tokens shown once), a session's self-reported status (a heartbeat), and
-//! what a session may know of its partner.
+//! Conversations and their sessions: creating one (a pair or a team, one
+//! token per participant, shown once), a session's self-reported status (a
+//! heartbeat), and what a session may know of a partner.
 
 use bridge_state::audit::{self, Entry, Outcome};
 use bridge_state::auth;
@@ -10,67 +10,87 @@ use bridge_state::messages::sender;
 use rusqlite::TransactionBehavior;
 
 use super::{
-    Bridge, Caller, Counter, Created, MyStatus, PartnerStatus, SessionStatus, ToolError, internal,
+    Bridge, Caller, Counter, Created, MyStatus, PartnerStatus, SessionGrant, SessionStatus,
+    ToolError, internal,
 };
 
 /// A partner whose last heartbeat is older than this is reported not alive.
 pub const ALIVE_SECS: i64 = 120;
 
 impl Bridge {
+    /// Creates a conversation for the caller (session "a", `my_role`) and
+    /// one session per role in `others` ("b", "c", ... in order): a pair
+    /// when there is one, a team when there are more. Roles were checked
+    /// by the tool layer (count, length, printable, unique).
     pub async fn create_conversation(
         &self,
         my_role: String,
-        partner_role: String,
+        others: Vec<String>,
     ) -> Result<Created, ToolError> {
         let conversation_id = auth::new_conversation_id().map_err(internal)?;
-        let token_a = auth::new_token().map_err(internal)?;
-        let token_b = auth::new_token().map_err(internal)?;
+        let roles: Vec<String> = std::iter::once(my_role).chain(others).collect();
+        let mut tokens = Vec::with_capacity(roles.len());
+        for _ in &roles {
+            tokens.push(auth::new_token().map_err(internal)?);
+        }
         let this = self.clone();
-        let (cid, ta, tb) = (conversation_id.clone(), token_a.clone(), token_b.clone());
-        let expires_at = self
+        let (cid, toks) = (conversation_id.clone(), tokens.clone());
+        let (expires_at, stored_roles) = self
             .0
             .db
             .call(move |conn| {
                 let inner = &this.0;
                 let now = this.now();
                 let expires = now + inner.conversation_ttl_ms;
-                let role_a = inner.redactor.redacted(&my_role);
-                let role_b = inner.redactor.redacted(&partner_role);
+                let redacted: Vec<_> = roles.iter().map(|r| inner.redactor.redacted(r)).collect();
+                let hashes: Vec<_> = toks.iter().map(|t| inner.secret.hash_token(t)).collect();
                 let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
                 if let Err(e) = crate::mcp::throttle::check_global(&inner.quotas, &tx, now)? {
                     return Ok(Err(e));
                 }
-                let (hash_a, hash_b) = (inner.secret.hash_token(&ta), inner.secret.hash_token(&tb));
-                conversations::create(
-                    &tx,
-                    &cid,
-                    now,
-                    expires,
-                    &[
-                        NewSession { session_id: sender::A, role: &role_a, token_hash: &hash_a },
-                        NewSession { session_id: sender::B, role: &role_b, token_hash: &hash_b },
-                    ],
-                )?;
+                let sessions: Vec<NewSession<'_>> = redacted
+                    .iter()
+                    .zip(&hashes)
+                    .zip(sender::SESSIONS)
+                    .map(|((role, hash), session_id)| NewSession { session_id, role, token_hash: hash })
+                    .collect();
+                conversations::create(&tx, &cid, now, expires, &sessions)?;
+                let roles_json: serde_json::Map<String, serde_json::Value> = sessions
+                    .iter()
+                    .map(|s| (s.session_id.to_owned(), serde_json::json!(s.role)))
+                    .collect();
                 audit::append(
                     &tx,
                     &inner.redactor,
                     now,
                     Entry {
                         conversation_id: Some(&cid),
-                        session_id: Some("a"),
+                        session_id: Some(sender::A),
                         action: "conversation.create",
                         outcome: Outcome::Ok,
-                        detail: serde_json::json!({ "roles": { "a": role_a, "b": role_b }, "expires_at": rfc3339(expires) }),
+                        detail: serde_json::json!({ "roles": roles_json, "expires_at": rfc3339(expires) }),
                     },
                 )?;
                 tx.commit()?;
-                Ok(Ok(expires))
+                let stored: Vec<String> = redacted.iter().map(|r| r.as_str().to_owned()).collect();
+                Ok(Ok((expires, stored)))
             })
             .await??;
+        let sessions: Vec<SessionGrant> = sender::SESSIONS
+            .iter()
+            .zip(stored_roles)
+            .zip(&tokens)
+            .map(|((sid, role), token)| SessionGrant {
+                session_id: (*sid).to_owned(),
+                role,
+                token: token.clone(),
+            })
+            .collect();
         Ok(Created {
             conversation_id,
-            session_a_token: token_a,
-            session_b_token: token_b,
+            session_a_token: tokens[0].clone(),
+            session_b_token: tokens[1].clone(),
+            sessions,
             expires_at: rfc3339(expires_at),
         })
     }
@@ -120,7 +140,13 @@ impl Bridge {
             .await?
     }
 
-    pub async fn partner_status(&self, caller: Caller) -> Result<PartnerStatus, ToolError> {
+    /// A partner's status: in a pair, the other session's (or `partner`'s,
+    /// which must then be it); in a team, `partner`'s, which is required.
+    pub async fn partner_status(
+        &self,
+        caller: Caller,
+        partner: Option<String>,
+    ) -> Result<PartnerStatus, ToolError> {
         let this = self.clone();
         self.0
             .db
@@ -131,17 +157,43 @@ impl Bridge {
                     tx.commit()?;
                     return Ok(Err(ToolError::Unauthorized));
                 }
-                let partner =
-                    conversations::partner(&tx, &caller.conversation_id, &caller.session_id)?;
-                let beat = partner.last_heartbeat;
-                // A pure read: counted like an empty check.
+                let everyone = conversations::participants(&tx, &caller.conversation_id)?;
                 tx.commit()?;
+                let others: Vec<_> = everyone
+                    .into_iter()
+                    .filter(|p| p.session_id != caller.session_id)
+                    .collect();
+                let found = match &partner {
+                    Some(want) => others.iter().find(|p| &p.session_id == want),
+                    None if others.len() == 1 => others.first(),
+                    None => {
+                        return Ok(Err(ToolError::invalid(
+                            "partner",
+                            format!(
+                                "this conversation is a team: name whose status you want, one of {}",
+                                listing(&others)
+                            ),
+                        )));
+                    }
+                };
+                let Some(found) = found else {
+                    return Ok(Err(ToolError::invalid(
+                        "partner",
+                        format!(
+                            "{:?} is not another participant of this conversation; the others are {}",
+                            partner.unwrap_or_default(),
+                            listing(&others)
+                        ),
+                    )));
+                };
+                // A pure read: counted like an empty check.
                 this.count_read(&caller, "status.check", "check_partner_status", now);
+                let beat = found.last_heartbeat;
                 let age = beat.map(|b| ((now - b) / 1000).max(0));
                 Ok(Ok(PartnerStatus {
-                    partner_session_id: partner.session_id,
-                    partner_role: partner.role,
-                    status: partner.status.unwrap_or_else(|| "unknown".into()),
+                    partner_session_id: found.session_id.clone(),
+                    partner_role: found.role.clone(),
+                    status: found.status.clone().unwrap_or_else(|| "unknown".into()),
                     last_heartbeat: beat.map(rfc3339),
                     age_seconds: age,
                     alive: age.is_some_and(|a| a < ALIVE_SECS),
@@ -149,4 +201,14 @@ impl Bridge {
             })
             .await?
     }
+}
+
+/// `"b" (reviewer), "c" (tester)`: the participants an error may offer.
+/// Roles were redacted when stored, and are shown as JSON strings.
+pub(super) fn listing(participants: &[conversations::Participant]) -> String {
+    participants
+        .iter()
+        .map(|p| format!("{:?} ({})", p.session_id, serde_json::json!(p.role)))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -1,7 +1,8 @@
-//! Messages between the two sessions: sending (authenticated, quota-counted,
-//! redacted, audited in one transaction) and checking an inbox, which waits
-//! for the first message when asked to (the long poll; the doorbells it
-//! waits on are rung by `dispatcher.rs`).
+//! Messages between participants: sending (authenticated, addressed,
+//! idempotent on request, quota-counted, redacted, audited in one
+//! transaction), checking an inbox, which waits for the first message when
+//! asked to (the long poll; the doorbells it waits on are rung by
+//! `dispatcher.rs`), and acknowledging what a peek returned.
 
 use std::time::Duration;
 
@@ -10,11 +11,11 @@ use tokio_util::sync::CancellationToken;
 
 use bridge_state::audit::{self, Entry, Outcome};
 use bridge_state::clock::{Millis, rfc3339};
-use bridge_state::messages::{self, Selection};
+use bridge_state::messages::{self, NewMessage, Selection};
 use bridge_state::store::StoreError;
 use bridge_state::wake::BACKSTOP;
 
-use super::{Bridge, Caller, Counter, Inbox, Message, Outgoing, Sent, ToolError};
+use super::{Acked, Bridge, Caller, Counter, Inbox, Message, Outgoing, Sent, ToolError};
 
 /// At most this many messages come back from one `check_messages`.
 pub const CHECK_BATCH: usize = 100;
@@ -34,6 +35,52 @@ impl Bridge {
                     return Ok(Err(ToolError::Unauthorized));
                 }
                 let (cid, sid) = (&caller.conversation_id, &caller.session_id);
+                let others = messages::others(&tx, cid, sid)?;
+                let to = match recipients(&others, out.to.as_deref()) {
+                    Ok(to) => to,
+                    Err(e) => {
+                        tx.commit()?;
+                        return Ok(Err(e));
+                    }
+                };
+                // A retry is answered from the first send, before the quota:
+                // retrying costs nothing and delivers nothing new.
+                let idempotency = out.idempotency_key.as_ref().map(|key| {
+                    let content = serde_json::json!([out.message, out.action_type.as_str(), out.files_involved, to]);
+                    (
+                        inner.secret.hash_token(&format!("idempotency-key\0{key}")),
+                        inner.secret.hash_token(&format!("idempotency-content\0{content}")),
+                    )
+                });
+                if let Some((key, content)) = &idempotency
+                    && let Some(first) = messages::by_idempotency_key(&tx, cid, sid, key)?
+                {
+                    tx.commit()?;
+                    if &first.content_hash != content {
+                        return Ok(Err(ToolError::invalid(
+                            "idempotency_key",
+                            format!("was used for a different message (id {}); a retry must repeat the message, action_type, files_involved and to exactly, and a new message needs a new key", first.id),
+                        )));
+                    }
+                    this.0.tally.count(
+                        Counter {
+                            conversation_id: Some(cid.clone()),
+                            session_id: Some(sid.clone()),
+                            action: "message.send.duplicate",
+                            tool: "send_to_partner".into(),
+                            client: String::new(),
+                            refused: false,
+                        },
+                        now,
+                    );
+                    return Ok(Ok(Sent {
+                        status: "sent".into(),
+                        message_id: first.id,
+                        redacted: first.redacted,
+                        to: first.to,
+                        duplicate: true,
+                    }));
+                }
                 if let Err(exceeded) = this.take_quota(&tx, cid, sid, "send", now)? {
                     // Audited by the tool layer (itemized or counted).
                     tx.commit()?;
@@ -48,15 +95,19 @@ impl Bridge {
                     classes.push("files_involved".into());
                 }
                 let redacted = !classes.is_empty();
-                let ids = messages::insert_to_others(
+                let id = messages::insert(
                     &tx,
                     cid,
-                    sid,
-                    "message",
-                    Some(out.action_type.as_str()),
-                    &body,
-                    &files,
-                    redacted,
+                    &NewMessage {
+                        sender: sid,
+                        kind: "message",
+                        action_type: Some(out.action_type.as_str()),
+                        body: &body,
+                        files_json: &files,
+                        redacted,
+                        idempotency: idempotency.as_ref().map(|(k, c)| (k.as_slice(), c.as_slice())),
+                    },
+                    &to,
                     now,
                 )?;
                 audit::append(
@@ -68,18 +119,22 @@ impl Bridge {
                         session_id: Some(sid),
                         action: "message.send",
                         outcome: Outcome::Ok,
-                        detail: serde_json::json!({ "message_ids": ids, "action_type": out.action_type.as_str(), "chars": out.message.chars().count(), "files": out.files_involved.len(), "redacted_classes": classes }),
+                        detail: serde_json::json!({ "message_id": id, "to": to, "action_type": out.action_type.as_str(), "chars": out.message.chars().count(), "files": out.files_involved.len(), "redacted_classes": classes, "idempotent": idempotency.is_some() }),
                     },
                 )?;
                 tx.commit()?;
                 Ok(Ok(Sent {
                     status: "sent".into(),
-                    message_id: ids.first().copied().unwrap_or_default(),
+                    message_id: id,
                     redacted,
+                    to,
+                    duplicate: false,
                 }))
             })
             .await??;
-        self.0.wake.notify();
+        if !sent.duplicate {
+            self.0.wake.notify();
+        }
         Ok(sent)
     }
 
@@ -174,6 +229,7 @@ impl Bridge {
                     let message = Message {
                         id: m.id,
                         from: m.sender,
+                        to: m.to,
                         kind: m.kind,
                         message: m.body,
                         action_type: m.action_type,
@@ -191,7 +247,7 @@ impl Bridge {
         }
         if !peek {
             let unread = rows.iter().filter(|(_, unread)| *unread);
-            messages::mark_read(&tx, unread.map(|(m, _)| m.id), now)?;
+            messages::mark_read(&tx, cid, sid, unread.map(|(m, _)| m.id), now)?;
         }
         let consumed = !peek && rows.iter().any(|(_, unread)| *unread);
         let messages: Vec<Message> = rows.into_iter().map(|(m, _)| m).collect();
@@ -224,6 +280,45 @@ impl Bridge {
         Ok(Ok(Some(Inbox { messages, has_more })))
     }
 
+    /// Marks the caller's messages up to `up_to_id` read: the second half
+    /// of peek, process, ack.
+    pub async fn ack(&self, caller: Caller, up_to_id: i64) -> Result<Acked, ToolError> {
+        let this = self.clone();
+        self.0
+            .db
+            .call(move |conn| {
+                let now = this.now();
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                if !this.authenticate(&tx, &caller, now, "ack_messages")? {
+                    tx.commit()?;
+                    return Ok(Err(ToolError::Unauthorized));
+                }
+                let (cid, sid) = (&caller.conversation_id, &caller.session_id);
+                let acked = messages::ack(&tx, cid, sid, up_to_id, now)?;
+                if acked == 0 {
+                    // Changed nothing: counted, like an empty check.
+                    tx.commit()?;
+                    this.count_read(&caller, "message.ack.none", "ack_messages", now);
+                } else {
+                    audit::append(
+                        &tx,
+                        &this.0.redactor,
+                        now,
+                        Entry {
+                            conversation_id: Some(cid),
+                            session_id: Some(sid),
+                            action: "message.ack",
+                            outcome: Outcome::Ok,
+                            detail: serde_json::json!({ "up_to_id": up_to_id, "acked": acked }),
+                        },
+                    )?;
+                    tx.commit()?;
+                }
+                Ok(Ok(Acked { acked, up_to_id }))
+            })
+            .await?
+    }
+
     pub(super) fn count_read(
         &self,
         caller: &Caller,
@@ -243,4 +338,48 @@ impl Bridge {
             now,
         );
     }
+}
+
+/// Who a send goes to: `to` when given (each another participant, none
+/// twice), else every other participant.
+fn recipients(others: &[String], to: Option<&[String]>) -> Result<Vec<String>, ToolError> {
+    let Some(to) = to else {
+        return Ok(others.to_vec());
+    };
+    let valid = || {
+        others
+            .iter()
+            .map(|s| format!("{s:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if to.is_empty() {
+        return Err(ToolError::invalid(
+            "to",
+            format!(
+                "must name at least one recipient, or be left out to send to everyone else ({})",
+                valid()
+            ),
+        ));
+    }
+    let mut picked: Vec<String> = Vec::with_capacity(to.len());
+    for (i, s) in to.iter().enumerate() {
+        if !others.contains(s) {
+            return Err(ToolError::invalid(
+                format!("to[{i}]"),
+                format!(
+                    "{s:?} is not another participant of this conversation; valid recipients are {}",
+                    valid()
+                ),
+            ));
+        }
+        if picked.contains(s) {
+            return Err(ToolError::invalid(
+                format!("to[{i}]"),
+                format!("{s:?} is named twice; valid recipients are {}", valid()),
+            ));
+        }
+        picked.push(s.clone());
+    }
+    Ok(picked)
 }

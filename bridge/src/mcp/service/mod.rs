@@ -12,7 +12,8 @@
 //! and the audit of refusals and counted events. By noun: [`error`] (why a
 //! call was refused), [`outputs`] (what calls take and return), `access`
 //! (token checks and quotas), `conversation` (creating one, status),
-//! `messages` (send and check), `dispatcher` (the long poll's doorbells).
+//! `participants` (inviting and listing them), `messages` (send, check and
+//! ack), `dispatcher` (the long poll's doorbells).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,14 +37,15 @@ mod dispatcher;
 pub mod error;
 mod messages;
 pub mod outputs;
+mod participants;
 
 pub use conversation::ALIVE_SECS;
 pub use error::ToolError;
 pub(crate) use error::internal;
 pub use messages::CHECK_BATCH;
 pub use outputs::{
-    ActionType, Caller, Created, Inbox, Message, MyStatus, Outgoing, PartnerStatus, Sent,
-    SessionStatus,
+    Acked, ActionType, Caller, Created, Inbox, Message, MyStatus, Outgoing, ParticipantView,
+    Participants, PartnerStatus, Sent, SessionGrant, SessionStatus,
 };
 
 /// The shared state of one bridge process. Cheap to clone.

@@ -61,10 +61,24 @@ pub struct Created {
     pub conversation_id: String,
     /// Secret for session "a" (the caller). Shown once; not recoverable.
     pub session_a_token: String,
-    /// Secret for session "b" (the partner). Hand it over out of band.
+    /// Secret for session "b" (the partner, or a team's first participant).
+    /// Hand it over out of band.
     pub session_b_token: String,
+    /// Every participant with its token, the caller first. Hand each token
+    /// to its participant only.
+    pub sessions: Vec<SessionGrant>,
     /// RFC 3339 UTC.
     pub expires_at: String,
+}
+
+/// A participant's identity and secret, shown once.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct SessionGrant {
+    /// "a" to "p", fixed for the conversation's life.
+    pub session_id: String,
+    pub role: String,
+    /// 64 hex characters; keep it secret.
+    pub token: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -74,14 +88,49 @@ pub struct Sent {
     pub message_id: i64,
     /// True when secrets were found and replaced before storing.
     pub redacted: bool,
+    /// The session ids it went to.
+    pub to: Vec<String>,
+    /// True when this was a retry of an earlier send with the same
+    /// idempotency key: nothing new was stored or delivered.
+    pub duplicate: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Acked {
+    /// How many unread messages this marked read.
+    pub acked: usize,
+    pub up_to_id: i64,
+}
+
+/// One participant, as `list_participants` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct ParticipantView {
+    pub session_id: String,
+    pub role: String,
+    /// "working", "waiting", "blocked", "complete", or "unknown" before its
+    /// first update.
+    pub status: String,
+    /// RFC 3339 UTC, null before its first update.
+    pub last_heartbeat: Option<String>,
+    /// Heartbeat younger than 120 s.
+    pub alive: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Participants {
+    /// Every participant, "a" first.
+    pub participants: Vec<ParticipantView>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct Message {
     pub id: i64,
-    /// Who sent it: the session id "a" or "b" for an agent, "bridge" for a
-    /// system notice, "runner" for a command result.
+    /// Who sent it: a participant's session id ("a", "b", ... "p"; "a"
+    /// created the conversation), "bridge" for a system notice, "runner"
+    /// for a command result.
     pub from: String,
+    /// The session ids it was addressed to.
+    pub to: Vec<String>,
     /// "message", "proposal", "command_result" or "system".
     pub kind: String,
     pub message: String,
@@ -125,4 +174,7 @@ pub struct Outgoing {
     pub message: String,
     pub action_type: ActionType,
     pub files_involved: Vec<String>,
+    /// Recipients named by the sender; `None` means every other participant.
+    pub to: Option<Vec<String>>,
+    pub idempotency_key: Option<String>,
 }

@@ -15,22 +15,36 @@ pub const MAX_FILES: usize = 20;
 pub const MAX_FILE_CHARS: usize = 1024;
 pub const MAX_WAIT_SECONDS: u64 = 50;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
-pub enum SessionId {
-    #[serde(rename = "a")]
-    A,
-    #[serde(rename = "b")]
-    B,
+/// Declares [`SessionId`]: one variant per participant slot, named as
+/// `messages::sender::SESSIONS` names them (a test keeps the two in step).
+macro_rules! session_ids {
+    ($($v:ident = $s:literal),+ $(,)?) => {
+        /// A participant's session id: "a" (the creator), "b", ... "p", in
+        /// order of joining.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+        pub enum SessionId {
+            $(#[serde(rename = $s)] $v,)+
+        }
+
+        impl SessionId {
+            pub(crate) fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$v => $s,)+
+                }
+            }
+        }
+    };
 }
 
-impl SessionId {
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Self::A => "a",
-            Self::B => "b",
-        }
-    }
+session_ids! {
+    A = "a", B = "b", C = "c", D = "d", E = "e", F = "f", G = "g", H = "h",
+    I = "i", J = "j", K = "k", L = "l", M = "m", N = "n", O = "o", P = "p",
 }
+
+/// At most this many participants besides the creator at creation.
+pub const MAX_INVITED: usize = 15;
+/// At most this many characters in an idempotency key.
+pub const MAX_IDEMPOTENCY_KEY_CHARS: usize = 64;
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -38,9 +52,14 @@ pub struct CreateConversationArgs {
     /// Your role in this collaboration, e.g. "backend_developer" (3-100 printable characters on one line).
     #[schemars(length(min = 3, max = 100))]
     pub my_role: String,
-    /// Your partner's role, e.g. "frontend_developer" (3-100 printable characters on one line).
+    /// For a pair: your partner's role, e.g. "frontend_developer" (3-100 printable characters on one line). Give this or `participants`, not both.
+    #[serde(default)]
     #[schemars(length(min = 3, max = 100))]
-    pub partner_role: String,
+    pub partner_role: Option<String>,
+    /// For a team: the other participants' roles (1-15, unique, each 3-100 printable characters, none equal to my_role). They get session ids "b", "c", ... in this order. Give this or `partner_role`, not both.
+    #[serde(default)]
+    #[schemars(length(min = 1, max = 15))]
+    pub participants: Option<Vec<String>>,
 }
 
 /// The three authentication fields every other tool takes.
@@ -53,7 +72,7 @@ macro_rules! auth_args {
             /// The conversation id from create_conversation (`conv_` + 16 hex characters).
             #[schemars(regex(pattern = r"^conv_[0-9a-f]{16}$"))]
             pub conversation_id: String,
-            /// Your session: "a" (the creator) or "b" (the partner).
+            /// Your session id: "a" (the creator), "b" (the partner), or in a team "c" to "p".
             pub session_id: SessionId,
             /// Your session token (64 hex characters). Keep it secret.
             #[schemars(regex(pattern = r"^[0-9a-f]{64}$"))]
@@ -90,6 +109,14 @@ auth_args! {
         #[serde(default)]
         #[schemars(length(max = 20))]
         pub files_involved: Option<Vec<String>>,
+        /// Session ids to send to (default: every other participant). Unknown or repeated ids are refused.
+        #[serde(default)]
+        #[schemars(length(min = 1, max = 15))]
+        pub to: Option<Vec<String>>,
+        /// Makes a retry safe (at most 64 characters): a send with a key you used before returns the first send's message_id with duplicate: true and delivers nothing new; the same key with different content is refused.
+        #[serde(default)]
+        #[schemars(length(min = 1, max = 64))]
+        pub idempotency_key: Option<String>,
     }
 }
 
@@ -117,7 +144,31 @@ auth_args! {
 }
 
 auth_args! {
-    pub struct PartnerStatusArgs {}
+    pub struct PartnerStatusArgs {
+        /// Whose status: a session id. Optional in a pair; required in a team (see list_participants).
+        #[serde(default)]
+        pub partner: Option<SessionId>,
+    }
+}
+
+auth_args! {
+    pub struct InviteArgs {
+        /// The new participant's role (3-100 printable characters on one line, unlike every current role).
+        #[schemars(length(min = 3, max = 100))]
+        pub role: String,
+    }
+}
+
+auth_args! {
+    pub struct ListParticipantsArgs {}
+}
+
+auth_args! {
+    pub struct AckArgs {
+        /// Marks every message addressed to you with an id up to and including this one read.
+        #[schemars(range(min = 0))]
+        pub up_to_id: i64,
+    }
 }
 
 auth_args! {

@@ -10,21 +10,50 @@ use super::BridgeServer;
 use super::args::*;
 use crate::mcp::execution::{Execution, Proposed};
 use crate::mcp::service::{
-    ActionType, Created, Inbox, MyStatus, Outgoing, PartnerStatus, Sent, ToolError,
+    Acked, ActionType, Created, Inbox, MyStatus, Outgoing, Participants, PartnerStatus, Sent,
+    SessionGrant, ToolError,
 };
 
 impl BridgeServer {
     pub(super) async fn create(&self, args: Option<JsonObject>) -> Result<Created, ToolError> {
         let a: CreateConversationArgs = decode(args)?;
-        check_len("my_role", &a.my_role, 3, 100)?;
-        check_len("partner_role", &a.partner_role, 3, 100)?;
-        for (field, role) in [("my_role", &a.my_role), ("partner_role", &a.partner_role)] {
-            check_printable(
-                field,
-                role,
-                &[],
-                "a role must be printable text on one line (no control, format or invisible characters)",
-            )?;
+        let (others, listed) = match (a.partner_role, a.participants) {
+            (Some(partner), None) => (vec![partner], false),
+            (None, Some(list)) => (list, true),
+            (Some(_), Some(_)) => {
+                return Err(ToolError::invalid(
+                    "participants",
+                    "give either partner_role (a pair) or participants (a team), not both",
+                ));
+            }
+            (None, None) => {
+                return Err(ToolError::invalid(
+                    "partner_role",
+                    "missing: give partner_role (your partner's role, for a pair) or participants (the other roles, for a team)",
+                ));
+            }
+        };
+        if others.is_empty() || others.len() > MAX_INVITED {
+            return Err(ToolError::invalid(
+                "participants",
+                format!("must list 1 to {MAX_INVITED} roles (got {})", others.len()),
+            ));
+        }
+        check_role("my_role", &a.my_role)?;
+        for (i, role) in others.iter().enumerate() {
+            let field = if listed {
+                format!("participants[{i}]")
+            } else {
+                "partner_role".into()
+            };
+            check_role(&field, role)?;
+            // A pair keeps today's rules (two equal roles are allowed).
+            if listed && (role == &a.my_role || others[..i].contains(role)) {
+                return Err(ToolError::invalid(
+                    field,
+                    "every role must be unique, and differ from my_role",
+                ));
+            }
         }
         if let Err(e) = self
             .bridge
@@ -36,9 +65,7 @@ impl BridgeServer {
                 e.window.max, e.window.secs, e.retry_after_secs
             )));
         }
-        self.bridge
-            .create_conversation(a.my_role, a.partner_role)
-            .await
+        self.bridge.create_conversation(a.my_role, others).await
     }
 
     pub(super) async fn send(&self, args: Option<JsonObject>) -> Result<Sent, ToolError> {
@@ -55,6 +82,29 @@ impl BridgeServer {
         for (i, f) in files.iter().enumerate() {
             check_len(&format!("files_involved[{i}]"), f, 1, MAX_FILE_CHARS)?;
         }
+        if let Some(to) = &a.to {
+            if to.is_empty() || to.len() > MAX_INVITED {
+                return Err(ToolError::invalid(
+                    "to",
+                    format!(
+                        "must list 1 to {MAX_INVITED} session ids, or be left out to send to everyone else (got {})",
+                        to.len()
+                    ),
+                ));
+            }
+            if let Some(i) = to
+                .iter()
+                .position(|s| !bridge_state::messages::sender::is_session(s))
+            {
+                return Err(ToolError::invalid(
+                    format!("to[{i}]"),
+                    "must be a session id, \"a\" to \"p\" (list_participants shows who is in the conversation)",
+                ));
+            }
+        }
+        if let Some(key) = &a.idempotency_key {
+            check_len("idempotency_key", key, 1, MAX_IDEMPOTENCY_KEY_CHARS)?;
+        }
         self.bridge
             .send(
                 caller,
@@ -62,6 +112,8 @@ impl BridgeServer {
                     message: a.message,
                     action_type: a.action_type.unwrap_or(ActionType::Info),
                     files_involved: files,
+                    to: a.to,
+                    idempotency_key: a.idempotency_key,
                 },
             )
             .await
@@ -186,6 +238,46 @@ impl BridgeServer {
     ) -> Result<PartnerStatus, ToolError> {
         let a: PartnerStatusArgs = decode(args)?;
         let caller = a.caller()?;
-        self.bridge.partner_status(caller).await
+        let partner = a.partner.map(|p| p.as_str().to_owned());
+        self.bridge.partner_status(caller, partner).await
     }
+
+    pub(super) async fn invite(&self, args: Option<JsonObject>) -> Result<SessionGrant, ToolError> {
+        let a: InviteArgs = decode(args)?;
+        let caller = a.caller()?;
+        check_role("role", &a.role)?;
+        self.bridge.invite(caller, a.role).await
+    }
+
+    pub(super) async fn list_participants(
+        &self,
+        args: Option<JsonObject>,
+    ) -> Result<Participants, ToolError> {
+        let a: ListParticipantsArgs = decode(args)?;
+        let caller = a.caller()?;
+        self.bridge.participants(caller).await
+    }
+
+    pub(super) async fn ack(&self, args: Option<JsonObject>) -> Result<Acked, ToolError> {
+        let a: AckArgs = decode(args)?;
+        let caller = a.caller()?;
+        if a.up_to_id < 0 {
+            return Err(ToolError::invalid(
+                "up_to_id",
+                format!("must be 0 or more (got {})", a.up_to_id),
+            ));
+        }
+        self.bridge.ack(caller, a.up_to_id).await
+    }
+}
+
+/// A role: 3-100 printable characters on one line.
+fn check_role(field: &str, role: &str) -> Result<(), ToolError> {
+    check_len(field, role, 3, 100)?;
+    check_printable(
+        field,
+        role,
+        &[],
+        "a role must be printable text on one line (no control, format or invisible characters)",
+    )
 }

@@ -23,10 +23,12 @@ use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
 
 use crate::mcp::execution::{Execution, Proposed};
 use crate::mcp::service::{
-    Bridge, Caller, Created, Inbox, MyStatus, PartnerStatus, Sent, ToolError,
+    Acked, Bridge, Caller, Created, Inbox, MyStatus, Participants, PartnerStatus, Sent,
+    SessionGrant, ToolError,
 };
 use crate::mcp::throttle::{Gate, Key};
 use bridge_state::auth;
+use bridge_state::messages::sender;
 
 pub mod args;
 mod calls;
@@ -103,7 +105,7 @@ impl BridgeServer {
             .with_output_schema::<Proposed>(),
             Tool::new(
                 "execute_command",
-                "Run an approved proposal with its single-use approval token. Returns the result (exit code, output) when it finishes in time, else the job id; the result also arrives to both sessions as a command_result message. dry_run checks the token without spending it.",
+                "Run your own approved proposal (only the session that proposed it may) with its single-use approval token. Returns the result (exit code, output) when it finishes in time, else the job id; the result also arrives to every participant as a command_result message. dry_run checks the token without spending it.",
                 JsonObject::new(),
             )
             .with_input_schema::<ExecuteArgs>()
@@ -117,25 +119,32 @@ impl BridgeServer {
         vec![
             Tool::new(
                 "create_conversation",
-                "Start a conversation between two agent sessions. Returns the conversation id and one secret token per session (shown once). Keep your token; give the partner theirs.",
+                "Start a conversation: with partner_role, between you and one partner (sessions \"a\" and \"b\"); with participants, a team of up to 16 (you are \"a\", the others \"b\", \"c\", ... in order). Returns the conversation id and one secret token per participant (shown once). Keep your token; give each participant theirs.",
                 JsonObject::new(),
             )
             .with_input_schema::<CreateConversationArgs>()
             .with_output_schema::<Created>(),
             Tool::new(
                 "send_to_partner",
-                "Send a message to your partner session. Secrets (API keys, private keys, passwords, tokens) are redacted before storage. Rate limited per session.",
+                "Send a message to every other participant, or to those named in `to`. Secrets (API keys, private keys, passwords, tokens) are redacted before storage. Pass idempotency_key to make a retry after a lost answer safe. Rate limited per session.",
                 JsonObject::new(),
             )
             .with_input_schema::<SendArgs>()
             .with_output_schema::<Sent>(),
             Tool::new(
                 "check_messages",
-                "Read messages addressed to you, oldest first, marking them read. Use wait_seconds (up to 50) to long-poll instead of polling on a timer: the call returns as soon as a message arrives.",
+                "Read messages addressed to you, oldest first, marking them read. Use wait_seconds (up to 50) to long-poll instead of polling on a timer: the call returns as soon as a message arrives. To lose nothing if you crash mid-task, use peek: true, act on the messages, then call ack_messages with the last id.",
                 JsonObject::new(),
             )
             .with_input_schema::<CheckArgs>()
             .with_output_schema::<Inbox>(),
+            Tool::new(
+                "ack_messages",
+                "Mark every message addressed to you up to up_to_id read. Use it after check_messages with peek: true once you have acted on them; check_messages without peek marks as it returns instead.",
+                JsonObject::new(),
+            )
+            .with_input_schema::<AckArgs>()
+            .with_output_schema::<Acked>(),
             Tool::new(
                 "update_my_status",
                 "Set your status (working, waiting, blocked, complete); also records a heartbeat.",
@@ -145,11 +154,26 @@ impl BridgeServer {
             .with_output_schema::<MyStatus>(),
             Tool::new(
                 "check_partner_status",
-                "Your partner's last status and heartbeat; alive means a heartbeat within 120 s.",
+                "A partner's last status and heartbeat; alive means a heartbeat within 120 s. In a team, name the participant with `partner`.",
                 JsonObject::new(),
             )
             .with_input_schema::<PartnerStatusArgs>()
             .with_output_schema::<PartnerStatus>()
+            .with_annotations(read_only.clone()),
+            Tool::new(
+                "invite_participant",
+                "Add a participant with a new role (creator \"a\" only; at most 16 participants). Returns its session id and token, shown once: hand the token to that agent only.",
+                JsonObject::new(),
+            )
+            .with_input_schema::<InviteArgs>()
+            .with_output_schema::<SessionGrant>(),
+            Tool::new(
+                "list_participants",
+                "Every participant of the conversation: session id, role, status, last heartbeat and whether it is alive.",
+                JsonObject::new(),
+            )
+            .with_input_schema::<ListParticipantsArgs>()
+            .with_output_schema::<Participants>()
             .with_annotations(read_only),
         ]
     }
@@ -184,7 +208,7 @@ impl BridgeServer {
             let sess = a
                 .get("session_id")
                 .and_then(|v| v.as_str())
-                .filter(|v| matches!(*v, "a" | "b"))
+                .filter(|v| sender::is_session(v))
                 .map(str::to_owned);
             (conv, sess)
         });
@@ -284,8 +308,8 @@ impl BridgeServer {
         Ok(match name {
             "create_conversation" => self.create(args).await.map(|c| {
                 let text = format!(
-                    "Conversation {} created; it expires at {}. Keep session_a_token secret and give session_b_token to your partner out of band.",
-                    c.conversation_id, c.expires_at
+                    "Conversation {} created with {} participants; it expires at {}. Keep your token (session a) secret and give each other participant its own token out of band.",
+                    c.conversation_id, c.sessions.len(), c.expires_at
                 );
                 structured(text, &c)
             }),
@@ -306,6 +330,15 @@ impl BridgeServer {
                     ),
                 };
                 structured(text, &inbox)
+            }),
+            "ack_messages" => self.ack(args).await.map(|a| {
+                structured(format!("{} message(s) marked read, up to id {}.", a.acked, a.up_to_id), &a)
+            }),
+            "invite_participant" => self.invite(args).await.map(|g| {
+                structured(format!("Participant {} joined; hand it its token out of band (shown once).", g.session_id), &g)
+            }),
+            "list_participants" => self.list_participants(args).await.map(|p| {
+                structured(format!("{} participant(s).", p.participants.len()), &p)
             }),
             "update_my_status" => self.update(args).await.map(|s| {
                 structured(format!("Status set to {} at {}.", s.status, s.last_heartbeat), &s)
@@ -342,6 +375,9 @@ const AUTHENTICATED_TOOLS: &[&str] = &[
     "check_messages",
     "update_my_status",
     "check_partner_status",
+    "ack_messages",
+    "invite_participant",
+    "list_participants",
     "propose_command",
     "execute_command",
 ];
@@ -356,7 +392,7 @@ fn caller_in(args: Option<&JsonObject>) -> Option<Caller> {
         field("token")?,
     );
     (auth::is_conversation_id(conversation_id)
-        && matches!(session_id, "a" | "b")
+        && sender::is_session(session_id)
         && auth::is_token(token))
     .then(|| Caller {
         conversation_id: conversation_id.to_owned(),
@@ -382,7 +418,7 @@ impl ServerHandler for BridgeServer {
         ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
             .with_server_info(Implementation::new("bridge", env!("CARGO_PKG_VERSION")))
             .with_instructions(
-                "Agent-to-agent bridge. One session calls create_conversation and shares the conversation_id and session_b_token with its partner. Pass conversation_id, session_id and token to every other tool. Use check_messages with wait_seconds to wait for replies instead of polling.",
+                "Agent-to-agent bridge. One session calls create_conversation (a pair, or a team with participants) and gives each other participant the conversation_id, its session id and its own token. Pass conversation_id, session_id and token to every other tool. Use check_messages with wait_seconds to wait for replies instead of polling.",
             )
     }
 
@@ -468,13 +504,28 @@ mod tests {
         let mut found = vec![];
         from_descriptions(&schema, &mut found);
         assert_eq!(found.len(), 1, "{schema}");
-        for name in bridge_state::messages::sender::ALL {
+        let named = |name: &str| found[0].contains(&format!("\"{name}\""));
+        let sessions = sender::SESSIONS;
+        for name in sender::PROCESSES
+            .iter()
+            .chain([&sessions[0], &sessions[1], &sessions[15]])
+        {
             assert!(
-                found[0].contains(&format!("\"{name}\"")),
+                named(name),
                 "`from` does not list the sender {name:?}: {}",
                 found[0]
             );
         }
+    }
+
+    /// The tool schema's session ids are the repository's, in order.
+    #[test]
+    fn session_ids_match_the_repository() {
+        for (i, s) in sender::SESSIONS.iter().enumerate() {
+            let id: SessionId = serde_json::from_value(serde_json::json!(s)).unwrap();
+            assert_eq!(id.as_str(), *s, "slot {i}");
+        }
+        assert!(serde_json::from_value::<SessionId>(serde_json::json!("q")).is_err());
     }
 
     #[test]
