@@ -76,7 +76,13 @@ pub enum Command {
         conversation: String,
         #[arg(long)]
         rotate: bool,
+        /// Rotate only this participant's token (a session id, `a` to `p`)
+        #[arg(long)]
+        session: Option<String>,
     },
+    /// Add a participant with ROLE to a conversation; prints its session id
+    /// and token once (the token is stored only as a keyed hash)
+    Invite { conversation: String, role: String },
     /// A scripted two-session exchange against a temporary database
     Demo,
     /// Print the HTTP bearer token from the token file (creating it if missing)
@@ -89,6 +95,9 @@ pub enum Command {
         #[arg(default_value = "http://127.0.0.1:8765/healthz")]
         url: String,
     },
+    /// Tell one participant about mail it has not been told about (for an
+    /// agent's hooks: `--format hook`); marks nothing read
+    Inbox(crate::inbox::InboxArgs),
     /// Operator commands for YOLO mode (require YOLO_MODE=1)
     Yolo {
         #[command(subcommand)]
@@ -142,6 +151,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Demo => crate::operator::demo::run().await,
+        Command::Inbox(args) => {
+            let settings = settings(&cli.global, &ServeArgs::default())?;
+            crate::inbox::run(args, &settings)
+        }
         Command::Yolo { command } => {
             let settings = settings(&cli.global, &ServeArgs::default())?;
             crate::operator::yolo::run(command, &settings, json)

@@ -7,11 +7,13 @@
 //! command line and dispatches; [`serve`] runs the MCP face (with
 //! [`startup`]'s checks and hints, and the runner beside it through
 //! [`runner_process`], the one process the bridge may start). [`untrusted`]
-//! is how agent text reaches a human, for both faces.
+//! is how agent text reaches a human, for both faces. [`inbox`] is the
+//! agent side's hook helper: it tells a participant about new mail.
 #![deny(clippy::print_stdout)] // stdout is the MCP channel in `serve`
 
 pub mod cli;
 pub mod health;
+pub mod inbox;
 pub mod mcp;
 pub mod operator;
 pub mod runner_process;

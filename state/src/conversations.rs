@@ -155,3 +155,126 @@ pub fn live_created_at(conn: &Connection, now: Millis) -> rusqlite::Result<Vec<M
         .query_map([now], |r| r.get(0))?
         .collect()
 }
+
+/// Why an invitation was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InviteRefusal {
+    /// The conversation has its 16 participants.
+    Full,
+    /// Another participant has this role; the text lists them.
+    RoleTaken(String),
+    /// No such live conversation (operator path; agents authenticate first).
+    NoConversation,
+}
+
+impl std::fmt::Display for InviteRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Full => write!(
+                f,
+                "this conversation already has {} participants, the most it can have",
+                crate::messages::sender::SESSIONS.len()
+            ),
+            Self::RoleTaken(list) => write!(
+                f,
+                "the role must differ from every current participant's role; they are {list}"
+            ),
+            Self::NoConversation => write!(f, "no such live conversation"),
+        }
+    }
+}
+
+/// `"b" ("reviewer"), "c" ("tester")`: participants as an error may list
+/// them. Roles were redacted when stored, and are shown as JSON strings.
+pub fn listing(participants: &[Participant]) -> String {
+    participants
+        .iter()
+        .map(|p| format!("{:?} ({})", p.session_id, serde_json::json!(p.role)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Adds a participant with `role` and the keyed hash of its new token,
+/// tells everyone already there (a bridge notice) and audits it, all in the
+/// caller's transaction. `by` is who invited: a session id, or `None` for
+/// the operator. Returns the new session id.
+pub fn invite(
+    tx: &Connection,
+    red: &crate::redact::Redactor,
+    conversation_id: &str,
+    role: &str,
+    token_hash: &[u8],
+    by: Option<&str>,
+    now: Millis,
+) -> Result<Result<&'static str, InviteRefusal>, rusqlite::Error> {
+    use crate::audit::{self, Entry, Outcome};
+    use crate::messages::{self, NewMessage, sender};
+    let role = red.redacted(role);
+    let refuse = |why: InviteRefusal| -> rusqlite::Result<Result<&'static str, InviteRefusal>> {
+        audit::append(
+            tx,
+            red,
+            now,
+            Entry {
+                conversation_id: Some(conversation_id),
+                session_id: by,
+                action: "conversation.invite",
+                outcome: Outcome::Refused,
+                detail: serde_json::json!({ "reason": why.to_string(), "by": by.unwrap_or("operator") }),
+            },
+        )?;
+        Ok(Err(why))
+    };
+    if !is_live(tx, conversation_id, now)? {
+        return Ok(Err(InviteRefusal::NoConversation));
+    }
+    let everyone = participants(tx, conversation_id)?;
+    let Some(session_id) = sender::SESSIONS.get(everyone.len()).copied() else {
+        return refuse(InviteRefusal::Full);
+    };
+    if everyone.iter().any(|p| p.role == role.as_str()) {
+        return refuse(InviteRefusal::RoleTaken(listing(&everyone)));
+    }
+    add(
+        tx,
+        conversation_id,
+        &NewSession {
+            session_id,
+            role: &role,
+            token_hash,
+        },
+    )?;
+    let notice = red.redacted(&format!(
+        "Participant {session_id:?} ({}) joined the conversation.",
+        serde_json::json!(role.as_str())
+    ));
+    // Signed by the bridge, to everyone already there.
+    messages::insert(
+        tx,
+        conversation_id,
+        &NewMessage {
+            sender: sender::BRIDGE,
+            kind: "system",
+            action_type: None,
+            body: &notice,
+            files_json: &Redacted::empty_list(),
+            redacted: false,
+            idempotency: None,
+        },
+        &messages::others(tx, conversation_id, session_id)?,
+        now,
+    )?;
+    audit::append(
+        tx,
+        red,
+        now,
+        Entry {
+            conversation_id: Some(conversation_id),
+            session_id: by,
+            action: "conversation.invite",
+            outcome: Outcome::Ok,
+            detail: serde_json::json!({ "session_id": session_id, "role": role, "by": by.unwrap_or("operator") }),
+        },
+    )?;
+    Ok(Ok(session_id))
+}

@@ -294,6 +294,60 @@ pub fn ack(
     .execute(params![now, conversation_id, recipient, up_to_id])
 }
 
+/// One message `bridge inbox` tells a participant about: who sent it and
+/// what kind, never its text (reading it is the agent's act).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Notice {
+    pub id: i64,
+    pub from: String,
+    pub kind: String,
+    pub action_type: Option<String>,
+    pub created_at: Millis,
+}
+
+/// `recipient`'s unread messages that `bridge inbox` has not told it about
+/// yet (ids above its `notified_up_to` cursor), oldest first, and moves the
+/// cursor past them. Marks nothing read.
+pub fn notify_unread(
+    conn: &Connection,
+    conversation_id: &str,
+    recipient: &str,
+    limit: usize,
+) -> rusqlite::Result<Vec<Notice>> {
+    let notified: i64 = conn
+        .prepare_cached(
+            "SELECT notified_up_to FROM sessions WHERE conversation_id = ?1 AND session_id = ?2",
+        )?
+        .query_row(params![conversation_id, recipient], |r| r.get(0))?;
+    let notices: Vec<Notice> = conn
+        .prepare_cached(
+            "SELECT m.id, m.sender, m.kind, m.action_type, m.created_at
+             FROM inbox i JOIN messages m ON m.id = i.message_id
+             WHERE i.conversation_id = ?1 AND i.recipient = ?2 AND i.read_at IS NULL AND i.message_id > ?3
+             ORDER BY i.message_id LIMIT ?4",
+        )?
+        .query_map(
+            params![conversation_id, recipient, notified, limit as i64],
+            |r| {
+                Ok(Notice {
+                    id: r.get(0)?,
+                    from: r.get(1)?,
+                    kind: r.get(2)?,
+                    action_type: r.get(3)?,
+                    created_at: r.get(4)?,
+                })
+            },
+        )?
+        .collect::<rusqlite::Result<_>>()?;
+    if let Some(last) = notices.last() {
+        conn.prepare_cached(
+            "UPDATE sessions SET notified_up_to = ?1 WHERE conversation_id = ?2 AND session_id = ?3",
+        )?
+        .execute(params![last.id, conversation_id, recipient])?;
+    }
+    Ok(notices)
+}
+
 /// The newest message id (0 when there is none).
 pub fn newest_id(conn: &Connection) -> rusqlite::Result<i64> {
     conn.query_row("SELECT coalesce(max(id), 0) FROM messages", [], |r| {

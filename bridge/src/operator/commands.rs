@@ -9,7 +9,7 @@ use bridge_state::audit;
 use bridge_state::auth::ServerSecret;
 use bridge_state::clock::{Clock, SystemClock};
 use bridge_state::config::Settings;
-use bridge_state::conversations::operator;
+use bridge_state::conversations::{self, operator};
 use bridge_state::store::Db;
 
 use super::{emit, files, roles};
@@ -226,6 +226,7 @@ pub fn run(command: Command, settings: &Settings, json: bool) -> anyhow::Result<
         Command::Tokens {
             conversation,
             rotate,
+            session,
         } => {
             if !rotate {
                 bail!(
@@ -235,8 +236,9 @@ pub fn run(command: Command, settings: &Settings, json: bool) -> anyhow::Result<
             let secret = ServerSecret::load_or_create(&ServerSecret::path_for_db(&settings.db))
                 .context("loading the server secret")?;
             let conv = conversation.clone();
+            let only = session.as_deref();
             let Some(r) =
-                db.call_blocking(|c| operator::rotate_tokens(c, &secret, red, &conv, now))?
+                db.call_blocking(|c| operator::rotate_tokens(c, &secret, red, &conv, only, now))?
             else {
                 bail!("no conversation `{conversation}`; `bridge list` shows the existing ones");
             };
@@ -251,7 +253,41 @@ pub fn run(command: Command, settings: &Settings, json: bool) -> anyhow::Result<
                 out
             })
         }
+        Command::Invite { conversation, role } => {
+            super::check_role(&role)?;
+            let secret = ServerSecret::load_or_create(&ServerSecret::path_for_db(&settings.db))
+                .context("loading the server secret")?;
+            let token = bridge_state::auth::new_token()?;
+            let hash = secret.hash_token(&token);
+            let conv = conversation.clone();
+            let invited = db.call_blocking(|c| -> rusqlite::Result<_> {
+                let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                let r = conversations::invite(&tx, red, &conv, &role, &hash, None, now)?;
+                tx.commit()?;
+                Ok(r)
+            })?;
+            let session_id = match invited {
+                Ok(s) => s,
+                Err(conversations::InviteRefusal::NoConversation) => bail!(
+                    "no live conversation `{conversation}`; `bridge list` shows the existing ones"
+                ),
+                Err(why) => bail!("{why}"),
+            };
+            let grant = serde_json::json!({
+                "conversation_id": conversation,
+                "session_id": session_id,
+                "role": red.redacted(&role).as_str(),
+                "token": token,
+            });
+            emit(json, &grant, || {
+                format!(
+                    "Participant {session_id} joined {} (the token is shown once; hand it to that agent only):\n  session {session_id}: {token}\n",
+                    Escaped(&conversation)
+                )
+            })
+        }
         Command::Serve(_)
+        | Command::Inbox(_)
         | Command::Demo
         | Command::Yolo { .. }
         | Command::Health { .. }

@@ -37,6 +37,19 @@ pub(crate) fn emit<T: Serialize>(
 
 /// Both roles on one line, each escaped (so neither can forge the other)
 /// and shortened (intake caps them at 100 characters; older rows may not be).
+/// A role the operator gives `bridge invite`: the rules agents' roles follow
+/// (3-100 printable characters on one line).
+pub(crate) fn check_role(role: &str) -> anyhow::Result<()> {
+    let n = role.chars().count();
+    if !(3..=100).contains(&n) {
+        anyhow::bail!("the role must be 3 to 100 characters long (got {n})");
+    }
+    if let Some(bad) = crate::untrusted::first_unprintable(role, &[]) {
+        anyhow::bail!("the role {bad}; use printable text on one line");
+    }
+    Ok(())
+}
+
 pub(crate) fn roles(roles: &[String]) -> String {
     roles
         .iter()

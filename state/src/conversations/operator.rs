@@ -244,22 +244,50 @@ pub struct Rotated {
     pub tokens: std::collections::BTreeMap<String, String>,
 }
 
-/// Issues new tokens for every session of a conversation; the old ones stop
-/// working immediately.
+/// Why `rotate_tokens` refused.
+#[derive(Debug, thiserror::Error)]
+pub enum RotateError {
+    #[error("no session {session:?} in this conversation; its sessions are {}", sessions.join(", "))]
+    NoSession {
+        session: String,
+        sessions: Vec<String>,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<rusqlite::Error> for RotateError {
+    fn from(e: rusqlite::Error) -> Self {
+        Self::Store(e.into())
+    }
+}
+
+/// Issues new tokens for every session of a conversation (or only `only`);
+/// the old ones stop working immediately.
 pub fn rotate_tokens(
     conn: &mut Connection,
     secret: &ServerSecret,
     redactor: &Redactor,
     conversation: &str,
+    only: Option<&str>,
     now: Millis,
-) -> Result<Option<Rotated>, StoreError> {
+) -> Result<Option<Rotated>, RotateError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let sessions: Vec<String> = tx
+    let mut sessions: Vec<String> = tx
         .prepare("SELECT session_id FROM sessions WHERE conversation_id = ?1 ORDER BY session_id")?
         .query_map([conversation], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
     if sessions.is_empty() {
         return Ok(None);
+    }
+    if let Some(only) = only {
+        if !sessions.iter().any(|s| s == only) {
+            return Err(RotateError::NoSession {
+                session: only.to_owned(),
+                sessions,
+            });
+        }
+        sessions = vec![only.to_owned()];
     }
     let mut tokens = std::collections::BTreeMap::new();
     for s in sessions {

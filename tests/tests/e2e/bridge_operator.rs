@@ -106,9 +106,9 @@ async fn list_and_show_report_conversations_without_tokens() -> anyhow::Result<(
         .map(|m| {
             (
                 m["from"].as_str().unwrap(),
-                m["to"].as_str().unwrap(),
+                m["to"][0].as_str().unwrap(),
                 m["message"].as_str().unwrap(),
-                m["read_at"].is_string(),
+                m["unread_by"].as_array().is_some_and(Vec::is_empty),
             )
         })
         .collect();

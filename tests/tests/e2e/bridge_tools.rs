@@ -18,9 +18,12 @@ async fn tools_keep_the_original_names() -> anyhow::Result<()> {
     assert_eq!(
         names,
         [
+            "ack_messages",
             "check_messages",
             "check_partner_status",
             "create_conversation",
+            "invite_participant",
+            "list_participants",
             "send_to_partner",
             "update_my_status"
         ]

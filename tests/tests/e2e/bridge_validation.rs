@@ -152,9 +152,9 @@ async fn bad_input_is_a_tool_error_naming_the_field_and_bound_and_is_audited() -
             words: &["working", "waiting", "blocked", "complete"],
         },
         Case {
-            name: "session_id c",
+            name: "session_id q",
             tool: "check_partner_status",
-            args: json!({"conversation_id": c.id, "session_id": "c", "token": c.token_a}),
+            args: json!({"conversation_id": c.id, "session_id": "q", "token": c.token_a}),
             field: "session_id",
             bounds: &[],
             words: &[],

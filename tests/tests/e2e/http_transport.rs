@@ -345,9 +345,12 @@ async fn two_http_clients_use_every_tool_and_a_long_poll_wakes_on_send() -> anyh
     assert_eq!(
         names,
         [
+            "ack_messages",
             "check_messages",
             "check_partner_status",
             "create_conversation",
+            "invite_participant",
+            "list_participants",
             "send_to_partner",
             "update_my_status"
         ]

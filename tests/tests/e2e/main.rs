@@ -11,6 +11,7 @@
 //!
 //! Run one module with `cargo test -p bridge-tests --test e2e MODULE::`.
 
+mod agent_hooks;
 mod bridge_auth;
 mod bridge_durability;
 mod bridge_files;

@@ -237,7 +237,7 @@ async fn only_the_creator_invites_up_to_sixteen_and_everyone_hears_of_it() -> an
     assert_eq!(sent["to"].as_array().map(Vec::len), Some(15));
     let invites = audit_rows_for(&db, "conversation.invite")?;
     assert_eq!(invites.iter().filter(|r| r.outcome == "ok").count(), 14);
-    assert_eq!(invites.iter().filter(|r| r.outcome == "refused").count(), 2);
+    assert_eq!(invites.iter().filter(|r| r.outcome == "refused").count(), 3);
     s.stop().await
 }
 
@@ -395,5 +395,60 @@ async fn team_creation_refuses_repeated_roles_and_both_forms_at_once() -> anyhow
         )
         .await?;
     assert!(no.contains("1 to 15"), "{no}");
+    s.stop().await
+}
+
+/// The operator's side: `bridge invite` adds a participant whose token
+/// works at once and is shown once; `bridge tokens --rotate --session`
+/// replaces one participant's token and leaves the others working.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_operator_invites_and_rotates_one_participants_token() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let db = dir.path().join("b.db");
+    let s = Server::start(&db, &[]).await?;
+    let (mut t, _) = Team::create(&s, &["reviewer", "tester"]).await?;
+    let grant = bridge_tests::operator_json(&db, &["invite", &t.id, "security auditor"])?;
+    assert_eq!(
+        (&grant["session_id"], &grant["role"]),
+        (&json!("d"), &json!("security auditor")),
+        "{grant}"
+    );
+    t.join(&grant);
+    s.ok(
+        "update_my_status",
+        t.args("d", json!({"status": "working"})),
+    )
+    .await?;
+    let taken = bridge_tests::operator(&db, &["invite", &t.id, "tester"])?;
+    assert!(!taken.status.success());
+    assert!(
+        String::from_utf8_lossy(&taken.stderr)
+            .contains("must differ from every current participant's role"),
+        "{taken:?}"
+    );
+    let bad = bridge_tests::operator(&db, &["invite", &t.id, "x\u{1b}[2Jy"])?;
+    assert!(!bad.status.success());
+
+    let rotated =
+        bridge_tests::operator_json(&db, &["tokens", &t.id, "--rotate", "--session", "c"])?;
+    let tokens = rotated["tokens"].as_object().cloned().unwrap_or_default();
+    assert_eq!(tokens.keys().collect::<Vec<_>>(), ["c"], "{rotated}");
+    let old_c = t.args("c", json!({}));
+    assert_eq!(
+        s.refused("check_messages", old_c).await?,
+        "invalid or expired session token"
+    );
+    let mut fresh = t.args("c", json!({}));
+    fresh["token"] = tokens["c"].clone();
+    s.ok("check_messages", fresh).await?;
+    // The others' tokens still work.
+    for who in ["a", "b", "d"] {
+        s.ok("check_messages", t.args(who, json!({}))).await?;
+    }
+    let unknown = bridge_tests::operator(&db, &["tokens", &t.id, "--rotate", "--session", "q"])?;
+    assert!(
+        String::from_utf8_lossy(&unknown.stderr).contains("its sessions are a, b, c, d"),
+        "{unknown:?}"
+    );
     s.stop().await
 }

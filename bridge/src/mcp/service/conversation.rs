@@ -171,7 +171,7 @@ impl Bridge {
                             "partner",
                             format!(
                                 "this conversation is a team: name whose status you want, one of {}",
-                                listing(&others)
+                                conversations::listing(&others)
                             ),
                         )));
                     }
@@ -182,7 +182,7 @@ impl Bridge {
                         format!(
                             "{:?} is not another participant of this conversation; the others are {}",
                             partner.unwrap_or_default(),
-                            listing(&others)
+                            conversations::listing(&others)
                         ),
                     )));
                 };
@@ -201,14 +201,4 @@ impl Bridge {
             })
             .await?
     }
-}
-
-/// `"b" (reviewer), "c" (tester)`: the participants an error may offer.
-/// Roles were redacted when stored, and are shown as JSON strings.
-pub(super) fn listing(participants: &[conversations::Participant]) -> String {
-    participants
-        .iter()
-        .map(|p| format!("{:?} ({})", p.session_id, serde_json::json!(p.role)))
-        .collect::<Vec<_>>()
-        .join(", ")
 }

@@ -7,10 +7,10 @@ use rusqlite::TransactionBehavior;
 use bridge_state::audit::{self, Entry, Outcome};
 use bridge_state::auth;
 use bridge_state::clock::rfc3339;
-use bridge_state::conversations::{self, NewSession};
-use bridge_state::messages::{self, sender};
+use bridge_state::conversations::{self, InviteRefusal};
+use bridge_state::messages::sender;
 
-use super::conversation::{ALIVE_SECS, listing};
+use super::conversation::ALIVE_SECS;
 use super::{Bridge, Caller, ParticipantView, Participants, SessionGrant, ToolError, internal};
 
 impl Bridge {
@@ -31,7 +31,9 @@ impl Bridge {
                     return Ok(Err(ToolError::Unauthorized));
                 }
                 let cid = &caller.conversation_id;
-                let refuse = |why: String| {
+                if caller.session_id != sender::A {
+                    let why =
+                        "only the conversation's creator (session \"a\") may invite participants";
                     audit::append(
                         &tx,
                         &inner.redactor,
@@ -41,88 +43,34 @@ impl Bridge {
                             session_id: Some(&caller.session_id),
                             action: "conversation.invite",
                             outcome: Outcome::Refused,
-                            detail: serde_json::json!({ "reason": why }),
+                            detail: serde_json::json!({ "reason": why, "by": caller.session_id }),
                         },
-                    )
-                };
-                if caller.session_id != sender::A {
-                    let why =
-                        "only the conversation's creator (session \"a\") may invite participants"
-                            .to_owned();
-                    refuse(why.clone())?;
+                    )?;
                     tx.commit()?;
-                    return Ok(Err(ToolError::Refused(why)));
-                }
-                let everyone = conversations::participants(&tx, cid)?;
-                let Some(session_id) = sender::SESSIONS.get(everyone.len()).copied() else {
-                    let why = format!(
-                        "this conversation already has {} participants, the most it can have",
-                        sender::SESSIONS.len()
-                    );
-                    refuse(why.clone())?;
-                    tx.commit()?;
-                    return Ok(Err(ToolError::Refused(why)));
-                };
-                let role_r = inner.redactor.redacted(&role);
-                if everyone.iter().any(|p| p.role == role_r.as_str()) {
-                    tx.commit()?;
-                    return Ok(Err(ToolError::invalid(
-                        "role",
-                        format!(
-                            "must differ from every current participant's role; they are {}",
-                            listing(&everyone)
-                        ),
-                    )));
+                    return Ok(Err(ToolError::Refused(why.to_owned())));
                 }
                 let hash = inner.secret.hash_token(&tok);
-                conversations::add(
-                    &tx,
-                    cid,
-                    &NewSession {
-                        session_id,
-                        role: &role_r,
-                        token_hash: &hash,
-                    },
-                )?;
-                let notice = inner.redactor.redacted(&format!(
-                    "Participant {session_id:?} ({}) joined the conversation.",
-                    serde_json::json!(role_r.as_str())
-                ));
-                // Signed by the bridge, to everyone already there.
-                let empty = bridge_state::redact::Redacted::empty_list();
-                messages::insert(
-                    &tx,
-                    cid,
-                    &messages::NewMessage {
-                        sender: sender::BRIDGE,
-                        kind: "system",
-                        action_type: None,
-                        body: &notice,
-                        files_json: &empty,
-                        redacted: false,
-                        idempotency: None,
-                    },
-                    &messages::others(&tx, cid, session_id)?,
-                    now,
-                )?;
-                audit::append(
+                let invited = conversations::invite(
                     &tx,
                     &inner.redactor,
+                    cid,
+                    &role,
+                    &hash,
+                    Some(&caller.session_id),
                     now,
-                    Entry {
-                        conversation_id: Some(cid),
-                        session_id: Some(&caller.session_id),
-                        action: "conversation.invite",
-                        outcome: Outcome::Ok,
-                        detail: serde_json::json!({ "session_id": session_id, "role": role_r }),
-                    },
                 )?;
                 tx.commit()?;
-                Ok(Ok(SessionGrant {
-                    session_id: session_id.to_owned(),
-                    role: role_r.as_str().to_owned(),
-                    token: tok,
-                }))
+                Ok(match invited {
+                    Ok(session_id) => Ok(SessionGrant {
+                        session_id: session_id.to_owned(),
+                        role: inner.redactor.redacted(&role).as_str().to_owned(),
+                        token: tok,
+                    }),
+                    Err(why @ InviteRefusal::RoleTaken(_)) => {
+                        Err(ToolError::invalid("role", why.to_string()))
+                    }
+                    Err(why) => Err(ToolError::Refused(why.to_string())),
+                })
             })
             .await?
             .inspect(|_| self.0.wake.notify())

@@ -531,7 +531,10 @@ mod tests {
     #[test]
     fn decode_errors_name_the_field() {
         let cases = [
-            (serde_json::json!({"my_role": "abc"}), "partner_role"),
+            (
+                serde_json::json!({"my_role": "abc", "participants": "xyz"}),
+                "participants",
+            ),
             (
                 serde_json::json!({"my_role": "abc", "partner_role": 5}),
                 "partner_role",
