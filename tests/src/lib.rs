@@ -13,11 +13,14 @@ use rmcp::service::{RoleClient, RunningService};
 use rmcp::transport::{ConfigureCommandExt, TokioChildProcess};
 use serde_json::Value;
 
+pub use logs::ServerLog;
+
 pub mod bench;
 pub mod canary;
 pub mod fixture;
 pub mod flood;
 pub mod images;
+pub mod logs;
 pub mod procstat;
 pub mod yolo;
 
@@ -64,10 +67,13 @@ pub fn bin(name: &str) -> PathBuf {
 pub struct Server {
     pub client: Client,
     pub pid: u32,
+    /// Its stderr, when captured (always for [`Server::start`]).
+    pub log: ServerLog,
 }
 
 impl Server {
-    /// Starts `bridge serve --db DB EXTRA…`.
+    /// Starts `bridge serve --db DB EXTRA…`, its stderr captured in
+    /// [`Server::log`].
     pub async fn start(db: &Path, extra: &[&str]) -> anyhow::Result<Self> {
         Self::start_with_env(db, extra, &[]).await
     }
@@ -85,26 +91,30 @@ impl Server {
             .collect();
         let cmd = tokio::process::Command::new(bin("bridge")).configure(|c| {
             c.arg("--db").arg(&db).arg("serve").args(&extra);
-            c.env("BRIDGE_LOG", "warn");
+            c.env("BRIDGE_LOG", logs::bridge_log_filter());
             c.env_remove("BRIDGE_RATE_LIMIT");
             c.env_remove("YOLO_MODE");
             for (k, v) in &env {
                 c.env(k, v);
             }
         });
-        Self::spawn(cmd, Stdio::inherit()).await
+        Self::spawn(cmd, Stdio::piped()).await
     }
 
     /// Spawns any stdio MCP server command and completes the `initialize`
     /// handshake; returns once the server has answered it. The benchmark
-    /// uses this for the Python original too.
+    /// uses this for the Python original too. With `Stdio::piped()` the
+    /// server's stderr is drained into [`Server::log`].
     pub async fn spawn(mut cmd: tokio::process::Command, stderr: Stdio) -> anyhow::Result<Self> {
         // A test or benchmark that fails half-way must not leave servers behind.
         cmd.kill_on_drop(true);
-        let (transport, _) = TokioChildProcess::builder(cmd).stderr(stderr).spawn()?;
+        let (transport, stderr) = TokioChildProcess::builder(cmd).stderr(stderr).spawn()?;
+        // Drained from before the handshake, so the server never blocks on
+        // a full pipe.
+        let log = stderr.map_or_else(ServerLog::none, ServerLog::from_pipe);
         let pid = transport.id().context("child has no pid")?;
         let client = ().serve(transport).await?;
-        Ok(Self { client, pid })
+        Ok(Self { client, pid, log })
     }
 
     pub async fn call(&self, tool: &str, args: Value) -> anyhow::Result<CallToolResult> {
