@@ -72,8 +72,9 @@ const PRINTS: &[(&str, &str)] = &[
 ];
 
 /// Library files of `state/` and `runner/` that use `anyhow` today, with
-/// the number of lines naming it. May only shrink (typed errors replace it).
-const ANYHOW: &[(&str, usize)] = &[("runner/src/lib.rs", 8)];
+/// the number of lines naming it. Empty since the runner's `run` and
+/// `health` return `RunnerError`: keep it that way.
+const ANYHOW: &[(&str, usize)] = &[];
 
 /// Binaries, where `anyhow` is the right tool.
 const ANYHOW_OK: &[&str] = &["runner/src/main.rs"];
