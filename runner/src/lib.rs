@@ -427,3 +427,7 @@ async fn run_job_inner(
     drop(container);
     Ok(())
 }
+
+#[cfg(test)]
+#[path = "lease_tests.rs"]
+mod lease_tests;
