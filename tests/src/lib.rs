@@ -17,6 +17,7 @@ pub use http_bridge::HttpBridge;
 pub use logs::ServerLog;
 
 pub mod bench;
+pub mod bench_report;
 pub mod canary;
 pub mod fixture;
 pub mod flood;
