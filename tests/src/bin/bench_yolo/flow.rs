@@ -108,10 +108,11 @@ pub async fn approve_batch(st: &Setup, n: usize) -> anyhow::Result<Vec<Approved>
     Ok(out)
 }
 
-/// The timed part: token in, result out. Checks the result is `echo hi`'s.
+/// The timed part: token in, result out, called by the proposing session
+/// `a` (only the proposer may execute). Checks the result is `echo hi`'s.
 pub async fn execute(server: &Server, conv: &Conv, a: &Approved) -> anyhow::Result<Exec> {
     let args = conv.args(
-        "b",
+        "a",
         json!({"proposal_id": a.proposal, "approval_token": a.token}),
     );
     let sent_ms = wall_ms();
