@@ -20,8 +20,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bridge_state::auth::SecretError;
 use bridge_state::clock::{Clock, SystemClock};
 use bridge_state::jobs;
+use bridge_state::policy::{Policy, PolicyError};
 use bridge_state::redact::Redactor;
 use bridge_state::store::{Db, StoreError, Sync};
 use bridge_state::wake::{BACKSTOP, Wake};
@@ -30,7 +32,9 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::engine::SharedEngine;
-use crate::engine::docker::DockerEngine;
+use crate::engine::docker::{ConnectError, DockerEngine};
+use crate::sandbox::host_paths::DiscoverError;
+use crate::snapshot::SnapshotError;
 
 /// What `runner` needs to run.
 #[derive(Debug, Clone)]
@@ -54,21 +58,66 @@ pub struct Config {
     pub queue_ttl: Duration,
 }
 
+/// Why the runner could not start, stop cleanly or report healthy. Each
+/// variant names the step that failed; none carries a secret.
+#[derive(Debug, thiserror::Error)]
+pub enum RunnerError {
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    #[error(transparent)]
+    Engine(#[from] ConnectError),
+    #[error(transparent)]
+    HostPaths(#[from] DiscoverError),
+    /// Opening the database (the store's error names the path and the fix).
+    #[error(transparent)]
+    OpenDb(StoreError),
+    #[error("cannot draw a random runner id from the OS: {0}")]
+    RunnerId(#[source] SecretError),
+    #[error("cannot read the database's id (its `meta` table): {0}")]
+    DbId(#[source] StoreError),
+    #[error("cannot register runner {runner} in the database: {source}")]
+    Register { runner: String, source: StoreError },
+    #[error("cannot deregister runner {runner} at shutdown: {source}")]
+    Deregister { runner: String, source: StoreError },
+    #[error("cannot read the runners' heartbeats: {0}")]
+    Heartbeats(#[source] StoreError),
+    #[error("no runner heartbeat in the last {secs} s: is a runner running against this database?")]
+    NoHeartbeat { secs: i64 },
+}
+
+/// Why one claimed job did not get its result stored; the job is then
+/// failed with this text (redacted).
+#[derive(Debug, thiserror::Error)]
+enum JobRunError {
+    #[error(
+        "could not create the git snapshot branch before a read-write run ({0}); the command was not run"
+    )]
+    Snapshot(#[source] SnapshotError),
+    #[error(transparent)]
+    Run(#[from] job::JobError<StoreError>),
+    #[error("cannot store the job's result: {0}")]
+    Finish(#[source] StoreError),
+}
+
 /// Healthy when the engine answers and some runner's heartbeat on this
 /// database is fresh (for container healthchecks).
-pub async fn health(db: &std::path::Path) -> anyhow::Result<()> {
+pub async fn health(db: &std::path::Path) -> Result<(), RunnerError> {
     DockerEngine::connect().await?;
-    let db = Db::open(db, Sync::Normal)?;
+    let db = Db::open(db, Sync::Normal).map_err(RunnerError::OpenDb)?;
     let now = SystemClock.now_ms();
-    let live = db.call(move |c| Ok(jobs::live_runners(c, now)?)).await?;
-    anyhow::ensure!(
-        !live.is_empty(),
-        "no runner heartbeat in the last {} s",
-        jobs::LEASE_MS / 1000
-    );
+    let live = db
+        .call(move |c| Ok(jobs::live_runners(c, now)?))
+        .await
+        .map_err(RunnerError::Heartbeats)?;
+    if live.is_empty() {
+        return Err(RunnerError::NoHeartbeat {
+            secs: jobs::LEASE_MS / 1000,
+        });
+    }
     Ok(())
 }
 
+/// One runner's handles: what its loop, its sweeps and its jobs share.
 #[derive(Clone)]
 struct Ctx {
     engine: SharedEngine,
@@ -78,55 +127,100 @@ struct Ctx {
     runner_id: String,
     pool: Arc<pool::Pool>,
     queue_ttl_ms: i64,
+    /// Leases, heartbeats and queue expiry read time here (a manual clock
+    /// in the unit tests).
+    clock: Arc<dyn Clock>,
 }
 
 impl Ctx {
+    /// Opens the database, makes this runner's pool and registers it (its
+    /// first heartbeat).
+    async fn start(
+        cfg: &Config,
+        engine: SharedEngine,
+        host_paths: sandbox::HostPaths,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, RunnerError> {
+        let db = Db::open(&cfg.db, Sync::Normal).map_err(RunnerError::OpenDb)?;
+        let runner_id = format!(
+            "run_{}",
+            bridge_state::auth::random_hex(6).map_err(RunnerError::RunnerId)?
+        );
+        let db_id = db
+            .call(|c| Ok(bridge_state::store::db_id(c)?))
+            .await
+            .map_err(RunnerError::DbId)?;
+        let owner = sandbox::Owner {
+            runner: runner_id.clone(),
+            db: db_id.clone(),
+        };
+        let pool = pool::Pool::new(
+            engine.clone(),
+            owner,
+            host_paths,
+            cfg.redactor.clone(),
+            cfg.pool_size,
+        );
+        let ctx = Ctx {
+            engine,
+            db,
+            db_id,
+            red: cfg.redactor.clone(),
+            runner_id,
+            pool,
+            queue_ttl_ms: i64::try_from(cfg.queue_ttl.as_millis()).unwrap_or(i64::MAX),
+            clock,
+        };
+        let (id, now) = (ctx.runner_id.clone(), ctx.now());
+        ctx.db
+            .call(move |c| Ok(jobs::register(c, &id, now)?))
+            .await
+            .map_err(|source| RunnerError::Register {
+                runner: ctx.runner_id.clone(),
+                source,
+            })?;
+        Ok(ctx)
+    }
+
     fn now(&self) -> i64 {
-        SystemClock.now_ms()
+        self.clock.now_ms()
+    }
+
+    /// Claims the oldest queued job that still may run under `policy`
+    /// (the claim re-checks it against what holds now), under a lease.
+    async fn claim(&self, policy: &Policy) -> Result<Option<Proposal>, StoreError> {
+        let (red, id, now) = (self.red.clone(), self.runner_id.clone(), self.now());
+        let (policy, queue_ttl_ms) = (policy.clone(), self.queue_ttl_ms);
+        self.db
+            .call(move |c| {
+                let rules = jobs::ClaimRules {
+                    policy: &policy,
+                    queue_ttl_ms,
+                };
+                jobs::claim(c, &red, rules, &id, now).map_err(to_store)
+            })
+            .await
+    }
+
+    /// Extends the leases of this runner's running jobs and its heartbeat.
+    async fn renew(&self) -> Result<(), StoreError> {
+        let (id, now) = (self.runner_id.clone(), self.now());
+        self.db.call(move |c| Ok(jobs::renew(c, &id, now)?)).await
     }
 }
 
 /// Runs until `shutdown` fires; then finishes (or stops and fails) in-flight
 /// jobs, removes its containers and deregisters.
-pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), RunnerError> {
     let mut policy = policy_watch::PolicyWatch::load(cfg.policy_file.clone())?;
-    let queue_ttl_ms = i64::try_from(cfg.queue_ttl.as_millis()).unwrap_or(i64::MAX);
     let engine: SharedEngine = Arc::new(DockerEngine::connect().await?);
-    let db = Db::open(&cfg.db, Sync::Normal)?;
-    let runner_id = format!("run_{}", bridge_state::auth::random_hex(6)?);
     let host_paths = if cfg.translate_mounts {
         sandbox::HostPaths::discover(&*engine).await?
     } else {
         sandbox::HostPaths::default()
     };
-    let db_id = db.call(|c| Ok(bridge_state::store::db_id(c)?)).await?;
-    let owner = sandbox::Owner {
-        runner: runner_id.clone(),
-        db: db_id.clone(),
-    };
-    let pool = pool::Pool::new(
-        engine.clone(),
-        owner,
-        host_paths,
-        cfg.redactor.clone(),
-        cfg.pool_size,
-    );
-    let ctx = Ctx {
-        engine,
-        db,
-        db_id,
-        red: cfg.redactor.clone(),
-        runner_id: runner_id.clone(),
-        pool: pool.clone(),
-        queue_ttl_ms,
-    };
-    {
-        let id = runner_id.clone();
-        let now = ctx.now();
-        ctx.db
-            .call(move |c| Ok(jobs::register(c, &id, now)?))
-            .await?;
-    }
+    let ctx = Ctx::start(&cfg, engine, host_paths, Arc::new(SystemClock)).await?;
+    let (runner_id, pool) = (ctx.runner_id.clone(), ctx.pool.clone());
     tracing::info!(runner = %runner_id, db = %cfg.db.display(), "runner started");
     sweep(&ctx).await;
 
@@ -146,18 +240,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
             tracing::error!(error = %e, "cannot read the command policy; claiming no jobs until it is fixed");
         });
         while let (Ok(current), true) = (&current, tasks.len() < cfg.max_parallel) {
-            let (c2, id, now, pol) = (ctx.clone(), runner_id.clone(), ctx.now(), current.clone());
-            let claimed = ctx
-                .db
-                .call(move |c| {
-                    let rules = jobs::ClaimRules {
-                        policy: &pol,
-                        queue_ttl_ms,
-                    };
-                    jobs::claim(c, &c2.red, rules, &id, now).map_err(to_store)
-                })
-                .await;
-            match claimed {
+            match ctx.claim(current).await {
                 Ok(Some(p)) => {
                     let cancel = CancellationToken::new();
                     running.insert(p.id.clone(), (p.conversation_id.clone(), cancel.clone()));
@@ -174,8 +257,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
             _ = changes.changed() => {}
             _ = tokio::time::sleep(BACKSTOP) => {}
             _ = ticker.tick() => {
-                let (id, now) = (runner_id.clone(), ctx.now());
-                if let Err(e) = ctx.db.call(move |c| Ok(jobs::renew(c, &id, now)?)).await {
+                if let Err(e) = ctx.renew().await {
                     tracing::error!(error = %e, "cannot renew leases");
                 }
                 sweep(&ctx).await;
@@ -199,7 +281,13 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
     }
     pool.drain().await;
     let id = runner_id.clone();
-    ctx.db.call(move |c| Ok(jobs::deregister(c, &id)?)).await?;
+    ctx.db
+        .call(move |c| Ok(jobs::deregister(c, &id)?))
+        .await
+        .map_err(|source| RunnerError::Deregister {
+            runner: runner_id,
+            source,
+        })?;
     tracing::info!("runner stopped");
     Ok(())
 }
@@ -284,7 +372,7 @@ async fn run_job(ctx: Ctx, p: Proposal, cancel: CancellationToken) {
     if let Err(e) = run_job_inner(&ctx, &p, cancel.clone()).await {
         // The error may quote workspace or engine text: it is redacted once
         // and that form alone is logged, stored and sent.
-        let why = ctx.red.redacted(&format!("{e:#}"));
+        let why = ctx.red.redacted(&e.to_string());
         tracing::error!(job = %id, error = %why, "job failed before or while running");
         let (red, now, p2) = (ctx.red.clone(), ctx.now(), p.clone());
         let _ = ctx
@@ -295,19 +383,17 @@ async fn run_job(ctx: Ctx, p: Proposal, cancel: CancellationToken) {
     cancel.cancel();
 }
 
-async fn run_job_inner(ctx: &Ctx, p: &Proposal, cancel: CancellationToken) -> anyhow::Result<()> {
-    if let (Some(ws), true) = (&p.params.workspace, p.params.workspace_rw) {
-        match snapshot::create(ws, &p.id) {
-            Ok(Some((branch, sha))) => {
-                tracing::info!(job = %p.id, %branch, %sha, "snapshot branch created")
-            }
-            Ok(None) => {}
-            Err(e) => anyhow::bail!(
-                "could not create the git snapshot branch before a read-write run ({e}); the command was not run"
-            ),
-        }
+async fn run_job_inner(
+    ctx: &Ctx,
+    p: &Proposal,
+    cancel: CancellationToken,
+) -> Result<(), JobRunError> {
+    if let (Some(ws), true) = (&p.params.workspace, p.params.workspace_rw)
+        && let Some((branch, sha)) = snapshot::create(ws, &p.id).map_err(JobRunError::Snapshot)?
+    {
+        tracing::info!(job = %p.id, %branch, %sha, "snapshot branch created");
     }
-    let record_start = async |taken: &pool::Taken| -> anyhow::Result<()> {
+    let record_start = async |taken: &pool::Taken| -> Result<(), StoreError> {
         let container = &taken.container;
         tracing::info!(job = %p.id, container = %container.id, warm = taken.warm, "running");
         let (red, now, p2, cid, img) = (
@@ -319,8 +405,7 @@ async fn run_job_inner(ctx: &Ctx, p: &Proposal, cancel: CancellationToken) -> an
         );
         ctx.db
             .call(move |c| jobs::record_start(c, &red, &p2, &cid, &img, now).map_err(to_store))
-            .await?;
-        Ok(())
+            .await
     };
     let (result, container) = job::execute(
         &ctx.pool,
@@ -337,7 +422,12 @@ async fn run_job_inner(ctx: &Ctx, p: &Proposal, cancel: CancellationToken) -> an
     let (red, now, p2, id) = (ctx.red.clone(), ctx.now(), p.clone(), ctx.runner_id.clone());
     ctx.db
         .call(move |c| jobs::finish(c, &red, &id, &p2, &result, now).map_err(to_store))
-        .await?;
+        .await
+        .map_err(JobRunError::Finish)?;
     drop(container);
     Ok(())
 }
+
+#[cfg(test)]
+#[path = "lease_tests.rs"]
+mod lease_tests;

@@ -72,7 +72,7 @@ async fn main() -> std::process::ExitCode {
         return match runner::health(&settings.db).await {
             Ok(()) => std::process::ExitCode::SUCCESS,
             Err(e) => {
-                eprintln!("unhealthy: {e:#}");
+                eprintln!("unhealthy: {e}");
                 std::process::ExitCode::FAILURE
             }
         };
@@ -98,7 +98,7 @@ async fn main() -> std::process::ExitCode {
         Err(e) => {
             eprintln!(
                 "error: {}",
-                bridge_state::logging::redact_line(&format!("{e:#}"))
+                bridge_state::logging::redact_line(&e.to_string())
             );
             std::process::ExitCode::FAILURE
         }

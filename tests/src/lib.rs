@@ -13,11 +13,17 @@ use rmcp::service::{RoleClient, RunningService};
 use rmcp::transport::{ConfigureCommandExt, TokioChildProcess};
 use serde_json::Value;
 
+pub use http_bridge::HttpBridge;
+pub use logs::ServerLog;
+
 pub mod bench;
+pub mod bench_report;
 pub mod canary;
 pub mod fixture;
 pub mod flood;
+pub mod http_bridge;
 pub mod images;
+pub mod logs;
 pub mod procstat;
 pub mod yolo;
 
@@ -64,10 +70,13 @@ pub fn bin(name: &str) -> PathBuf {
 pub struct Server {
     pub client: Client,
     pub pid: u32,
+    /// Its stderr, when captured (always for [`Server::start`]).
+    pub log: ServerLog,
 }
 
 impl Server {
-    /// Starts `bridge serve --db DB EXTRA…`.
+    /// Starts `bridge serve --db DB EXTRA…`, its stderr captured in
+    /// [`Server::log`].
     pub async fn start(db: &Path, extra: &[&str]) -> anyhow::Result<Self> {
         Self::start_with_env(db, extra, &[]).await
     }
@@ -85,26 +94,30 @@ impl Server {
             .collect();
         let cmd = tokio::process::Command::new(bin("bridge")).configure(|c| {
             c.arg("--db").arg(&db).arg("serve").args(&extra);
-            c.env("BRIDGE_LOG", "warn");
+            c.env("BRIDGE_LOG", logs::bridge_log_filter());
             c.env_remove("BRIDGE_RATE_LIMIT");
             c.env_remove("YOLO_MODE");
             for (k, v) in &env {
                 c.env(k, v);
             }
         });
-        Self::spawn(cmd, Stdio::inherit()).await
+        Self::spawn(cmd, Stdio::piped()).await
     }
 
     /// Spawns any stdio MCP server command and completes the `initialize`
     /// handshake; returns once the server has answered it. The benchmark
-    /// uses this for the Python original too.
+    /// uses this for the Python original too. With `Stdio::piped()` the
+    /// server's stderr is drained into [`Server::log`].
     pub async fn spawn(mut cmd: tokio::process::Command, stderr: Stdio) -> anyhow::Result<Self> {
         // A test or benchmark that fails half-way must not leave servers behind.
         cmd.kill_on_drop(true);
-        let (transport, _) = TokioChildProcess::builder(cmd).stderr(stderr).spawn()?;
+        let (transport, stderr) = TokioChildProcess::builder(cmd).stderr(stderr).spawn()?;
+        // Drained from before the handshake, so the server never blocks on
+        // a full pipe.
+        let log = stderr.map_or_else(ServerLog::none, ServerLog::from_pipe);
         let pid = transport.id().context("child has no pid")?;
         let client = ().serve(transport).await?;
-        Ok(Self { client, pid })
+        Ok(Self { client, pid, log })
     }
 
     pub async fn call(&self, tool: &str, args: Value) -> anyhow::Result<CallToolResult> {
@@ -410,81 +423,4 @@ pub fn audit_verify(db: &Path) -> anyhow::Result<(bool, Value)> {
         )
     })?;
     Ok((out.status.success(), report))
-}
-
-/// A `bridge serve --http ADDR` child process; killed on drop. Its stderr
-/// goes to `<db>.http-stderr` (a pipe nobody drains could block it).
-pub struct HttpBridge {
-    child: std::process::Child,
-    pub addr: std::net::SocketAddr,
-    stderr: PathBuf,
-}
-
-impl HttpBridge {
-    /// Starts it on a free loopback port.
-    pub fn start(db: &Path, extra: &[&str], env: &[(&str, &str)]) -> anyhow::Result<Self> {
-        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
-        Self::start_on(db, addr, extra, env)
-    }
-
-    /// Starts it on `addr` with `serve` arguments `extra` and only `env` as
-    /// its environment; returns once it accepts connections, or its stderr
-    /// if it exits first.
-    pub fn start_on(
-        db: &Path,
-        addr: std::net::SocketAddr,
-        extra: &[&str],
-        env: &[(&str, &str)],
-    ) -> anyhow::Result<Self> {
-        let mut stderr = db.as_os_str().to_owned();
-        stderr.push(".http-stderr");
-        let stderr = PathBuf::from(stderr);
-        let mut cmd = std::process::Command::new(bin("bridge"));
-        // Nothing from the caller's environment (BRIDGE_HTTP_TOKEN,
-        // YOLO_MODE, …) may change what is being tested.
-        cmd.env_clear()
-            .env("BRIDGE_LOG", "warn")
-            .envs(env.iter().copied())
-            .arg("--db")
-            .arg(db)
-            .args(["serve", "--http", &addr.to_string()])
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&stderr)?);
-        let mut server = Self {
-            child: cmd.spawn()?,
-            addr,
-            stderr,
-        };
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
-        while std::net::TcpStream::connect(addr).is_err() {
-            if let Some(status) = server.child.try_wait()? {
-                bail!(
-                    "bridge serve --http {addr} exited with {status}: {}",
-                    server.stderr_text()
-                );
-            }
-            if std::time::Instant::now() > deadline {
-                bail!("bridge serve --http {addr} did not listen within 15 s");
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        Ok(server)
-    }
-
-    pub fn url(&self) -> String {
-        format!("http://{}/mcp", self.addr)
-    }
-
-    pub fn stderr_text(&self) -> String {
-        std::fs::read_to_string(&self.stderr).unwrap_or_default()
-    }
-}
-
-impl Drop for HttpBridge {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }

@@ -130,8 +130,9 @@ async fn long_poll_wakes_on_a_send_from_another_process() -> anyhow::Result<()> 
     let started = Instant::now();
     let wait = waiter.ok("check_messages", c.args("b", json!({"wait_seconds": 20})));
     let send_later = async {
-        // Give the long poll time to be in flight, so the send lands during it.
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Once the long poll waits (registered for wake-ups, its first
+        // query empty), so the send lands during it.
+        waiter.log.long_poll_waiting(&c.id, "b").await?;
         let id = send(&sender, &c, "a", "wake up").await?;
         anyhow::Ok((id, Instant::now()))
     };
@@ -150,13 +151,12 @@ async fn long_poll_wakes_on_a_send_from_another_process() -> anyhow::Result<()> 
         "cross-process delivery: returned {:?} after the send was acknowledged",
         returned.saturating_duration_since(acked)
     );
-    // It really waited: the audited check began before the message existed.
+    // It really waited (the send began only after the server said the poll
+    // was waiting), and the audited check is that poll's, with its wait.
     let checks = audit_rows_for(&db, "message.check")?;
     let detail: Value = serde_json::from_str(&checks.last().unwrap().detail)?;
-    assert!(
-        detail["waited_ms"].as_u64().unwrap() >= 100,
-        "the check did not wait: {detail}"
-    );
+    assert_eq!(detail["returned"], json!([id]), "{detail}");
+    assert!(detail["waited_ms"].is_u64(), "no waited_ms: {detail}");
     sender.stop().await?;
     waiter.stop().await
 }

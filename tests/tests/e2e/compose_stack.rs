@@ -9,9 +9,10 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use bridge_tests::images;
+use bridge::mcp::service::LONG_POLL_TARGET;
 use bridge_tests::yolo::{self, containers_with_label};
 use bridge_tests::{bin, call, connect_http, free_port, ok, raw_post, refused};
+use bridge_tests::{images, logs};
 use serde_json::json;
 
 /// This run's image tags: built, labelled and removed by this test process
@@ -56,8 +57,34 @@ impl Stack {
             .env("SANDBOX_IMAGE", sandbox_image())
             .env("BRIDGE_PORT", self.port.to_string())
             .env("WORKSPACE", self.workspace.path())
-            .env("YOLO_MODE", "1");
+            .env("YOLO_MODE", "1")
+            // The long poll's readiness line (ids only), which the test
+            // waits on instead of sleeping.
+            .env("BRIDGE_LOG", format!("info,{LONG_POLL_TARGET}=debug"));
         c
+    }
+
+    /// Waits until the bridge container's log says session `session`'s
+    /// long poll in `conversation_id` is waiting (registered for wake-ups).
+    /// The container's stderr reaches us only through `compose logs`, so
+    /// it is read again until the line is there.
+    async fn long_poll_waiting(&self, conversation_id: &str, session: &str) -> anyhow::Result<()> {
+        let line = logs::long_poll_waiting(conversation_id, session);
+        let deadline = Instant::now() + logs::LOG_WAIT;
+        loop {
+            let out =
+                tokio::process::Command::from(self.command(&["logs", "--no-color", "bridge"]))
+                    .output()
+                    .await?;
+            let text = String::from_utf8_lossy(&out.stdout);
+            if text.contains(&line) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("the bridge never logged {line:?}; its log:\n{text}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     fn run(&self, args: &[&str]) -> anyhow::Result<Output> {
@@ -221,7 +248,7 @@ async fn compose_up_serves_http_mcp_and_runs_an_approved_command() -> anyhow::Re
             (peer.call_tool(params).await, started.elapsed())
         })
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    stack.long_poll_waiting(&cid, "b").await?;
     ok(call(
         &a,
         "send_to_partner",

@@ -11,6 +11,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
+use bridge_tests::logs::{self, ServerLog};
 use bridge_tests::{
     Client, Conv, Server, bin, call, connect_http, free_port, messages, ok, random_hex, raw_post,
 };
@@ -47,7 +48,7 @@ fn serve_command(
         .arg(dir.join("b.db"))
         .args(["serve", "--http", addr])
         .args(extra)
-        .env("BRIDGE_LOG", "warn")
+        .env("BRIDGE_LOG", logs::bridge_log_filter())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&stderr_path)?);
@@ -91,6 +92,8 @@ struct HttpServer {
     child: Option<Child>,
     addr: SocketAddr,
     stderr: PathBuf,
+    /// Its stderr, read from that file (long polls wait on it).
+    log: ServerLog,
 }
 
 impl HttpServer {
@@ -101,6 +104,7 @@ impl HttpServer {
         let mut server = Self {
             child: Some(cmd.spawn()?),
             addr,
+            log: ServerLog::from_file(stderr.clone()),
             stderr,
         };
         let deadline = Instant::now() + Duration::from_secs(15);
@@ -255,6 +259,39 @@ fn exchange_until(
     Ok((status, head, text))
 }
 
+/// Sends a small request on a fresh connection and reads the response head;
+/// returns the status and the connection, still open (the response body,
+/// an SSE stream, may still be coming).
+fn request_kept_open(
+    addr: SocketAddr,
+    head: &str,
+    body: &[u8],
+) -> anyhow::Result<(u16, TcpStream)> {
+    let mut stream = TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    stream.write_all(head.as_bytes())?;
+    stream.write_all(b"\r\n")?;
+    stream.write_all(body)?;
+    let mut response = Vec::new();
+    let mut byte = [0u8; 1];
+    // Byte by byte, so nothing past the head is consumed.
+    while !response.ends_with(b"\r\n\r\n") {
+        ensure!(
+            stream.read(&mut byte)? == 1,
+            "the server closed before a response head: {:?}",
+            String::from_utf8_lossy(&response)
+        );
+        response.push(byte[0]);
+    }
+    let text = String::from_utf8_lossy(&response);
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .with_context(|| format!("no HTTP status in {text:?}"))?;
+    Ok((status, stream))
+}
+
 /// The value of header `name` in a response head.
 fn header(head: &str, name: &str) -> Option<String> {
     head.lines().find_map(|line| {
@@ -361,8 +398,8 @@ async fn two_http_clients_use_every_tool_and_a_long_poll_wakes_on_send() -> anyh
     let started = Instant::now();
     let wait = check(&b, &c, "b", json!({"wait_seconds": 20}));
     let send_later = async {
-        // Let the long poll be in flight first, so the send lands during it.
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Once the long poll waits, so the send lands during it.
+        server.log.long_poll_waiting(&c.id, "b").await?;
         send(&a, &c, "a", "hello over http").await
     };
     let (inbox, id) = tokio::join!(wait, send_later);
@@ -443,7 +480,7 @@ async fn stdio_and_http_servers_on_one_database_see_each_others_messages() -> an
     let started = Instant::now();
     let wait = check(&web, &c, "b", json!({"wait_seconds": 20}));
     let send_later = async {
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        http.log.long_poll_waiting(&c.id, "b").await?;
         send(&stdio.client, &c, "a", "cross-process wake-up").await
     };
     let (inbox, sent) = tokio::join!(wait, send_later);
@@ -839,9 +876,10 @@ async fn sigint_and_sigterm_exit_promptly_with_clients_connected() -> anyhow::Re
     let server = HttpServer::start(dir.path(), &[], &[]).await?;
     let client = connect_http(&server.url(), None).await?;
     let c = Conv::create_on(&client).await?;
+    let conv = c.id.clone();
     let poll =
         tokio::spawn(async move { check(&client, &c, "b", json!({"wait_seconds": 20})).await });
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    server.log.long_poll_waiting(&conv, "b").await?;
     let took = server.stop_with(Signal::SIGTERM).await?;
     eprintln!("SIGTERM during a long poll: exited after {took:?}");
     poll.abort();
@@ -857,12 +895,13 @@ async fn a_long_poll_in_flight_at_shutdown_is_answered_before_exit() -> anyhow::
     let server = HttpServer::start(dir.path(), &[], &[]).await?;
     let client = connect_http(&server.url(), None).await?;
     let c = Conv::create_on(&client).await?;
+    let conv = c.id.clone();
     let poll = tokio::spawn(async move {
         let started = Instant::now();
         let inbox = check(&client, &c, "b", json!({"wait_seconds": 20})).await;
         (inbox, started.elapsed())
     });
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    server.log.long_poll_waiting(&conv, "b").await?;
     server.stop().await?;
     let (inbox, waited) = tokio::time::timeout(Duration::from_secs(10), poll)
         .await
@@ -889,8 +928,7 @@ async fn a_long_poll_abandoned_by_its_client_does_not_swallow_a_message() -> any
     let c = Conv::create_on(&a).await?;
 
     // A hand-made MCP session for b: initialize, initialized, then a 20 s
-    // long poll whose connection is closed as soon as the server has
-    // accepted it.
+    // long poll whose connection is closed while it waits.
     let port = server.port();
     let post = |session: Option<&str>, body: Value| {
         let mut head = post_head(port, "");
@@ -923,13 +961,17 @@ async fn a_long_poll_abandoned_by_its_client_does_not_swallow_a_message() -> any
         json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
             "name": "check_messages", "arguments": c.args("b", json!({"wait_seconds": 20}))}}),
     );
-    let (status, response) = exchange(server.addr, &head, body)?;
-    assert_eq!(status, 200, "{response}");
+    let (status, poll) = request_kept_open(server.addr, &head, &body)?;
+    assert_eq!(status, 200);
 
-    // The long poll's client is gone; now a message for b arrives.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Once the long poll waits, its client goes; the server must notice
+    // and end it (one that never does fails here). Only then does a
+    // message for b arrive, so nothing may take it but the next check.
+    server.log.long_poll_waiting(&c.id, "b").await?;
+    poll.shutdown(std::net::Shutdown::Both)?;
+    drop(poll);
+    server.log.long_poll_ended(&c.id, "b").await?;
     let id = send(&a, &c, "a", "for whoever asks next").await?;
-    tokio::time::sleep(Duration::from_millis(500)).await;
 
     let b = connect_http(&server.url(), None).await?;
     let inbox = check(&b, &c, "b", json!({})).await?;

@@ -32,12 +32,7 @@ const MAX_LINES: usize = 500;
 /// count before the tests then. May only shrink: a file may not grow past
 /// its number, and an entry is removed once its file is split below
 /// [`MAX_LINES`] (issue 12 splits these).
-const OVERSIZED: &[(&str, usize)] = &[
-    ("tests/src/bin/bench_bridge.rs", 638),
-    ("tests/src/bin/bench_flood.rs", 636),
-    ("tests/src/bin/bench_yolo.rs", 913),
-    ("tests/src/yolo.rs", 547),
-];
+const OVERSIZED: &[(&str, usize)] = &[("tests/src/bin/bench_flood.rs", 636)];
 
 /// Files (or folders, ending in `/`) that may print, and why.
 const PRINTS: &[(&str, &str)] = &[
@@ -72,8 +67,9 @@ const PRINTS: &[(&str, &str)] = &[
 ];
 
 /// Library files of `state/` and `runner/` that use `anyhow` today, with
-/// the number of lines naming it. May only shrink (typed errors replace it).
-const ANYHOW: &[(&str, usize)] = &[("runner/src/lib.rs", 8)];
+/// the number of lines naming it. Empty since the runner's `run` and
+/// `health` return `RunnerError`: keep it that way.
+const ANYHOW: &[(&str, usize)] = &[];
 
 /// Binaries, where `anyhow` is the right tool.
 const ANYHOW_OK: &[&str] = &["runner/src/main.rs"];

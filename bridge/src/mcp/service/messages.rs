@@ -20,6 +20,33 @@ use super::{Acked, Bridge, Caller, Counter, Inbox, Message, Outgoing, Sent, Tool
 /// At most this many messages come back from one `check_messages`.
 pub const CHECK_BATCH: usize = 100;
 
+/// The tracing target of the long poll's two debug events, "long poll
+/// waiting" and "long poll ended" (see [`Waiting`]).
+pub const LONG_POLL_TARGET: &str = "bridge::longpoll";
+
+/// A long poll that is waiting, for the logs: "long poll waiting" once it
+/// is registered for wake-ups and its first query found nothing, so any
+/// message committed after that line wakes it; "long poll ended" when it
+/// returns or is dropped (its client went away), after which it consumes
+/// nothing. Tests synchronise on these lines instead of sleeping "so the
+/// poll is in flight"; operators see them with
+/// `BRIDGE_LOG=warn,bridge::longpoll=debug`. Ids only: the token and
+/// message text never reach them.
+struct Waiting<'a>(&'a Caller);
+
+impl<'a> Waiting<'a> {
+    fn start(caller: &'a Caller) -> Self {
+        tracing::debug!(target: LONG_POLL_TARGET, conversation_id = %caller.conversation_id, session_id = %caller.session_id, "long poll waiting");
+        Self(caller)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        tracing::debug!(target: LONG_POLL_TARGET, conversation_id = %self.0.conversation_id, session_id = %self.0.session_id, "long poll ended");
+    }
+}
+
 impl Bridge {
     pub async fn send(&self, caller: Caller, out: Outgoing) -> Result<Sent, ToolError> {
         let this = self.clone();
@@ -158,6 +185,7 @@ impl Bridge {
             .doorbells
             .subscribe((caller.conversation_id.clone(), caller.session_id.clone()));
         let mut first = true;
+        let mut waiting = None;
         loop {
             // Mark the current change as seen *before* querying, so a commit
             // landing between the query and the wait still wakes us.
@@ -188,6 +216,9 @@ impl Bridge {
                 }
                 return Ok(inbox);
             }
+            // Subscribed to the doorbell (and the dispatcher started) before
+            // the query that found nothing: from here a commit wakes us.
+            waiting.get_or_insert_with(|| Waiting::start(&caller));
             let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
             tokio::select! {
                 _ = changes.changed() => {}

@@ -42,7 +42,7 @@ mod participants;
 pub use conversation::ALIVE_SECS;
 pub use error::ToolError;
 pub(crate) use error::internal;
-pub use messages::CHECK_BATCH;
+pub use messages::{CHECK_BATCH, LONG_POLL_TARGET};
 pub use outputs::{
     Acked, ActionType, Caller, Created, Inbox, Message, MyStatus, Outgoing, ParticipantView,
     Participants, PartnerStatus, Sent, SessionGrant, SessionStatus,

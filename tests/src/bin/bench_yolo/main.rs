@@ -1,0 +1,247 @@
+//! Benchmarks the YOLO execution path on a real Docker engine: approved-to-result latency of `echo hi` through the release `bridge serve` and `runner` (warm pool), next to `docker run --rm` with the same hardening flags in the same run, plus 8 jobs in parallel; prints a Markdown section for BENCHMARKS.md.
+//!
+//! Run: `cargo run --release -p bridge-tests --bin bench_yolo -- [--quick]
+//! [--pause-ms N]`. `--quick` uses small counts (a CI smoke run of well
+//! under a minute once built); `--pause-ms` sets the pause between the
+//! headline's sequential executions (default 300 ms).
+//!
+//! Only the `execute_command` call is timed (approval token in → result
+//! out, state `done`): proposing and approving happen beforehand, because
+//! approval goes through the real operator CLI on a pseudo-terminal. Every
+//! job's audit rows (`yolo.execute` → `job.claim` → `job.start` →
+//! `job.finish`, millisecond timestamps) split its latency into phases.
+//! A missed target is reported, not an error: the exit status is non-zero
+//! only when something failed, or when no Docker engine answers.
+
+mod docker;
+mod flow;
+mod phases;
+mod report;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail, ensure};
+use bridge_tests::bench::Samples;
+use bridge_tests::bin;
+use bridge_tests::yolo;
+
+use docker::{docker_engine, docker_run_args, time_many};
+use flow::{Exec, Parallel, Setup, approve_batch, parallel, sequential, setup, wait_for_warm_pool};
+use phases::{Phases, phases};
+use report::{load, report};
+
+/// How much work each scenario does.
+struct Counts {
+    warmup: usize,
+    /// Sequential executions with a pause between them (the headline).
+    runs: usize,
+    /// Sequential executions back to back.
+    back_to_back: usize,
+    docker_runs: usize,
+    docker_warmup: usize,
+    /// `docker version` / `docker ps -q` runs (the CLI's own cost).
+    cli_runs: usize,
+}
+
+const FULL: Counts = Counts {
+    warmup: 3,
+    runs: 30,
+    back_to_back: 30,
+    docker_runs: 30,
+    docker_warmup: 2,
+    cli_runs: 30,
+};
+
+const QUICK: Counts = Counts {
+    warmup: 1,
+    runs: 5,
+    back_to_back: 5,
+    docker_runs: 5,
+    docker_warmup: 1,
+    cli_runs: 5,
+};
+
+/// Concurrent jobs in the parallel scenario (the runner's default
+/// `--max-parallel`).
+const PARALLEL: usize = 8;
+/// Warm containers the runner keeps per configuration (its default
+/// `--pool-size`).
+const POOL_SIZE: usize = 2;
+/// Default pause between timed executions, so the runner's pool refills in
+/// the background and each execution finds a warm container.
+const DEFAULT_PAUSE_MS: u64 = 300;
+/// The command every job runs.
+const COMMAND: &str = "echo hi";
+/// Any single execution or docker run slower than this is a failure.
+const CALL_TIMEOUT: Duration = Duration::from_secs(60);
+
+struct Options {
+    quick: bool,
+    /// Between the headline's sequential executions.
+    pause: Duration,
+    command: String,
+}
+
+const USAGE: &str = "usage: bench_yolo [--quick] [--pause-ms N]";
+
+fn options() -> anyhow::Result<Options> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut quick = false;
+    let mut pause_ms = DEFAULT_PAUSE_MS;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--quick" => quick = true,
+            "--pause-ms" => {
+                pause_ms = it.next().and_then(|v| v.parse().ok()).with_context(|| {
+                    format!("--pause-ms needs a number of milliseconds; {USAGE}")
+                })?;
+            }
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            other => bail!("unknown argument `{other}`; {USAGE}"),
+        }
+    }
+    let mut command = "cargo run --release -p bridge-tests --bin bench_yolo".to_owned();
+    if !args.is_empty() {
+        command = format!("{command} -- {}", args.join(" "));
+    }
+    Ok(Options {
+        quick,
+        pause: Duration::from_millis(pause_ms),
+        command,
+    })
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    // A plain message, not a backtrace, whatever RUST_BACKTRACE says.
+    match run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
+    let opts = options()?;
+    let k = if opts.quick { &QUICK } else { &FULL };
+    let engine = docker_engine()?;
+    // Build (if needed) before any timing.
+    for name in ["bridge", "runner"] {
+        let b = bin(name);
+        ensure!(b.is_file(), "no {name} binary at {}", b.display());
+    }
+    let image = tokio::task::spawn_blocking(yolo::sandbox_image).await?;
+
+    eprintln!("[yolo] starting bridge serve, enabling YOLO on a pty, starting the runner");
+    let mut st = setup(image).await?;
+    let result = scenarios(&st, k, opts.pause, image).await;
+    let rid = st.runner_id.clone();
+    let stopped = st.runner.stop(Duration::from_secs(20));
+    if let Some(s) = Arc::into_inner(st.server) {
+        s.stop().await?;
+    }
+    let leftovers = yolo::containers_with_label(&format!("mcp-bridge.runner={rid}"))?;
+    let r = result?;
+    stopped?;
+    ensure!(
+        leftovers.is_empty(),
+        "the runner left {} container(s) behind",
+        leftovers.len()
+    );
+    print!("{}", report(&r, k, &engine, &opts, image));
+    Ok(())
+}
+
+struct Results {
+    paused: Vec<Exec>,
+    paused_phases: Vec<Phases>,
+    back_to_back: Vec<Exec>,
+    back_to_back_phases: Vec<Phases>,
+    par: Parallel,
+    par_phases: Vec<Phases>,
+    docker_run: Samples,
+    docker_version: Samples,
+    docker_ps: Samples,
+    pause: Duration,
+    load_before: String,
+    load_after: String,
+}
+
+async fn scenarios(
+    st: &Setup,
+    k: &Counts,
+    pause: Duration,
+    image: &str,
+) -> anyhow::Result<Results> {
+    let load_before = load();
+    eprintln!("[yolo] waiting for the warm pool ({POOL_SIZE} containers)");
+    wait_for_warm_pool(&st.runner_id).await?;
+    eprintln!("[yolo] warm-up: {} executions", k.warmup);
+    let batch = approve_batch(st, k.warmup).await?;
+    sequential(st, &batch, pause).await?;
+
+    eprintln!(
+        "[yolo] approving {} proposals on a pty, then executing them {} ms apart",
+        k.runs,
+        pause.as_millis()
+    );
+    let batch = approve_batch(st, k.runs).await?;
+    wait_for_warm_pool(&st.runner_id).await?;
+    let paused = sequential(st, &batch, pause).await?;
+    let paused_phases = phases(&st.db, &paused)?;
+
+    eprintln!(
+        "[yolo] approving {} proposals, then executing them back to back",
+        k.back_to_back
+    );
+    let batch = approve_batch(st, k.back_to_back).await?;
+    wait_for_warm_pool(&st.runner_id).await?;
+    let back_to_back = sequential(st, &batch, Duration::ZERO).await?;
+    let back_to_back_phases = phases(&st.db, &back_to_back)?;
+
+    eprintln!("[yolo] approving {PARALLEL} proposals, then executing them all at once");
+    let batch = approve_batch(st, PARALLEL).await?;
+    wait_for_warm_pool(&st.runner_id).await?;
+    let par = parallel(st, &batch).await?;
+    let par_phases = phases(&st.db, &par.runs)?;
+    // The docker baseline runs with the runner idle and its pool full, like
+    // the runner's own measurements.
+    wait_for_warm_pool(&st.runner_id).await?;
+
+    eprintln!(
+        "[docker] {} × docker run --rm with the same hardening",
+        k.docker_runs
+    );
+    let run_args = docker_run_args(image);
+    let docker_run = time_many(&run_args, Some("hi\n"), k.docker_warmup, k.docker_runs).await?;
+    eprintln!("[docker] {} × docker version, docker ps -q", k.cli_runs);
+    let docker_version = time_many(
+        &["version", "--format", "{{.Server.Version}}"],
+        None,
+        1,
+        k.cli_runs,
+    )
+    .await?;
+    let docker_ps = time_many(&["ps", "-q"], None, 1, k.cli_runs).await?;
+    Ok(Results {
+        paused,
+        paused_phases,
+        back_to_back,
+        back_to_back_phases,
+        par,
+        par_phases,
+        docker_run,
+        docker_version,
+        docker_ps,
+        pause,
+        load_before,
+        load_after: load(),
+    })
+}
