@@ -49,7 +49,8 @@ struct Member {
 
 impl Member {
     fn args(&self, conv: &str, extra: Value) -> Value {
-        let mut v = json!({"conversation_id": conv, "session_id": self.session, "token": self.token});
+        let mut v =
+            json!({"conversation_id": conv, "session_id": self.session, "token": self.token});
         if let (Value::Object(m), Value::Object(e)) = (&mut v, extra) {
             m.extend(e);
         }
@@ -64,7 +65,10 @@ async fn members(
     roles: Value,
 ) -> anyhow::Result<(String, Vec<Member>)> {
     let created = creator.ok("create_conversation", roles).await?;
-    let conv = created["conversation_id"].as_str().context("id")?.to_owned();
+    let conv = created["conversation_id"]
+        .as_str()
+        .context("id")?
+        .to_owned();
     let mut out = Vec::new();
     for g in created["sessions"].as_array().context("sessions")? {
         out.push(Member {
@@ -88,10 +92,7 @@ async fn measure(
         let polls: Vec<_> = team[1..]
             .iter()
             .map(|m| {
-                let (s, args) = (
-                    m.server.clone(),
-                    m.args(conv, json!({"wait_seconds": 20})),
-                );
+                let (s, args) = (m.server.clone(), m.args(conv, json!({"wait_seconds": 20})));
                 tokio::spawn(async move {
                     let r = s.ok("check_messages", args).await;
                     (r, Instant::now())
@@ -105,7 +106,10 @@ async fn measure(
         let started = Instant::now();
         team[0]
             .server
-            .ok("send_to_partner", team[0].args(conv, json!({"message": body})))
+            .ok(
+                "send_to_partner",
+                team[0].args(conv, json!({"message": body})),
+            )
             .await?;
         sends.push(started.elapsed());
         for p in polls {
@@ -176,7 +180,9 @@ async fn main() -> anyhow::Result<()> {
         "{rounds} rounds, alternated; every participant on its own `bridge serve` process, one database; each broadcast stored once ({stored} rows for {} sends).\n",
         rounds + 1
     );
-    println!("| | sends | send p50 | send p95 | deliveries | delivery p50 | delivery p95 | delivery max |");
+    println!(
+        "| | sends | send p50 | send p95 | deliveries | delivery p50 | delivery p95 | delivery max |"
+    );
     println!("|---|---|---|---|---|---|---|---|");
     println!(
         "| broadcast to 15 | {} | {} | {} | {} | {} | {} | {} |",
