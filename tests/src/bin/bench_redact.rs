@@ -184,6 +184,9 @@ impl Took {
     }
 }
 
+/// Picks one clock's time out of a [`Took`].
+type Clock = fn(Took) -> Duration;
+
 /// This thread's CPU time so far.
 fn thread_cpu() -> Duration {
     let ts = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
@@ -258,7 +261,7 @@ fn main() {
     let large = inputs(4 * MAX_MESSAGE_CHARS);
     // The old method times by the wall clock; the new one by the thread's
     // CPU time, and prints the wall-clock ratio beside it.
-    let (main_clock, other_clock): (fn(Took) -> Duration, fn(Took) -> Duration) = if sequential {
+    let (main_clock, other_clock): (Clock, Clock) = if sequential {
         (|t| t.wall, |t| t.cpu)
     } else {
         (|t| t.cpu, |t| t.wall)
