@@ -9,7 +9,7 @@
 //! 4× the size within 5× the time; the summary says whether both are met.
 //!
 //! Run: `cargo run --release -p bridge-tests --bin bench_redact [--
-//! [--sequential] [NAME]]`. Takes about 20 seconds. Times are the median
+//! [--sequential] [NAME]]`. Takes about 30 seconds. Times are the median
 //! of the thread's CPU time, the 1× and 4× inputs run alternately; `--sequential` is the
 //! method before 2026-12-02 (wall clock, each size on its own), whose ratios
 //! swung with a shared machine's load: a 10 ms run is preempted more often
