@@ -306,7 +306,7 @@ fn diagnose(a: &Snap, b: &Snap, q: &QueueWatch, limit: u64) -> String {
             .saturating_sub(*a.tcp.get(k).unwrap_or(&0))
     };
     format!(
-        "CPU in cores over the {secs:.0} s: server {}, benchmark (attackers and legitimate client) {}, the rest of the machine and unattributed softirq {}, idle {} (softirq, counted in the others, {}). Listen queue (limit {limit}): max {}, mean {:.0}, full in {} of {} samples; kernel `ListenOverflows` +{}, `ListenDrops` +{}, `TCPReqQFullDrop` +{}.",
+        "CPU in cores over the {secs:.0} s: server {}, benchmark (attackers and legitimate client) {}, the rest of the machine and unattributed softirq {}, idle {} (softirq, counted in the others, {}). Listen queue (limit {limit}): max {}, mean {:.0}, full in {} of {} samples; kernel `ListenOverflows` +{}, `ListenDrops` +{}, `TCPReqQFullDrop` +{}; dropped by a full conntrack table +{}, IP packets never sent +{} (both non-zero: SYNs lost outside the server, resent after 1 s, 3 s, 7 s).",
         cores(b.server - a.server),
         cores(b.bench - a.bench),
         cores(others.max(0.0)),
@@ -319,6 +319,8 @@ fn diagnose(a: &Snap, b: &Snap, q: &QueueWatch, limit: u64) -> String {
         tcp("ListenOverflows"),
         tcp("ListenDrops"),
         tcp("TCPReqQFullDrop"),
+        tcp("ConntrackDrop"),
+        tcp("IpOutNotSent"),
     )
 }
 
