@@ -6,13 +6,15 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
-use crate::{bin, free_port};
+use crate::{bin, free_port, procstat};
 
 /// Environment that would change how `bridge serve --http` behaves; removed
 /// so the developer's shell cannot leak into a run.
@@ -70,6 +72,43 @@ impl Drop for AttackRuntime {
             rt.shutdown_background();
         }
     }
+}
+
+/// Logs the benchmark's own HTTP client stack (rmcp, reqwest, hyper-util's
+/// connector) to stderr with timestamps, for `bench_flood --trace-client`:
+/// which request of a slow probe waited, and for what (a new connection, a
+/// stream resumed after the server's `retry`).
+pub fn log_client_http() {
+    tracing_subscriber::fmt()
+        .with_env_filter("rmcp=debug,reqwest=debug,hyper_util=debug")
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// The listen queue during the slowloris, sampled every 50 ms.
+#[derive(Default)]
+pub struct QueueWatch {
+    pub samples: u64,
+    /// Samples with the queue at its limit: a SYN arriving then is dropped
+    /// and resent by the client a second later.
+    pub full: u64,
+    pub max: u64,
+    pub sum: u64,
+}
+
+/// Samples the listen queue of `port` every 50 ms until `stop`.
+pub async fn watch_queue(port: u16, limit: u64, stop: Arc<AtomicBool>) -> QueueWatch {
+    let mut w = QueueWatch::default();
+    while !stop.load(Ordering::Relaxed) {
+        if let Some(q) = procstat::accept_queue(port) {
+            w.samples += 1;
+            w.sum += q;
+            w.max = w.max.max(q);
+            w.full += u64::from(q >= limit);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    w
 }
 
 /// The legitimate client's address.

@@ -35,22 +35,55 @@ pub fn accept_queue(port: u16) -> Option<u64> {
 
 /// The kernel's `TcpExt` counters (/proc/net/netstat), e.g.
 /// `ListenOverflows` (a connection the accept queue had no room for: its
-/// SYN or handshake ACK was dropped) and `ListenDrops`.
+/// SYN or handshake ACK was dropped) and `ListenDrops`, plus two that are
+/// not TCP's: `ConntrackDrop`, packets netfilter's connection tracking
+/// dropped because its table was full (the `drop` column of
+/// /proc/net/stat/nf_conntrack, summed over CPUs; 0 without conntrack),
+/// and `IpOutNotSent`, IP's `OutRequests - OutTransmits` (/proc/net/snmp):
+/// packets handed to IP that never left, such as those SYNs.
 pub fn tcp_ext() -> anyhow::Result<HashMap<String, u64>> {
     let text = std::fs::read_to_string("/proc/net/netstat")?;
-    let mut rows = text.lines().filter(|l| l.starts_with("TcpExt:"));
-    let names = rows
-        .next()
-        .context("no TcpExt header in /proc/net/netstat")?;
-    let values = rows
-        .next()
-        .context("no TcpExt values in /proc/net/netstat")?;
+    let mut counters = table_row(&text, "TcpExt:")?;
+    let snmp = std::fs::read_to_string("/proc/net/snmp")?;
+    let ip = table_row(&snmp, "Ip:")?;
+    let not_sent = ip
+        .get("OutRequests")
+        .unwrap_or(&0)
+        .saturating_sub(*ip.get("OutTransmits").unwrap_or(&0));
+    counters.insert("IpOutNotSent".into(), not_sent);
+    counters.insert("ConntrackDrop".into(), conntrack_drops());
+    Ok(counters)
+}
+
+/// A `Prefix:` header line and the value line after it, as name → value.
+fn table_row(text: &str, prefix: &str) -> anyhow::Result<HashMap<String, u64>> {
+    let mut rows = text.lines().filter(|l| l.starts_with(prefix));
+    let names = rows.next().with_context(|| format!("no {prefix} header"))?;
+    let values = rows.next().with_context(|| format!("no {prefix} values"))?;
     Ok(names
         .split_whitespace()
         .skip(1)
         .zip(values.split_whitespace().skip(1))
         .filter_map(|(k, v)| Some((k.to_owned(), v.parse().ok()?)))
         .collect())
+}
+
+/// Packets dropped by a full connection-tracking table, over all CPUs.
+fn conntrack_drops() -> u64 {
+    let Ok(text) = std::fs::read_to_string("/proc/net/stat/nf_conntrack") else {
+        return 0;
+    };
+    let mut lines = text.lines();
+    let Some(col) = lines
+        .next()
+        .and_then(|h| h.split_whitespace().position(|c| c == "drop"))
+    else {
+        return 0;
+    };
+    lines
+        .filter_map(|l| l.split_whitespace().nth(col))
+        .filter_map(|v| u64::from_str_radix(v, 16).ok())
+        .sum()
 }
 
 /// Clock ticks per second in /proc's CPU times (`USER_HZ`, 100 on Linux).

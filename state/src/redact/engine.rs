@@ -100,21 +100,34 @@ impl Redactor {
         let rule = &self.rules[i];
         let mut spans = Vec::new();
         let mut last = 0;
-        for caps in rule.regex.captures_iter(text) {
-            let Some(whole) = caps.get(0) else { continue };
-            let span = rule
+        // One set of capture slots for every match (`captures_iter` allocates a fresh one per
+        // match: a quarter of the time on secret-dense text).
+        let mut locs = rule.regex.capture_locations();
+        let named_secret = rule.regex.capture_names().position(|n| n == Some("secret"));
+        let (mut at, mut last_end) = (0, None);
+        while at <= text.len() {
+            let Some(whole) = rule.regex.captures_read_at(&mut locs, text, at) else {
+                break;
+            };
+            // As `captures_iter` does: after an empty match search on from the next character,
+            // and no empty match right where the previous match ended.
+            at = if whole.is_empty() {
+                whole.end() + text[whole.end()..].chars().next().map_or(1, char::len_utf8)
+            } else {
+                whole.end()
+            };
+            if whole.is_empty() && last_end == Some(whole.end()) {
+                continue;
+            }
+            last_end = Some(whole.end());
+            let (start, mut end) = rule
                 .secret_groups
                 .iter()
-                .filter_map(|&g| caps.get(g))
-                .find(|m| !m.is_empty())
-                .unwrap_or(whole);
-            let (start, mut end) = (span.start(), span.end());
-            // Compare positions, not `Match`es: `Match`'s equality compares the haystacks too,
-            // which is the whole text, and made this loop quadratic.
+                .filter_map(|&g| locs.get(g))
+                .find(|(a, b)| a != b)
+                .unwrap_or((whole.start(), whole.end()));
             if rule.flags & SEMICOLON != 0
-                && caps
-                    .name("secret")
-                    .is_some_and(|m| m.range() == span.range())
+                && named_secret.is_some_and(|g| locs.get(g) == Some((start, end)))
             {
                 end += redact_rules::semicolon_tail(&text[end..]);
             }

@@ -3,12 +3,12 @@
 //! slowloris (half-sent request heads, trickled, reopened when closed).
 //! Attackers speak from 127.0.0.2 and up; the legitimate client, on
 //! 127.0.0.1, probes `/healthz` and calls a tool over an MCP session opened
-//! before the flood. Prints a Markdown section for BENCHMARKS.md: server RSS
+//! before the flood (rmcp's client: a new connection per request). Prints a Markdown section for BENCHMARKS.md: server RSS
 //! before, during and after, the legitimate client's latency, and the 503s.
 //!
 //! Run: `cargo run --release -p bridge-tests --bin bench_flood -- [--quick]
 //! [--sessions N] [--rounds R] [--slow N] [--attackers A]
-//! [--attacker-threads T]`. Defaults: 6 rounds of 20 000 sessions, 10 000
+//! [--attacker-threads T] [--trace-client]`. Defaults: 6 rounds of 20 000 sessions, 10 000
 //! slow connections, 100 attacker addresses on a runtime of their own with
 //! one thread per CPU (`0`: on the legitimate client's runtime, which
 //! measures the client's scheduler); `--quick` (CI) is 2 rounds of 2 000,
@@ -31,8 +31,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use bridge_tests::bench::{Samples, fmt_mb, fmt_ms, rss_ratchet, vm_rss_kb};
 use bridge_tests::flood::{
-    AttackRuntime, HttpBridge, LEGIT, attacker, connect_from, exchange, exchange_timed, healthz,
-    initialize, raise_nofile,
+    AttackRuntime, HttpBridge, LEGIT, QueueWatch, attacker, connect_from, exchange, exchange_timed,
+    healthz, initialize, raise_nofile, watch_queue,
 };
 use bridge_tests::procstat;
 use bridge_tests::{Client, Conv, call, connect_http, machine_summary, ok};
@@ -50,6 +50,8 @@ const SESSION_WORKERS: usize = 64;
 /// How long a slow connection waits before reopening after the server
 /// closed or refused it, so the benchmark's own CPU use stays bounded.
 const REOPEN_PAUSE: Duration = Duration::from_millis(100);
+/// Probes slower than this are listed one by one.
+const SLOW_PROBE: Duration = Duration::from_millis(500);
 /// Between two legitimate probes.
 const PROBE_PAUSE: Duration = Duration::from_millis(100);
 
@@ -61,6 +63,8 @@ struct Args {
     /// Worker threads of the attackers' own runtime (their CPU bound).
     attacker_threads: usize,
     quick: bool,
+    /// Log the legitimate client's HTTP stack to stderr (`--trace-client`).
+    trace_client: bool,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -71,6 +75,7 @@ fn parse_args() -> anyhow::Result<Args> {
         rounds: 6,
         attacker_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
         quick: false,
+        trace_client: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -83,12 +88,13 @@ fn parse_args() -> anyhow::Result<Args> {
             "--attacker-threads" => {
                 a.attacker_threads = value()?.parse().context("--attacker-threads N")?;
             }
+            "--trace-client" => a.trace_client = true,
             "--quick" => {
                 (a.sessions, a.slow, a.attackers, a.rounds) = (2_000, 2_000, 5, 2);
                 a.quick = true;
             }
             other => bail!(
-                "unknown argument {other:?}; use --quick, --sessions N, --rounds R, --slow N, --attackers A or --attacker-threads N"
+                "unknown argument {other:?}; use --quick, --sessions N, --rounds R, --slow N, --attackers A, --attacker-threads N or --trace-client"
             ),
         }
     }
@@ -110,13 +116,17 @@ struct Probe {
     connect: Duration,
     /// `/healthz`, connect to the whole answer.
     health: Duration,
-    /// The tool call on the session's kept-alive connection.
+    /// The tool call on the session (rmcp's client opens a new connection
+    /// for every request: its default reqwest client keeps none idle).
     tool: Duration,
     /// How late the probe's 100 ms pause ended: the benchmark's own
     /// scheduling delay, not the server's.
     lag: Duration,
     ok: bool,
 }
+
+/// One part of a probe's time.
+type Part = fn(&Probe) -> Duration;
 
 /// Probes every 100 ms until `stop`; returns the probes.
 async fn probe(
@@ -260,31 +270,6 @@ async fn slow_client(from: Ipv4Addr, to: SocketAddr, stop: Arc<AtomicBool>, c: A
     }
 }
 
-/// The listen queue during the slowloris, sampled every 50 ms.
-#[derive(Default)]
-struct QueueWatch {
-    samples: u64,
-    /// Samples with the queue at its limit: a SYN arriving then is dropped
-    /// and resent by the client a second later.
-    full: u64,
-    max: u64,
-    sum: u64,
-}
-
-async fn watch_queue(port: u16, limit: u64, stop: Arc<AtomicBool>) -> QueueWatch {
-    let mut w = QueueWatch::default();
-    while !stop.load(Ordering::Relaxed) {
-        if let Some(q) = procstat::accept_queue(port) {
-            w.samples += 1;
-            w.sum += q;
-            w.max = w.max.max(q);
-            w.full += u64::from(q >= limit);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    w
-}
-
 /// CPU seconds and TCP counters at one moment.
 struct Snap {
     at: Instant,
@@ -321,7 +306,7 @@ fn diagnose(a: &Snap, b: &Snap, q: &QueueWatch, limit: u64) -> String {
             .saturating_sub(*a.tcp.get(k).unwrap_or(&0))
     };
     format!(
-        "CPU in cores over the {secs:.0} s: server {}, benchmark (attackers and legitimate client) {}, the rest of the machine and unattributed softirq {}, idle {} (softirq, counted in the others, {}). Listen queue (limit {limit}): max {}, mean {:.0}, full in {} of {} samples; kernel `ListenOverflows` +{}, `ListenDrops` +{}, `TCPReqQFullDrop` +{}.",
+        "CPU in cores over the {secs:.0} s: server {}, benchmark (attackers and legitimate client) {}, the rest of the machine and unattributed softirq {}, idle {} (softirq, counted in the others, {}). Listen queue (limit {limit}): max {}, mean {:.0}, full in {} of {} samples; kernel `ListenOverflows` +{}, `ListenDrops` +{}, `TCPReqQFullDrop` +{}; dropped by a full conntrack table +{}, IP packets never sent +{} (both non-zero: SYNs lost outside the server, resent after 1 s, 3 s, 7 s).",
         cores(b.server - a.server),
         cores(b.bench - a.bench),
         cores(others.max(0.0)),
@@ -334,6 +319,8 @@ fn diagnose(a: &Snap, b: &Snap, q: &QueueWatch, limit: u64) -> String {
         tcp("ListenOverflows"),
         tcp("ListenDrops"),
         tcp("TCPReqQFullDrop"),
+        tcp("ConntrackDrop"),
+        tcp("IpOutNotSent"),
     )
 }
 
@@ -381,6 +368,9 @@ fn summarize(label: &str, probes: &[Probe]) -> (String, bool, Duration) {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = parse_args()?;
+    if args.trace_client {
+        bridge_tests::flood::log_client_http();
+    }
     let nofile = raise_nofile(args.slow as u64 + 1024)?;
     anyhow::ensure!(
         nofile >= args.slow as u64 + 256,
@@ -583,22 +573,32 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "Where the legitimate client's time went once the header timeout had passed:\n\n| part | p50 | p99 | max |\n|---|---|---|---|"
     );
-    println!(
-        "{}",
-        phase("`connect` for `/healthz`", &late, |p| p.connect)
-    );
-    println!(
-        "{}",
-        phase("`/healthz`, connect to answer", &late, |p| p.health)
-    );
-    println!(
-        "{}",
-        phase("tool call on the kept-alive session", &late, |p| p.tool)
-    );
-    println!(
-        "{}",
-        phase("the benchmark's own scheduling delay", &late, |p| p.lag)
-    );
+    let parts: [(&str, Part); 4] = [
+        ("`connect` for `/healthz`", |p| p.connect),
+        ("`/healthz`, connect to answer", |p| p.health),
+        ("tool call (a new connection each)", |p| p.tool),
+        ("the benchmark's own scheduling delay", |p| p.lag),
+    ];
+    for (label, part) in parts {
+        println!("{}", phase(label, &late, part));
+    }
+    let slow = slow_probes.iter().filter(|p| p.took >= SLOW_PROBE);
+    let slow: Vec<String> = slow
+        .map(|p| {
+            let at = (p.at - flood_started).as_secs_f64();
+            let parts = [p.took, p.connect, p.health, p.tool]
+                .map(fmt_ms)
+                .join(" | ");
+            format!("| {at:.2} s | {parts} | {} |", p.ok)
+        })
+        .collect();
+    if !slow.is_empty() {
+        println!(
+            "\nSlowloris probes over {} (at: since the flood began):\n\n| at | took | `connect` | `/healthz` | tool call | ok |\n|---|---|---|---|---|---|\n{}",
+            fmt_ms(SLOW_PROBE),
+            slow.join("\n")
+        );
+    }
     println!(
         "\nAfter the header timeout, with {}: {}\n",
         match args.attacker_threads {
