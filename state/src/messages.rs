@@ -229,9 +229,12 @@ pub fn for_recipient(
              WHERE i.conversation_id = ?1 AND i.recipient = ?2 AND i.message_id > ?3 ORDER BY i.message_id LIMIT ?4",
             id,
         ),
+        // INDEXED BY: left alone, the planner walks the inbox's primary key
+        // through every read message of the conversation (the history),
+        // not the partial index of unread ones (bench_growth: 2.1x).
         Selection::Unread => (
             "SELECT m.id, m.sender, m.kind, m.body, m.action_type, m.files, m.created_at, i.read_at, m.recipients
-             FROM inbox i JOIN messages m ON m.id = i.message_id
+             FROM inbox i INDEXED BY inbox_unread JOIN messages m ON m.id = i.message_id
              WHERE i.conversation_id = ?1 AND i.recipient = ?2 AND i.read_at IS NULL AND i.message_id > ?3
              ORDER BY i.message_id LIMIT ?4",
             0,
@@ -288,7 +291,7 @@ pub fn ack(
     now: Millis,
 ) -> rusqlite::Result<usize> {
     conn.prepare_cached(
-        "UPDATE inbox SET read_at = ?1
+        "UPDATE inbox INDEXED BY inbox_unread SET read_at = ?1
          WHERE conversation_id = ?2 AND recipient = ?3 AND message_id <= ?4 AND read_at IS NULL",
     )?
     .execute(params![now, conversation_id, recipient, up_to_id])
@@ -322,7 +325,7 @@ pub fn notify_unread(
     let notices: Vec<Notice> = conn
         .prepare_cached(
             "SELECT m.id, m.sender, m.kind, m.action_type, m.created_at
-             FROM inbox i JOIN messages m ON m.id = i.message_id
+             FROM inbox i INDEXED BY inbox_unread JOIN messages m ON m.id = i.message_id
              WHERE i.conversation_id = ?1 AND i.recipient = ?2 AND i.read_at IS NULL AND i.message_id > ?3
              ORDER BY i.message_id LIMIT ?4",
         )?
