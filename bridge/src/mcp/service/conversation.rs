@@ -4,7 +4,7 @@
 
 use bridge_state::audit::{self, Entry, Outcome};
 use bridge_state::auth;
-use bridge_state::clock::rfc3339;
+use bridge_state::clock::{Millis, rfc3339};
 use bridge_state::conversations::{self, NewSession};
 use bridge_state::messages::sender;
 use rusqlite::TransactionBehavior;
@@ -16,6 +16,12 @@ use super::{
 
 /// A partner whose last heartbeat is older than this is reported not alive.
 pub const ALIVE_SECS: i64 = 120;
+
+/// How old a heartbeat is, in whole seconds, and whether that counts as alive.
+pub(super) fn liveness(beat: Option<Millis>, now: Millis) -> (Option<i64>, bool) {
+    let age = beat.map(|b| ((now - b) / 1000).max(0));
+    (age, age.is_some_and(|a| a < ALIVE_SECS))
+}
 
 impl Bridge {
     /// Creates a conversation for the caller (session "a", `my_role`) and
@@ -189,14 +195,14 @@ impl Bridge {
                 // A pure read: counted like an empty check.
                 this.count_read(&caller, "status.check", "check_partner_status", now);
                 let beat = found.last_heartbeat;
-                let age = beat.map(|b| ((now - b) / 1000).max(0));
+                let (age, alive) = liveness(beat, now);
                 Ok(Ok(PartnerStatus {
                     partner_session_id: found.session_id.clone(),
                     partner_role: found.role.clone(),
                     status: found.status.clone().unwrap_or_else(|| "unknown".into()),
                     last_heartbeat: beat.map(rfc3339),
                     age_seconds: age,
-                    alive: age.is_some_and(|a| a < ALIVE_SECS),
+                    alive,
                 }))
             })
             .await?

@@ -10,7 +10,7 @@ use bridge_state::clock::rfc3339;
 use bridge_state::conversations::{self, InviteRefusal};
 use bridge_state::messages::sender;
 
-use super::conversation::ALIVE_SECS;
+use super::conversation::liveness;
 use super::{Bridge, Caller, ParticipantView, Participants, SessionGrant, ToolError, internal};
 
 impl Bridge {
@@ -94,9 +94,7 @@ impl Bridge {
                 let participants = everyone
                     .into_iter()
                     .map(|p| ParticipantView {
-                        alive: p
-                            .last_heartbeat
-                            .is_some_and(|b| (now - b) / 1000 < ALIVE_SECS),
+                        alive: liveness(p.last_heartbeat, now).1,
                         last_heartbeat: p.last_heartbeat.map(rfc3339),
                         status: p.status.unwrap_or_else(|| "unknown".into()),
                         session_id: p.session_id,
