@@ -98,6 +98,10 @@ pub enum Command {
     /// Tell one participant about mail it has not been told about (for an
     /// agent's hooks: `--format hook`); marks nothing read
     Inbox(crate::inbox::InboxArgs),
+    /// The operator console: every conversation, proposal and job live on
+    /// one screen; review, approve and run in two keys (needs a terminal,
+    /// and YOLO_MODE=1 unless --watch)
+    Console(crate::operator::console::ConsoleArgs),
     /// Operator commands for YOLO mode (require YOLO_MODE=1)
     Yolo {
         #[command(subcommand)]
@@ -155,9 +159,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let settings = settings(&cli.global, &ServeArgs::default())?;
             crate::inbox::run(args, &settings)
         }
+        Command::Console(args) => {
+            let settings = settings(&cli.global, &ServeArgs::default())?;
+            crate::operator::console::run(args, &settings).await
+        }
         Command::Yolo { command } => {
             let settings = settings(&cli.global, &ServeArgs::default())?;
-            crate::operator::yolo::run(command, &settings, json)
+            crate::operator::yolo::run(command, &settings, json).await
         }
         command => {
             let settings = settings(&cli.global, &ServeArgs::default())?;

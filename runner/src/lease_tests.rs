@@ -79,7 +79,7 @@ impl World {
                 hash: &hash,
             };
             yolo::insert_proposal(c, &proposal, now)?;
-            yolo::approve(c, &secret, &r2, JOB, &hash, 300, now).map_err(to_store)?;
+            yolo::approve(c, &secret, &r2, JOB, &hash, 300, &approver(), now).map_err(to_store)?;
             yolo::transition(c, JOB, Event::Execute, now).map_err(to_store)?;
             Ok(())
         })
@@ -273,4 +273,12 @@ async fn a_job_whose_lease_expired_is_failed_once_its_container_removed_and_neve
     // One container was made and handed the command, once.
     assert_eq!(w.fake.count(|e| matches!(e, Call::Create(_))), 1);
     assert_eq!(w.fake.count(|e| matches!(e, Call::Attach(_))), 1);
+}
+
+fn approver() -> bridge_state::yolo::Approver {
+    bridge_state::yolo::Approver {
+        user: "operator".into(),
+        uid: 1000,
+        tty: None,
+    }
 }

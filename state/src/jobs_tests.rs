@@ -340,3 +340,109 @@ fn a_finished_job_reads_back_as_its_typed_result_and_old_rows_still_parse() {
     let old = old.expect("an old row parses");
     assert_eq!((old.exit_code, old.stdout.as_str()), (Some(0), "ok\n"));
 }
+
+/// A proposal as `propose_command` leaves it, under `s`.
+fn propose(f: &Fixture, id: &str, command: &str, s: &Settings) -> String {
+    f.queue(id, command, s);
+    f.conn
+        .execute(
+            "UPDATE proposals SET state = 'proposed' WHERE id = ?1",
+            [id],
+        )
+        .unwrap();
+    f.conn
+        .query_row("SELECT hash FROM proposals WHERE id = ?1", [id], |r| {
+            r.get(0)
+        })
+        .unwrap()
+}
+
+fn approver() -> yolo::Approver {
+    yolo::Approver {
+        user: "ops".into(),
+        uid: 1234,
+        tty: Some("/dev/pts/7".into()),
+    }
+}
+
+#[test]
+fn the_console_approves_and_queues_once_with_a_spent_token_and_says_who() {
+    let s = settings(Mode::Yolo, false);
+    let mut f = Fixture::new(&s);
+    let hash = propose(&f, "prop_run", "ls", &s);
+    let secret = crate::auth::ServerSecret::ephemeral().unwrap();
+    let policy = Policy::builtin();
+    let now = f.clock.now_ms();
+    let approve_run = |f: &mut Fixture, hash: &str| {
+        yolo::approve_and_run(
+            &mut f.conn,
+            &secret,
+            &f.red,
+            &policy,
+            "prop_run",
+            hash,
+            &approver(),
+            now,
+        )
+    };
+    // Shown something else: refused, nothing changes.
+    let other = "0".repeat(64);
+    assert!(matches!(
+        approve_run(&mut f, &other),
+        Err(yolo::YoloError::Tampered(_))
+    ));
+    assert_eq!(f.job("prop_run").0, "proposed");
+    approve_run(&mut f, &hash).unwrap();
+    assert_eq!(f.job("prop_run").0, "queued");
+    let (tokens, unspent): (i64, i64) = f
+        .conn
+        .query_row(
+            "SELECT count(*), count(*) - count(used_at) FROM approvals WHERE proposal_id = 'prop_run'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((tokens, unspent), (1, 0), "one token, spent as it was made");
+    // At most once: a second approval of the same proposal is refused.
+    assert!(matches!(
+        approve_run(&mut f, &hash),
+        Err(yolo::YoloError::BadTransition { .. })
+    ));
+    let detail: String = f
+        .conn
+        .query_row(
+            "SELECT detail FROM audit WHERE action = 'yolo.approve' ORDER BY id DESC LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let detail: serde_json::Value = serde_json::from_str(&detail).unwrap();
+    assert_eq!(detail["approver"]["user"], "ops");
+    assert_eq!(detail["approver"]["uid"], 1234);
+    assert_eq!(detail["approver"]["tty"], "/dev/pts/7");
+    assert_eq!(detail["run"], true);
+    // The runner claims it like any executed job.
+    assert_eq!(f.claim(&policy).unwrap().id, "prop_run");
+}
+
+#[test]
+fn the_console_cannot_run_what_the_policy_blocks() {
+    let s = settings(Mode::Safe, false);
+    let mut f = Fixture::new(&s);
+    let hash = propose(&f, "prop_rm", "rm -rf /srv/project", &s);
+    let secret = crate::auth::ServerSecret::ephemeral().unwrap();
+    let now = f.clock.now_ms();
+    let err = yolo::approve_and_run(
+        &mut f.conn,
+        &secret,
+        &f.red,
+        &Policy::builtin(),
+        "prop_rm",
+        &hash,
+        &approver(),
+        now,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("blocked by policy"), "{err}");
+    assert_eq!(f.job("prop_rm").0, "proposed");
+}

@@ -13,6 +13,7 @@ pub mod audit;
 pub mod auth;
 pub mod clock;
 pub mod config;
+pub mod console;
 pub mod conversations;
 pub mod fileperm;
 pub mod job_result;

@@ -19,12 +19,14 @@ pub use logs::ServerLog;
 pub mod bench;
 pub mod bench_report;
 pub mod canary;
+pub mod emulator;
 pub mod fixture;
 pub mod flood;
 pub mod http_bridge;
 pub mod images;
 pub mod logs;
 pub mod procstat;
+pub mod pty;
 pub mod yolo;
 
 pub type Client = RunningService<RoleClient, ()>;

@@ -183,7 +183,7 @@ impl Bridge {
                 })?;
                 tx.commit()?;
                 Ok(Ok(Proposed {
-                    next_step: format!("Ask the operator to run `bridge yolo approve {id}` and give you the approval token, then call execute_command."),
+                    next_step: format!("The operator reviews {id} (`bridge console`, or `bridge yolo approve {id}`). If they run it, its result arrives to every participant as a command_result message: wait for it with check_messages and wait_seconds. If they give you an approval token instead, call execute_command with proposal_id {id} and that token."),
                     proposal_id: id,
                     status: "pending_approval".into(),
                     command_sha256: hash,

@@ -290,6 +290,7 @@ pub fn run(command: Command, settings: &Settings, json: bool) -> anyhow::Result<
         | Command::Inbox(_)
         | Command::Demo
         | Command::Yolo { .. }
+        | Command::Console(_)
         | Command::Health { .. }
         | Command::HttpToken { .. } => {
             unreachable!("handled by run")

@@ -27,7 +27,7 @@ pub enum GuardError {
     )]
     OperatorEnvMissing,
     #[error(
-        "refusing: `bridge yolo {0}` must be run by a person on an interactive terminal (stdin and stdout must both be a TTY); it cannot be scripted, piped or redirected"
+        "refusing: `bridge {0}` must be run by a person on an interactive terminal (stdin and stdout must both be a TTY); it cannot be scripted, piped or redirected"
     )]
     NotATerminal(&'static str),
     #[error("the phrase did not match; nothing was enabled")]
@@ -63,6 +63,25 @@ pub fn require_terminal(verb: &'static str) -> Result<(), GuardError> {
         Ok(())
     } else {
         Err(GuardError::NotATerminal(verb))
+    }
+}
+
+/// Who is at this terminal, as the operating system knows them: the audit
+/// records it with every approval. The name comes from the password
+/// database, not from `$USER`, which anyone can set.
+pub fn approver() -> bridge_state::yolo::Approver {
+    let uid = nix::unistd::getuid();
+    let user = nix::unistd::User::from_uid(uid)
+        .ok()
+        .flatten()
+        .map_or_else(|| format!("uid {uid}"), |u| u.name);
+    let tty = std::fs::read_link("/proc/self/fd/0")
+        .ok()
+        .map(|p| p.display().to_string());
+    bridge_state::yolo::Approver {
+        user,
+        uid: uid.as_raw(),
+        tty,
     }
 }
 

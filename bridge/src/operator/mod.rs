@@ -7,14 +7,24 @@
 //!   (their queries and changes are `bridge_state::conversations::operator`);
 //! - [`yolo`]: runs and renders `bridge yolo …`;
 //! - [`guard`]: the interactive confirmations; [`review`]: the approve screen;
+//! - [`console`]: `bridge console`, the full-screen operator console;
 //! - [`demo`]: the scripted two-session exchange.
 
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
 use serde::Serialize;
 
 use crate::untrusted::terminal;
-use crate::untrusted::{escaped_shortened, json as safe_json};
+use crate::untrusted::{Escaped, escaped_shortened, json as safe_json};
+use bridge_state::policy::Policy;
+use bridge_state::store::Db;
+use bridge_state::wake::{BACKSTOP, Wake};
+use bridge_state::yolo::{self as state_yolo, JobState, Proposal};
 
 pub mod commands;
+pub mod console;
 pub mod demo;
 pub mod guard;
 pub mod review;
@@ -35,8 +45,6 @@ pub(crate) fn emit<T: Serialize>(
     Ok(())
 }
 
-/// Both roles on one line, each escaped (so neither can forge the other)
-/// and shortened (intake caps them at 100 characters; older rows may not be).
 /// A role the operator gives `bridge invite`: the rules agents' roles follow
 /// (3-100 printable characters on one line).
 pub(crate) fn check_role(role: &str) -> anyhow::Result<()> {
@@ -50,6 +58,8 @@ pub(crate) fn check_role(role: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Every role on one line, each escaped (so none can forge another) and
+/// shortened (intake caps them at 100 characters; older rows may not be).
 pub(crate) fn roles(roles: &[String]) -> String {
     roles
         .iter()
@@ -72,4 +82,94 @@ pub(crate) fn files(v: &serde_json::Value) -> String {
             .join(", "),
         None => String::new(),
     }
+}
+
+/// The command policy the operator side checks with: the built-in rules,
+/// plus the file `bridge serve --policy` was given (pass the same one).
+pub(crate) fn load_policy(file: Option<&Path>) -> anyhow::Result<Policy> {
+    Ok(match file {
+        Some(f) => Policy::with_file(f)
+            .with_context(|| format!("loading the command policy {}", f.display()))?,
+        None => Policy::builtin(),
+    })
+}
+
+/// Waits until job `id` is final, or `wait` has passed; returns it as it
+/// then is. Wakes on every commit to the database, whichever process made
+/// it (the runner's result included).
+pub(crate) async fn wait_final(
+    db: &Db,
+    wake: &Wake,
+    id: &str,
+    wait: Duration,
+) -> anyhow::Result<Proposal> {
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut changes = wake.subscribe();
+    loop {
+        changes.borrow_and_update();
+        let id2 = id.to_owned();
+        let p = db
+            .call(move |c| {
+                state_yolo::load_proposal(c, &id2)
+                    .map_err(|e| bridge_state::store::StoreError::Join(e.to_string()))
+            })
+            .await?;
+        let now = tokio::time::Instant::now();
+        if p.state.is_final() || now >= deadline {
+            return Ok(p);
+        }
+        tokio::select! {
+            _ = changes.changed() => {}
+            _ = tokio::time::sleep(deadline.saturating_duration_since(now).min(BACKSTOP)) => {}
+        }
+    }
+}
+
+/// A job's outcome as lines for the operator: state, exit code, duration,
+/// then its output, every line escaped (it is whatever the command wrote).
+pub(crate) fn result_lines(p: &Proposal) -> Vec<String> {
+    let mut out = Vec::new();
+    let Some(r) = p.result.as_ref().filter(|_| p.state.is_final()) else {
+        out.push(match p.state {
+            JobState::Failed => format!(
+                "Job {} failed: {}",
+                Escaped(&p.id),
+                Escaped(p.failure.as_deref().unwrap_or("no reason recorded"))
+            ),
+            state => format!(
+                "Job {} is {}; its result will reach every participant as a command_result message (`bridge show {}`).",
+                Escaped(&p.id),
+                state.as_str(),
+                Escaped(&p.conversation_id)
+            ),
+        });
+        return out;
+    };
+    let code = match (r.exit_code, &r.exit_code_unknown_reason) {
+        (Some(c), _) => format!("exit code {c}"),
+        (None, why) => format!(
+            "exit status unknown ({})",
+            Escaped(why.as_deref().unwrap_or("no reason recorded"))
+        ),
+    };
+    out.push(format!(
+        "Job {} {}: {code}, {} ms{}{}",
+        Escaped(&p.id),
+        p.state.as_str(),
+        r.duration_ms,
+        if r.timed_out { ", timed out" } else { "" },
+        if r.truncated {
+            ", output truncated"
+        } else {
+            ""
+        },
+    ));
+    for (name, text) in [("stdout", &r.stdout), ("stderr", &r.stderr)] {
+        if text.is_empty() {
+            continue;
+        }
+        out.push(format!("--- {name} ---"));
+        out.extend(text.lines().map(|l| Escaped(l).to_string()));
+    }
+    out
 }

@@ -4,6 +4,7 @@
 //! `untrusted` (commands and reasons are agent text).
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Subcommand;
@@ -17,6 +18,7 @@ use bridge_state::clock::{Clock, SystemClock, rfc3339};
 use bridge_state::config::{Settings as BridgeSettings, parse_duration};
 use bridge_state::policy::Mode;
 use bridge_state::store::Db;
+use bridge_state::wake::Wake;
 use bridge_state::yolo::{self, Limits, Settings};
 
 use super::emit;
@@ -55,15 +57,32 @@ pub enum YoloCommand {
     Disable { conversation: String },
     /// Proposals awaiting approval
     Pending { conversation: Option<String> },
-    /// Review a proposal and issue a single-use approval token (interactive)
+    /// Review a proposal and issue a single-use approval token (interactive);
+    /// with --run, approve and run it instead, and print the result
     Approve {
         proposal: String,
         /// Token lifetime in seconds
-        #[arg(long, default_value_t = yolo::DEFAULT_APPROVAL_TTL_SECS)]
+        #[arg(long, default_value_t = yolo::DEFAULT_APPROVAL_TTL_SECS, conflicts_with = "run")]
         ttl: u32,
+        /// Run it now on the agent's behalf (no token to hand over): the job
+        /// is queued for the runner and its result reaches every participant
+        #[arg(long)]
+        run: bool,
+        /// With --run: how long to wait for the result before printing the
+        /// job id instead (the result still reaches the participants)
+        #[arg(long, default_value_t = 60, requires = "run")]
+        wait_seconds: u64,
+        /// Extra command-policy rules, as given to `bridge serve --policy`
+        #[arg(long, env = "BRIDGE_POLICY")]
+        policy: Option<PathBuf>,
     },
-    /// Reject a proposal
-    Reject { proposal: String },
+    /// Reject a proposal; every participant is told, with the reason if given
+    Reject {
+        proposal: String,
+        /// Why, in a sentence the participants will read
+        #[arg(long)]
+        reason: Option<String>,
+    },
     /// Active (unused, unexpired) approval tokens, as previews
     Tokens,
 }
@@ -82,7 +101,7 @@ impl YoloCommand {
 }
 
 /// Records a refused operator action, then returns the error to show.
-fn refuse(
+pub(crate) fn refuse(
     db: &Db,
     s: &BridgeSettings,
     conv: Option<&str>,
@@ -118,7 +137,7 @@ fn refuse(
     anyhow::anyhow!("{why}")
 }
 
-pub fn run(cmd: YoloCommand, s: &BridgeSettings, json: bool) -> anyhow::Result<()> {
+pub async fn run(cmd: YoloCommand, s: &BridgeSettings, json: bool) -> anyhow::Result<()> {
     let db = Db::open(&s.db, s.sync)?;
     let verb = cmd.verb();
     let conv_of = |c: &YoloCommand| match c {
@@ -143,7 +162,7 @@ pub fn run(cmd: YoloCommand, s: &BridgeSettings, json: bool) -> anyhow::Result<(
             timeout,
             for_,
         } => {
-            if let Err(e) = guard::require_terminal("enable") {
+            if let Err(e) = guard::require_terminal("yolo enable") {
                 return Err(refuse(&db, s, Some(&conversation), verb, &e));
             }
             let mode = Mode::parse(&mode).map_err(|e| anyhow::anyhow!(e))?;
@@ -241,8 +260,14 @@ pub fn run(cmd: YoloCommand, s: &BridgeSettings, json: bool) -> anyhow::Result<(
                 ))?;
             }
         }
-        YoloCommand::Approve { proposal, ttl } => {
-            if let Err(e) = guard::require_terminal("approve") {
+        YoloCommand::Approve {
+            proposal,
+            ttl,
+            run,
+            wait_seconds,
+            policy,
+        } => {
+            if let Err(e) = guard::require_terminal("yolo approve") {
                 return Err(refuse(&db, s, None, verb, &e));
             }
             if ttl == 0 || ttl > yolo::MAX_APPROVAL_TTL_SECS {
@@ -267,8 +292,45 @@ pub fn run(cmd: YoloCommand, s: &BridgeSettings, json: bool) -> anyhow::Result<(
                 return Err(refuse(&db, s, Some(&p.conversation_id), verb, &e));
             }
             let secret = ServerSecret::load_or_create(&ServerSecret::path_for_db(&s.db))?;
+            let approver = guard::approver();
+            if run {
+                let policy = super::load_policy(policy.as_deref())?;
+                let hash = p.hash.clone();
+                db.call_blocking(|c| {
+                    yolo::approve_and_run(
+                        c, &secret, &red, &policy, &proposal, &hash, &approver, now,
+                    )
+                })
+                .map_err(|e| refuse(&db, s, Some(&p.conversation_id), verb, &e))?;
+                out.println(format_args!(
+                    "Approved and queued {}; waiting up to {wait_seconds} s for the result…",
+                    Escaped(&proposal)
+                ))?;
+                out.flush()?;
+                let wake = Wake::watching(&s.db);
+                let done =
+                    super::wait_final(&db, &wake, &proposal, Duration::from_secs(wait_seconds))
+                        .await?;
+                if json {
+                    let view = serde_json::json!({
+                        "proposal_id": done.id,
+                        "state": done.state.as_str(),
+                        "result": done.result,
+                        "failure": done.failure,
+                    });
+                    out.println(shown::json::to_string_pretty(&view)?)?;
+                } else {
+                    for line in super::result_lines(&done) {
+                        out.println(line)?;
+                    }
+                }
+                out.flush()?;
+                return Ok(());
+            }
             let (token, expires) = db
-                .call_blocking(|c| yolo::approve(c, &secret, &red, &proposal, &p.hash, ttl, now))
+                .call_blocking(|c| {
+                    yolo::approve(c, &secret, &red, &proposal, &p.hash, ttl, &approver, now)
+                })
                 .map_err(|e| refuse(&db, s, Some(&p.conversation_id), verb, &e))?;
             if json {
                 let issued = serde_json::json!({
@@ -286,11 +348,14 @@ pub fn run(cmd: YoloCommand, s: &BridgeSettings, json: bool) -> anyhow::Result<(
             }
             out.flush()?;
         }
-        YoloCommand::Reject { proposal } => {
-            db.call_blocking(|c| yolo::reject(c, &red, &proposal, now))?;
+        YoloCommand::Reject { proposal, reason } => {
+            db.call_blocking(|c| yolo::reject(c, &red, &proposal, reason.as_deref(), now))?;
             let done = serde_json::json!({ "proposal_id": proposal, "state": "rejected" });
             emit(json, &done, || {
-                format!("Rejected {}; both sessions were told.", Escaped(&proposal))
+                format!(
+                    "Rejected {}; every participant was told.",
+                    Escaped(&proposal)
+                )
             })?;
         }
         YoloCommand::Tokens => {
@@ -317,7 +382,7 @@ pub fn run(cmd: YoloCommand, s: &BridgeSettings, json: bool) -> anyhow::Result<(
     Ok(())
 }
 
-fn enable_summary(conv: &str, s: &Settings, for_: &str) -> String {
+pub(crate) fn enable_summary(conv: &str, s: &Settings, for_: &str) -> String {
     format!(
         "Enable YOLO for conversation {conv}\n  mode:      {} ({})\n  image:     {}{}\n  workspace: {}\n  timeout:   {} s per command (SIGKILL after)\n  limits:    {} MiB memory, 1 CPU, {} processes, no network, read-only root, all capabilities dropped, user 65534\n  lasts:     {for_}",
         s.mode.as_str(),

@@ -154,10 +154,13 @@ pub fn verify_integrity(p: &Proposal) -> Result<(), YoloError> {
     Ok(())
 }
 
+/// Rejects a proposal: every participant is told, with the operator's
+/// `reason` when one is given.
 pub fn reject(
     conn: &mut Connection,
     redactor: &Redactor,
     id: &str,
+    reason: Option<&str>,
     now: Millis,
 ) -> Result<(), YoloError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -169,8 +172,9 @@ pub fn reject(
         sender::BRIDGE,
         "system",
         &redactor.redacted(&format!(
-            "The operator rejected proposal {id} (`{}`).",
-            p.command
+            "The operator rejected proposal {id} (`{}`).{}",
+            p.command,
+            reason.map(|r| format!(" Reason: {r}")).unwrap_or_default()
         )),
         now,
     )?;
@@ -183,11 +187,24 @@ pub fn reject(
             session_id: None,
             action: "yolo.reject",
             outcome: Outcome::Ok,
-            detail: serde_json::json!({ "proposal_id": id }),
+            detail: serde_json::json!({ "proposal_id": id, "reason": reason }),
         },
     )?;
     tx.commit()?;
     Ok(())
+}
+
+/// The most recent jobs (proposals that were queued, whatever became of
+/// them since), newest first.
+pub fn recent_jobs(conn: &Connection, limit: u32) -> Result<Vec<Proposal>, YoloError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {PROPOSAL_COLUMNS} FROM proposals
+         WHERE state IN ('queued', 'running', 'done', 'failed') ORDER BY updated_at DESC LIMIT ?1"
+    ))?;
+    let rows = stmt.query_map([limit], read_proposal)?;
+    Ok(rows
+        .map(|r| r.map(|(p, _)| p))
+        .collect::<rusqlite::Result<_>>()?)
 }
 
 /// Fails every job that has waited in the queue (since `execute_command`

@@ -98,14 +98,14 @@ impl BridgeServer {
         vec![
             Tool::new(
                 "propose_command",
-                "Propose a shell command to run in a throwaway, network-less sandbox container. Nothing runs until a human operator approves it on their terminal and you call execute_command with the approval token they give you.",
+                "Propose a shell command to run in a throwaway, network-less sandbox container. Nothing runs until a human operator approves it on their terminal. Then either the operator runs it for you (their console): wait for the command_result message with check_messages and wait_seconds; or the operator gives you a single-use approval token: call execute_command with it.",
                 JsonObject::new(),
             )
             .with_input_schema::<ProposeArgs>()
             .with_output_schema::<Proposed>(),
             Tool::new(
                 "execute_command",
-                "Run your own approved proposal (only the session that proposed it may) with its single-use approval token. Returns the result (exit code, output) when it finishes in time, else the job id; the result also arrives to every participant as a command_result message. dry_run checks the token without spending it.",
+                "Run your own approved proposal (only the session that proposed it may) with the single-use approval token the operator gave you. Not needed when the operator ran it from their console: its result arrives as a command_result message. Returns the result (exit code, output) when it finishes in time, else the job id; the result also arrives to every participant as a command_result message. dry_run checks the token without spending it.",
                 JsonObject::new(),
             )
             .with_input_schema::<ExecuteArgs>()

@@ -6,11 +6,12 @@
 //! clipboard, and the approve screen must show every row of the command
 //! before `y/N` is asked. And through MCP: intake refuses that text.
 
-mod emulator;
+mod console;
 mod hostile;
 mod intake;
 mod listings;
-mod pty;
+
+use bridge_tests::{emulator, pty};
 
 use std::path::{Path, PathBuf};
 

@@ -93,6 +93,12 @@ impl Screen {
         self.fed = all.len();
     }
 
+    /// The terminal was resized (what the window manager does to it).
+    pub fn set_size(&mut self, rows: u16, cols: u16) {
+        let size = |n: u16| NonZeroU16::new(n).expect("a non-empty terminal");
+        self.parser.set_size(size(rows), size(cols));
+    }
+
     /// The rows on screen now, right-trimmed.
     pub fn visible(&self) -> Vec<String> {
         let cols = self.parser.screen().size().1.get();

@@ -28,7 +28,7 @@ pub struct Pty {
 impl Pty {
     /// `bridge --db DB ARGS…` with YOLO_MODE=1, on a `rows`×`cols` terminal.
     pub fn bridge(db: &Path, args: &[&str], rows: u16, cols: u16) -> anyhow::Result<Self> {
-        let mut cmd = Command::new(bridge_tests::bin("bridge"));
+        let mut cmd = Command::new(crate::bin("bridge"));
         cmd.arg("--db").arg(db).args(args).env("YOLO_MODE", "1");
         Self::spawn(cmd, rows, cols)
     }
@@ -74,6 +74,26 @@ impl Pty {
             reader: Some(reader),
             seen: 0,
         })
+    }
+
+    /// Gives the terminal a new size and tells the program (SIGWINCH), as
+    /// a window manager does.
+    pub fn resize(&mut self, rows: u16, cols: u16) -> anyhow::Result<()> {
+        let size = rustix::termios::Winsize {
+            ws_row: rows,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        rustix::termios::tcsetwinsize(&self.master, size)?;
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id())?);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGWINCH)?;
+        Ok(())
+    }
+
+    /// Whether the program is still running.
+    pub fn running(&mut self) -> anyhow::Result<bool> {
+        Ok(self.child.try_wait()?.is_none())
     }
 
     /// Every byte written so far.
