@@ -84,6 +84,16 @@ pub fn set_status(
     Ok(())
 }
 
+/// A participant whose last heartbeat is older than this is reported not
+/// alive.
+pub const ALIVE_SECS: i64 = 120;
+
+/// How old a heartbeat is, in whole seconds, and whether that counts as alive.
+pub fn liveness(beat: Option<Millis>, now: Millis) -> (Option<i64>, bool) {
+    let age = beat.map(|b| ((now - b) / 1000).max(0));
+    (age, age.is_some_and(|a| a < ALIVE_SECS))
+}
+
 /// One participant, as the others may see it.
 #[derive(Debug, Clone)]
 pub struct Participant {

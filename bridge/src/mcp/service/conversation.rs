@@ -4,7 +4,7 @@
 
 use bridge_state::audit::{self, Entry, Outcome};
 use bridge_state::auth;
-use bridge_state::clock::{Millis, rfc3339};
+use bridge_state::clock::rfc3339;
 use bridge_state::conversations::{self, NewSession};
 use bridge_state::messages::sender;
 use rusqlite::TransactionBehavior;
@@ -14,14 +14,7 @@ use super::{
     ToolError, internal,
 };
 
-/// A partner whose last heartbeat is older than this is reported not alive.
-pub const ALIVE_SECS: i64 = 120;
-
-/// How old a heartbeat is, in whole seconds, and whether that counts as alive.
-pub(super) fn liveness(beat: Option<Millis>, now: Millis) -> (Option<i64>, bool) {
-    let age = beat.map(|b| ((now - b) / 1000).max(0));
-    (age, age.is_some_and(|a| a < ALIVE_SECS))
-}
+pub use bridge_state::conversations::{ALIVE_SECS, liveness};
 
 impl Bridge {
     /// Creates a conversation for the caller (session "a", `my_role`) and
