@@ -35,8 +35,6 @@ pub(crate) fn emit<T: Serialize>(
     Ok(())
 }
 
-/// Both roles on one line, each escaped (so neither can forge the other)
-/// and shortened (intake caps them at 100 characters; older rows may not be).
 /// A role the operator gives `bridge invite`: the rules agents' roles follow
 /// (3-100 printable characters on one line).
 pub(crate) fn check_role(role: &str) -> anyhow::Result<()> {
@@ -50,12 +48,28 @@ pub(crate) fn check_role(role: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Every role on one line, each escaped (so none can forge another) and
+/// shortened (intake caps them at 100 characters; older rows may not be).
 pub(crate) fn roles(roles: &[String]) -> String {
     roles
         .iter()
         .map(|r| escaped_shortened(r, 100))
         .collect::<Vec<_>>()
         .join(" / ")
+}
+
+/// Widest roles cell `participants` shows before it falls back to a count.
+const SHORT_ROLES: usize = 48;
+
+/// A conversation's participants in one table cell: the roles when they
+/// are few and short (a pair, usually), else how many there are.
+pub(crate) fn participants(all: &[String]) -> String {
+    let joined = roles(all);
+    if all.len() <= 3 && unicode_width::UnicodeWidthStr::width(joined.as_str()) <= SHORT_ROLES {
+        joined
+    } else {
+        format!("{} participants", all.len())
+    }
 }
 
 /// A message's `files_involved` list on one line.
