@@ -342,7 +342,31 @@ async fn over_http_each_message_is_told_once_stays_unread_and_answers_hooks() ->
         "{prompt}"
     );
 
-    // Nothing was marked read: the agent reads all three, text and all.
+    // Hooks firing at once (Stop and PostToolUse together) tell a message
+    // once between them: the cursor moves in the server's transaction.
+    send("four", "info").await?;
+    let racing: Vec<_> = (0..4)
+        .map(|_| {
+            let (url, c) = (url.clone(), c.clone());
+            let file = bearer_file.clone();
+            std::thread::spawn(move || inbox_url(&url, Some(&file), &c, &["--format", "json"], ""))
+        })
+        .collect();
+    let mut told_ids = vec![];
+    for h in racing {
+        let o = h.join().expect("inbox thread")?;
+        let v: Value = serde_json::from_str(&out(&o))?;
+        told_ids.extend(
+            v["new"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|n| n["id"].clone()),
+        );
+    }
+    assert_eq!(told_ids.len(), 1, "told {told_ids:?}");
+
+    // Nothing was marked read: the agent reads all four, text and all.
     let read = ok(call(&a, "check_messages", c.args("b", json!({}))).await?)?;
     let bodies: Vec<Value> = messages(&read)
         .iter()
@@ -353,12 +377,13 @@ async fn over_http_each_message_is_told_once_stays_unread_and_answers_hooks() ->
         [
             json!("SECRET-PLAN please review"),
             json!("two"),
-            json!("three")
+            json!("three"),
+            json!("four")
         ]
     );
     // One audit row per call that told something; the empty looks are
     // counted in aggregate, not itemized.
-    assert_eq!(audit_rows_for(&db, "inbox.notify")?.len(), 3);
+    assert_eq!(audit_rows_for(&db, "inbox.notify")?.len(), 4);
 
     // Refusals say what to do.
     let no_bearer = inbox_url(&url, None, &c, &[], "")?;
