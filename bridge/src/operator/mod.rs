@@ -61,11 +61,14 @@ pub(crate) fn roles(roles: &[String]) -> String {
 /// Widest roles cell `participants` shows before it falls back to a count.
 const SHORT_ROLES: usize = 48;
 
-/// A conversation's participants in one table cell: the roles when they
-/// are few and short (a pair, usually), else how many there are.
+/// A conversation's participants in one table cell: a pair's two roles (as
+/// before teams), a team's roles when they are few and short, else how
+/// many there are (`show` lists them all).
 pub(crate) fn participants(all: &[String]) -> String {
     let joined = roles(all);
-    if all.len() <= 3 && unicode_width::UnicodeWidthStr::width(joined.as_str()) <= SHORT_ROLES {
+    let short =
+        all.len() <= 3 && unicode_width::UnicodeWidthStr::width(joined.as_str()) <= SHORT_ROLES;
+    if all.len() <= 2 || short {
         joined
     } else {
         format!("{} participants", all.len())

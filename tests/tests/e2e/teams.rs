@@ -499,8 +499,9 @@ async fn the_operator_sees_every_participant_with_liveness_and_unread() -> anyho
     .await?;
     s.stop().await?;
     // A role stored before intake checked roles (forged here): it would
-    // erase the line on a terminal that obeyed it.
-    let hostile = "design\u{1b}[2Kforged";
+    // erase the line on a terminal that obeyed it, and it holds the " / "
+    // that once split a role in two in `list`.
+    let hostile = "de / sign\u{1b}[2Kforged";
     sql(&db)?.execute(
         "UPDATE sessions SET role = ?1 WHERE conversation_id = ?2 AND session_id = 'd'",
         rusqlite::params![hostile, t.id],
@@ -585,7 +586,7 @@ async fn the_operator_sees_every_participant_with_liveness_and_unread() -> anyho
     let b = row("b", "tester");
     assert!(b.contains("working") && b.contains("yes"), "{b}");
     // The hostile role is shown, escaped, on its own row, whole.
-    let d = row("d", "design\\e[2Kforged");
+    let d = row("d", "de / sign\\e[2Kforged");
     assert!(d.contains("no"), "{d}");
     Ok(())
 }
