@@ -157,7 +157,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo => crate::operator::demo::run().await,
         Command::Inbox(args) => {
             let settings = settings(&cli.global, &ServeArgs::default())?;
-            crate::inbox::run(args, &settings)
+            crate::inbox::run(args, &settings).await
         }
         Command::Console(args) => {
             let settings = settings(&cli.global, &ServeArgs::default())?;

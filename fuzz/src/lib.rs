@@ -248,6 +248,7 @@ pub const TOOLS: &[(&str, Contract)] = &[
     ("ack_messages", &[("up_to_id", Shape::NonNegative, true)]),
     ("invite_participant", &[("role", Shape::Printable(3, 100), true)]),
     ("list_participants", &[]),
+    ("inbox_notify", &[]),
     (
         "propose_command",
         &[

@@ -310,13 +310,20 @@ pub struct Notice {
 
 /// `recipient`'s unread messages that `bridge inbox` has not told it about
 /// yet (ids above its `notified_up_to` cursor), oldest first, and moves the
-/// cursor past them. Marks nothing read.
+/// cursor past them. Marks nothing read. A call that tells something
+/// appends one `inbox.notify` audit row; one that tells nothing writes
+/// nothing, so a hook run on every prompt cannot fill the log. Both the
+/// local `bridge inbox` and the `inbox_notify` tool (`bridge inbox --url`)
+/// call this, inside their own write transaction (`conn`).
 pub fn notify_unread(
     conn: &Connection,
+    red: &crate::redact::Redactor,
+    now: Millis,
     conversation_id: &str,
     recipient: &str,
     limit: usize,
 ) -> rusqlite::Result<Vec<Notice>> {
+    use crate::audit::{self, Entry, Outcome};
     let notified: i64 = conn
         .prepare_cached(
             "SELECT notified_up_to FROM sessions WHERE conversation_id = ?1 AND session_id = ?2",
@@ -347,6 +354,18 @@ pub fn notify_unread(
             "UPDATE sessions SET notified_up_to = ?1 WHERE conversation_id = ?2 AND session_id = ?3",
         )?
         .execute(params![last.id, conversation_id, recipient])?;
+        audit::append(
+            conn,
+            red,
+            now,
+            Entry {
+                conversation_id: Some(conversation_id),
+                session_id: Some(recipient),
+                action: "inbox.notify",
+                outcome: Outcome::Ok,
+                detail: serde_json::json!({ "told": notices.len(), "up_to_id": last.id }),
+            },
+        )?;
     }
     Ok(notices)
 }

@@ -12,7 +12,7 @@ use bridge_state::config::Settings;
 use bridge_state::conversations::{self, operator};
 use bridge_state::store::Db;
 
-use super::{emit, files, roles};
+use super::{emit, files, participants};
 use crate::cli::Command;
 use crate::untrusted::terminal::Table;
 use crate::untrusted::{Escaped, escaped_shortened};
@@ -28,7 +28,7 @@ pub fn run(command: Command, settings: &Settings, json: bool) -> anyhow::Result<
             emit(json, &rows, || {
                 let mut t = Table::new(&[
                     "conversation",
-                    "roles",
+                    "participants",
                     "created",
                     "expires",
                     "messages",
@@ -42,7 +42,7 @@ pub fn run(command: Command, settings: &Settings, json: bool) -> anyhow::Result<
                     };
                     t.row([
                         r.conversation_id.clone(),
-                        roles(&r.roles),
+                        participants(&r.roles),
                         r.created_at.clone(),
                         expires,
                         r.messages.to_string(),
@@ -63,21 +63,32 @@ pub fn run(command: Command, settings: &Settings, json: bool) -> anyhow::Result<
             emit(json, &d, || {
                 let s = &d.summary;
                 let mut out = format!(
-                    "{}  roles {}  created {}  expires {}{}\n",
+                    "{}  {} participants  created {}  expires {}{}\n",
                     Escaped(&s.conversation_id),
-                    roles(&s.roles),
+                    s.participants,
                     s.created_at,
                     s.expires_at,
                     if s.expired { " (expired)" } else { "" }
                 );
-                let mut t =
-                    Table::new(&["session", "role", "status", "last heartbeat", "token hash"]);
+                // Every participant; roles are agent text (the table
+                // escapes each cell).
+                let mut t = Table::new(&[
+                    "session",
+                    "role",
+                    "status",
+                    "last heartbeat",
+                    "alive",
+                    "unread",
+                    "token hash",
+                ]);
                 for x in &d.sessions {
                     t.row([
                         x.session_id.clone(),
-                        x.role.clone(),
+                        escaped_shortened(&x.role, 100),
                         x.status.clone().unwrap_or_else(|| "-".into()),
                         x.last_heartbeat.clone().unwrap_or_else(|| "-".into()),
+                        if x.alive { "yes" } else { "no" }.to_owned(),
+                        x.unread.to_string(),
                         x.token_hash_preview.clone(),
                     ]);
                 }

@@ -68,6 +68,23 @@ pub(crate) fn roles(roles: &[String]) -> String {
         .join(" / ")
 }
 
+/// Widest roles cell `participants` shows before it falls back to a count.
+const SHORT_ROLES: usize = 48;
+
+/// A conversation's participants in one table cell: a pair's two roles (as
+/// before teams), a team's roles when they are few and short, else how
+/// many there are (`show` lists them all).
+pub(crate) fn participants(all: &[String]) -> String {
+    let joined = roles(all);
+    let short =
+        all.len() <= 3 && unicode_width::UnicodeWidthStr::width(joined.as_str()) <= SHORT_ROLES;
+    if all.len() <= 2 || short {
+        joined
+    } else {
+        format!("{} participants", all.len())
+    }
+}
+
 /// A message's `files_involved` list on one line.
 pub(crate) fn files(v: &serde_json::Value) -> String {
     match v.as_array() {

@@ -15,7 +15,10 @@ use crate::store::StoreError;
 #[derive(Debug, Clone, Serialize)]
 pub struct ConversationSummary {
     pub conversation_id: String,
+    /// Every participant's role, session "a" first.
     pub roles: Vec<String>,
+    /// How many participants (2 for a pair, up to 16 for a team).
+    pub participants: usize,
     pub created_at: String,
     pub expires_at: String,
     pub expired: bool,
@@ -29,6 +32,11 @@ pub struct SessionView {
     pub role: String,
     pub status: Option<String>,
     pub last_heartbeat: Option<String>,
+    /// A heartbeat younger than `conversations::ALIVE_SECS` (the rule
+    /// `list_participants` and `check_partner_status` apply).
+    pub alive: bool,
+    /// Messages addressed to this participant that it has not read.
+    pub unread: i64,
     /// The first hex digits of the stored keyed hash: enough to tell two
     /// tokens apart, useless for authenticating.
     pub token_hash_preview: String,
@@ -60,7 +68,7 @@ pub struct ConversationDetail {
 pub fn list(conn: &Connection, now: Millis) -> rusqlite::Result<Vec<ConversationSummary>> {
     let mut stmt = conn.prepare(
         "SELECT c.id, c.created_at, c.expires_at,
-                (SELECT group_concat(role, ' / ') FROM (SELECT role FROM sessions WHERE conversation_id = c.id ORDER BY session_id)),
+                (SELECT json_group_array(role) FROM (SELECT role FROM sessions WHERE conversation_id = c.id ORDER BY session_id)),
                 (SELECT count(*) FROM messages WHERE conversation_id = c.id),
                 (SELECT count(*) FROM inbox WHERE conversation_id = c.id AND read_at IS NULL)
          FROM conversations c ORDER BY c.created_at",
@@ -70,18 +78,17 @@ pub fn list(conn: &Connection, now: Millis) -> rusqlite::Result<Vec<Conversation
 }
 
 fn summary(r: &rusqlite::Row<'_>, now: Millis) -> rusqlite::Result<ConversationSummary> {
-    let roles: Option<String> = r.get(3)?;
+    // A JSON array, not a joined string: a role may itself hold " / ".
+    let roles: String = r.get(3)?;
+    let roles: Vec<String> = serde_json::from_str(&roles).unwrap_or_default();
     let expires: Millis = r.get(2)?;
     Ok(ConversationSummary {
         conversation_id: r.get(0)?,
         created_at: rfc3339(r.get(1)?),
         expires_at: rfc3339(expires),
         expired: expires <= now,
-        roles: roles
-            .unwrap_or_default()
-            .split(" / ")
-            .map(str::to_owned)
-            .collect(),
+        participants: roles.len(),
+        roles,
         messages: r.get(4)?,
         unread: r.get(5)?,
     })
@@ -96,7 +103,7 @@ pub fn show(
     let summary = conn
         .query_row(
             "SELECT c.id, c.created_at, c.expires_at,
-                    (SELECT group_concat(role, ' / ') FROM (SELECT role FROM sessions WHERE conversation_id = c.id ORDER BY session_id)),
+                    (SELECT json_group_array(role) FROM (SELECT role FROM sessions WHERE conversation_id = c.id ORDER BY session_id)),
                     (SELECT count(*) FROM messages WHERE conversation_id = c.id),
                     (SELECT count(*) FROM inbox WHERE conversation_id = c.id AND read_at IS NULL)
              FROM conversations c WHERE c.id = ?1",
@@ -109,16 +116,22 @@ pub fn show(
     };
     let sessions = conn
         .prepare(
-            "SELECT session_id, role, status, last_heartbeat, token_hash FROM sessions
-             WHERE conversation_id = ?1 ORDER BY session_id",
+            "SELECT s.session_id, s.role, s.status, s.last_heartbeat, s.token_hash,
+                    (SELECT count(*) FROM inbox i INDEXED BY inbox_unread
+                      WHERE i.conversation_id = s.conversation_id AND i.recipient = s.session_id
+                        AND i.read_at IS NULL)
+             FROM sessions s WHERE s.conversation_id = ?1 ORDER BY s.session_id",
         )?
         .query_map([conversation], |r| {
             let hash: Vec<u8> = r.get(4)?;
+            let beat: Option<Millis> = r.get(3)?;
             Ok(SessionView {
                 session_id: r.get(0)?,
                 role: r.get(1)?,
                 status: r.get(2)?,
-                last_heartbeat: r.get::<_, Option<Millis>>(3)?.map(rfc3339),
+                last_heartbeat: beat.map(rfc3339),
+                alive: super::liveness(beat, now).1,
+                unread: r.get(5)?,
                 token_hash_preview: auth::preview(&hash),
             })
         })?

@@ -22,6 +22,7 @@ async fn tools_keep_the_original_names() -> anyhow::Result<()> {
             "check_messages",
             "check_partner_status",
             "create_conversation",
+            "inbox_notify",
             "invite_participant",
             "list_participants",
             "send_to_partner",

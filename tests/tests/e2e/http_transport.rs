@@ -386,6 +386,7 @@ async fn two_http_clients_use_every_tool_and_a_long_poll_wakes_on_send() -> anyh
             "check_messages",
             "check_partner_status",
             "create_conversation",
+            "inbox_notify",
             "invite_participant",
             "list_participants",
             "send_to_partner",

@@ -302,6 +302,7 @@ async fn weakness_agents_enabling_execution_is_operator_only() -> anyhow::Result
             "ack_messages",
             "invite_participant",
             "list_participants",
+            "inbox_notify",
         ]
         .map(String::from),
     );

@@ -452,3 +452,141 @@ async fn the_operator_invites_and_rotates_one_participants_token() -> anyhow::Re
     );
     s.stop().await
 }
+
+/// What a terminal shows for `bytes` (LF as a terminal's driver sends it).
+fn screen(bytes: &[u8]) -> String {
+    let size = |n| std::num::NonZeroU16::new(n).expect("a non-empty terminal");
+    let mut parser = vt100::Parser::new(size(60), size(400), 0);
+    let text = String::from_utf8_lossy(bytes).replace('\n', "\r\n");
+    parser.process(text.as_bytes());
+    parser.screen().contents()
+}
+
+/// `bridge list` and `bridge show` name every participant of a team: the
+/// list a count (or the roles, when short), show a row each with its
+/// status, heartbeat, liveness and unread count; the same data in `--json`.
+/// Roles are agent text: a hostile one reaches the screen escaped.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_operator_sees_every_participant_with_liveness_and_unread() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let db = dir.path().join("b.db");
+    let s = Server::start(&db, &[]).await?;
+    let pair = s
+        .ok(
+            "create_conversation",
+            json!({"my_role": "backend", "partner_role": "frontend"}),
+        )
+        .await?;
+    let pair_id = pair["conversation_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let (t, _) = Team::create(&s, &["tester", "reviewer", "designer"]).await?;
+    s.ok(
+        "send_to_partner",
+        t.args("a", json!({"message": "to c only", "to": ["c"]})),
+    )
+    .await?;
+    s.ok(
+        "send_to_partner",
+        t.args("b", json!({"message": "everyone"})),
+    )
+    .await?;
+    s.ok(
+        "update_my_status",
+        t.args("b", json!({"status": "working"})),
+    )
+    .await?;
+    s.stop().await?;
+    // A role stored before intake checked roles (forged here): it would
+    // erase the line on a terminal that obeyed it, and it holds the " / "
+    // that once split a role in two in `list`.
+    let hostile = "de / sign\u{1b}[2Kforged";
+    sql(&db)?.execute(
+        "UPDATE sessions SET role = ?1 WHERE conversation_id = ?2 AND session_id = 'd'",
+        rusqlite::params![hostile, t.id],
+    )?;
+
+    let list = bridge_tests::operator_json(&db, &["list"])?;
+    let row = |id: &str| {
+        list.as_array()
+            .into_iter()
+            .flatten()
+            .find(|r| r["conversation_id"] == id)
+            .cloned()
+            .unwrap_or_default()
+    };
+    assert_eq!(row(&t.id)["participants"], 4, "{list}");
+    assert_eq!(
+        row(&t.id)["roles"],
+        json!(["architect", "tester", "reviewer", hostile])
+    );
+    assert_eq!(row(&pair_id)["participants"], 2, "{list}");
+    let listed = bridge_tests::operator(&db, &["list"])?;
+    assert!(listed.status.success(), "{listed:?}");
+    assert!(!listed.stdout.contains(&0x1b), "a raw ESC reached stdout");
+    let text = screen(&listed.stdout);
+    let line = |needle: &str| {
+        text.lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(line(&t.id).contains("4 participants"), "{text}");
+    assert!(line(&pair_id).contains("backend / frontend"), "{text}");
+
+    let shown = bridge_tests::operator_json(&db, &["show", &t.id])?;
+    let got: Vec<(String, String, String, bool, i64)> = shown["sessions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            (
+                p["session_id"].as_str().unwrap_or_default().to_owned(),
+                p["role"].as_str().unwrap_or_default().to_owned(),
+                p["status"].as_str().unwrap_or("-").to_owned(),
+                p["alive"].as_bool().unwrap_or_default(),
+                p["unread"].as_i64().unwrap_or(-1),
+            )
+        })
+        .collect();
+    let want = [
+        ("a", "architect", "-", false, 1),
+        ("b", "tester", "working", true, 0),
+        ("c", "reviewer", "-", false, 2),
+        ("d", hostile, "-", false, 1),
+    ]
+    .map(|(s, r, st, alive, unread)| (s.into(), r.into(), st.into(), alive, unread));
+    assert_eq!(got, want, "{shown}");
+    assert_eq!(shown["summary"]["participants"], 4);
+    assert!(shown["sessions"][1]["last_heartbeat"].as_str().is_some());
+
+    let table = bridge_tests::operator(&db, &["show", &t.id])?;
+    assert!(table.status.success(), "{table:?}");
+    assert!(!table.stdout.contains(&0x1b), "a raw ESC reached stdout");
+    let text = screen(&table.stdout);
+    assert!(text.contains("4 participants"), "{text}");
+    for header in [
+        "session",
+        "role",
+        "status",
+        "last heartbeat",
+        "alive",
+        "unread",
+    ] {
+        assert!(text.contains(header), "no `{header}` column: {text}");
+    }
+    let row = |session: &str, role: &str| {
+        text.lines()
+            .find(|l| l.split(['│', '┆']).nth(1).map(str::trim) == Some(session))
+            .filter(|l| l.contains(role))
+            .unwrap_or_else(|| panic!("no row for {session} ({role}): {text}"))
+            .to_owned()
+    };
+    let b = row("b", "tester");
+    assert!(b.contains("working") && b.contains("yes"), "{b}");
+    // The hostile role is shown, escaped, on its own row, whole.
+    let d = row("d", "de / sign\\e[2Kforged");
+    assert!(d.contains("no"), "{d}");
+    Ok(())
+}

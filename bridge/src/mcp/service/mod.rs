@@ -13,7 +13,8 @@
 //! call was refused), [`outputs`] (what calls take and return), `access`
 //! (token checks and quotas), `conversation` (creating one, status),
 //! `participants` (inviting and listing them), `messages` (send, check and
-//! ack), `dispatcher` (the long poll's doorbells).
+//! ack), `notices` (telling a hook about new mail), `dispatcher` (the long
+//! poll's doorbells).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,6 +37,7 @@ mod conversation;
 mod dispatcher;
 pub mod error;
 mod messages;
+mod notices;
 pub mod outputs;
 mod participants;
 
@@ -43,9 +45,10 @@ pub use conversation::ALIVE_SECS;
 pub use error::ToolError;
 pub(crate) use error::internal;
 pub use messages::{CHECK_BATCH, LONG_POLL_TARGET};
+pub use notices::NOTIFY_BATCH;
 pub use outputs::{
-    Acked, ActionType, Caller, Created, Inbox, Message, MyStatus, Outgoing, ParticipantView,
-    Participants, PartnerStatus, Sent, SessionGrant, SessionStatus,
+    Acked, ActionType, Caller, Created, Inbox, Message, MyStatus, NoticeView, Notified, Outgoing,
+    ParticipantView, Participants, PartnerStatus, Sent, SessionGrant, SessionStatus,
 };
 
 /// The shared state of one bridge process. Cheap to clone.

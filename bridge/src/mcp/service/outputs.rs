@@ -147,6 +147,39 @@ pub struct Inbox {
     pub has_more: bool,
 }
 
+/// One message a hook tells its participant about: who sent what kind,
+/// never the text (reading it is the agent's act, with check_messages).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct NoticeView {
+    pub id: i64,
+    /// A session id, "bridge" or "runner", as in check_messages.
+    pub from: String,
+    /// "message", "proposal", "command_result" or "system".
+    pub kind: String,
+    pub action_type: Option<String>,
+    /// RFC 3339 UTC.
+    pub timestamp: String,
+}
+
+impl From<bridge_state::messages::Notice> for NoticeView {
+    fn from(n: bridge_state::messages::Notice) -> Self {
+        Self {
+            id: n.id,
+            from: n.from,
+            kind: n.kind,
+            action_type: n.action_type,
+            timestamp: bridge_state::clock::rfc3339(n.created_at),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Notified {
+    /// Unread messages not told before, oldest first (at most 100); each
+    /// is told once, and none is marked read.
+    pub new: Vec<NoticeView>,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct MyStatus {
     pub status: String,

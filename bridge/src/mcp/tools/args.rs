@@ -164,6 +164,10 @@ auth_args! {
 }
 
 auth_args! {
+    pub struct InboxNotifyArgs {}
+}
+
+auth_args! {
     pub struct AckArgs {
         /// Marks every message addressed to you with an id up to and including this one read.
         #[schemars(range(min = 0))]

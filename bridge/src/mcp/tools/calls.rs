@@ -10,8 +10,8 @@ use super::BridgeServer;
 use super::args::*;
 use crate::mcp::execution::{Execution, Proposed};
 use crate::mcp::service::{
-    Acked, ActionType, Created, Inbox, MyStatus, Outgoing, Participants, PartnerStatus, Sent,
-    SessionGrant, ToolError,
+    Acked, ActionType, Created, Inbox, MyStatus, Notified, Outgoing, Participants, PartnerStatus,
+    Sent, SessionGrant, ToolError,
 };
 
 impl BridgeServer {
@@ -256,6 +256,14 @@ impl BridgeServer {
         let a: ListParticipantsArgs = decode(args)?;
         let caller = a.caller()?;
         self.bridge.participants(caller).await
+    }
+
+    pub(super) async fn inbox_notify(
+        &self,
+        args: Option<JsonObject>,
+    ) -> Result<Notified, ToolError> {
+        let a: InboxNotifyArgs = decode(args)?;
+        self.bridge.notify_inbox(a.caller()?).await
     }
 
     pub(super) async fn ack(&self, args: Option<JsonObject>) -> Result<Acked, ToolError> {

@@ -23,7 +23,7 @@ use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
 
 use crate::mcp::execution::{Execution, Proposed};
 use crate::mcp::service::{
-    Acked, Bridge, Caller, Created, Inbox, MyStatus, Participants, PartnerStatus, Sent,
+    Acked, Bridge, Caller, Created, Inbox, MyStatus, Notified, Participants, PartnerStatus, Sent,
     SessionGrant, ToolError,
 };
 use crate::mcp::throttle::{Gate, Key};
@@ -175,6 +175,14 @@ impl BridgeServer {
             .with_input_schema::<ListParticipantsArgs>()
             .with_output_schema::<Participants>()
             .with_annotations(read_only),
+            Tool::new(
+                "inbox_notify",
+                "For hooks (`bridge inbox --url`), not needed by agents: who sent you what kind of message since the last inbox_notify, each message once, never its text. Marks nothing read; read with check_messages.",
+                JsonObject::new(),
+            )
+            .with_input_schema::<InboxNotifyArgs>()
+            .with_output_schema::<Notified>()
+            .with_annotations(ToolAnnotations::new().read_only(false).destructive(false)),
         ]
     }
 
@@ -340,6 +348,9 @@ impl BridgeServer {
             "list_participants" => self.list_participants(args).await.map(|p| {
                 structured(format!("{} participant(s).", p.participants.len()), &p)
             }),
+            "inbox_notify" => self.inbox_notify(args).await.map(|n| {
+                structured(format!("{} new message(s) not told before.", n.new.len()), &n)
+            }),
             "update_my_status" => self.update(args).await.map(|s| {
                 structured(format!("Status set to {} at {}.", s.status, s.last_heartbeat), &s)
             }),
@@ -378,6 +389,7 @@ const AUTHENTICATED_TOOLS: &[&str] = &[
     "ack_messages",
     "invite_participant",
     "list_participants",
+    "inbox_notify",
     "propose_command",
     "execute_command",
 ];

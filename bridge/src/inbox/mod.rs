@@ -10,6 +10,16 @@
 //! through a hook. A `Stop` hook blocks only for mail not yet told, and
 //! never when `stop_hook_active` is set, so it cannot loop. Only a call
 //! that tells something writes an audit row.
+//!
+//! Two ways to the mail, one output contract: the local database (`--db`,
+//! the default), or with `--url` the bridge's streamable-HTTP endpoint
+//! ([`remote`]), for deployments whose database sits in a container's
+//! volume. Either way the cursor lives in the database and is read and
+//! moved in one transaction by the same repository function
+//! (`messages::notify_unread`), so hooks running at once never tell a
+//! message twice; over HTTP that transaction runs server-side in the
+//! `inbox_notify` tool (why a tool of its own, and not a `check_messages`
+//! peek: see `mcp::service::notices`).
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -18,19 +28,18 @@ use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use rusqlite::TransactionBehavior;
 
-use bridge_state::audit::{self, Entry, Outcome};
 use bridge_state::auth::{self, ServerSecret};
-use bridge_state::clock::{Clock, SystemClock, rfc3339};
+use bridge_state::clock::{Clock, SystemClock};
 use bridge_state::config::Settings;
 use bridge_state::conversations;
 use bridge_state::fileperm::{Kind, check_file};
-use bridge_state::messages::{self, Notice, sender};
+use bridge_state::messages::{self, sender};
 use bridge_state::store::Db;
 
+use crate::mcp::service::{NOTIFY_BATCH, NoticeView};
 use crate::untrusted::terminal;
 
-/// At most this many messages are told about per call.
-const BATCH: usize = 100;
+mod remote;
 
 #[derive(Debug, Args)]
 pub struct InboxArgs {
@@ -49,8 +58,16 @@ pub struct InboxArgs {
     pub format: Format,
     /// Read a token on stdin and write it to this file, mode 0600, for
     /// `--token-file`
-    #[arg(long, conflicts_with_all = ["conversation", "session", "token_file"])]
+    #[arg(long, conflicts_with_all = ["conversation", "session", "token_file", "url"])]
     pub save_token: Option<PathBuf>,
+    /// Ask the bridge's MCP endpoint instead of the local database, e.g.
+    /// http://127.0.0.1:8765/mcp (compose)
+    #[arg(long)]
+    pub url: Option<String>,
+    /// With --url: a 0600 file holding the HTTP bearer token (else
+    /// $BRIDGE_HTTP_TOKEN; none for a loopback server without one)
+    #[arg(long, requires = "url")]
+    pub http_token_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -68,7 +85,7 @@ struct HookInput {
     stop_hook_active: bool,
 }
 
-pub fn run(args: InboxArgs, settings: &Settings) -> anyhow::Result<()> {
+pub async fn run(args: InboxArgs, settings: &Settings) -> anyhow::Result<()> {
     if let Some(path) = &args.save_token {
         return save_token(path);
     }
@@ -86,6 +103,12 @@ pub fn run(args: InboxArgs, settings: &Settings) -> anyhow::Result<()> {
         bail!("--session must be a session id, `a` to `p`");
     }
     let token = token(args.token_file.as_ref())?;
+    // Checked before the hook input is read, so a bad URL fails the same
+    // way whatever the format.
+    let endpoint = match &args.url {
+        Some(url) => Some(remote::Endpoint::new(url, args.http_token_file.as_ref())?),
+        None => None,
+    };
     let hook = match args.format {
         Format::Hook => {
             let mut input = String::new();
@@ -111,16 +134,16 @@ pub fn run(args: InboxArgs, settings: &Settings) -> anyhow::Result<()> {
         }
         _ => None,
     };
-    let notices = notify(settings, &conversation, &session, &token)?;
+    let notices = match endpoint {
+        Some(endpoint) => endpoint.notify(&conversation, &session, &token).await?,
+        None => notify(settings, &conversation, &session, &token)?,
+    };
     let summary = summary(&conversation, &session, &notices);
     let out = match (args.format, hook) {
         (Format::Json, _) => serde_json::json!({
             "conversation_id": conversation,
             "session_id": session,
-            "new": notices.iter().map(|n| serde_json::json!({
-                "id": n.id, "from": n.from, "kind": n.kind,
-                "action_type": n.action_type, "timestamp": rfc3339(n.created_at),
-            })).collect::<Vec<_>>(),
+            "new": notices,
             "summary": summary,
         })
         .to_string(),
@@ -174,16 +197,17 @@ fn token(file: Option<&PathBuf>) -> anyhow::Result<String> {
 }
 
 /// Checks the token, then takes the unread mail not told about yet and
-/// moves the cursor past it, in one transaction.
+/// moves the cursor past it, in one transaction (the repository writes the
+/// audit row when it told something).
 fn notify(
     settings: &Settings,
     conversation: &str,
     session: &str,
     token: &str,
-) -> anyhow::Result<Vec<Notice>> {
+) -> anyhow::Result<Vec<NoticeView>> {
     if !settings.db.exists() {
         bail!(
-            "no database at {}; point --db (or BRIDGE_DB) at the bridge's database",
+            "no database at {}; point --db (or BRIDGE_DB) at the bridge's database, or reach the bridge over HTTP with --url",
             settings.db.display()
         );
     }
@@ -192,7 +216,7 @@ fn notify(
     let db = Db::open(&settings.db, settings.sync)?;
     let red = &settings.redactor;
     let now = SystemClock.now_ms();
-    let told = db.call_blocking(|c| -> anyhow::Result<Option<Vec<Notice>>> {
+    let told = db.call_blocking(|c| -> anyhow::Result<Option<Vec<NoticeView>>> {
         let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let authentic = match conversations::credentials(&tx, conversation, session)? {
             Some((hash, expires)) => secret.verify_token(token, &hash) && now < expires,
@@ -201,29 +225,15 @@ fn notify(
         if !authentic {
             return Ok(None);
         }
-        let notices = messages::notify_unread(&tx, conversation, session, BATCH)?;
-        if let Some(last) = notices.last() {
-            audit::append(
-                &tx,
-                red,
-                now,
-                Entry {
-                    conversation_id: Some(conversation),
-                    session_id: Some(session),
-                    action: "inbox.notify",
-                    outcome: Outcome::Ok,
-                    detail: serde_json::json!({ "told": notices.len(), "up_to_id": last.id }),
-                },
-            )?;
-        }
+        let notices = messages::notify_unread(&tx, red, now, conversation, session, NOTIFY_BATCH)?;
         tx.commit()?;
-        Ok(Some(notices))
+        Ok(Some(notices.into_iter().map(NoticeView::from).collect()))
     })?;
     told.context("invalid or expired session token")
 }
 
 /// One sentence for the agent; `None` when there is nothing new.
-fn summary(conversation: &str, session: &str, notices: &[Notice]) -> Option<String> {
+fn summary(conversation: &str, session: &str, notices: &[NoticeView]) -> Option<String> {
     if notices.is_empty() {
         return None;
     }
