@@ -382,6 +382,7 @@ fn the_console_approves_and_queues_once_with_a_spent_token_and_says_who() {
             "prop_run",
             hash,
             &approver(),
+            false,
             now,
         )
     };
@@ -392,7 +393,7 @@ fn the_console_approves_and_queues_once_with_a_spent_token_and_says_who() {
         Err(yolo::YoloError::Tampered(_))
     ));
     assert_eq!(f.job("prop_run").0, "proposed");
-    approve_run(&mut f, &hash).unwrap();
+    assert_eq!(approve_run(&mut f, &hash).unwrap(), None);
     assert_eq!(f.job("prop_run").0, "queued");
     let (tokens, unspent): (i64, i64) = f
         .conn
@@ -440,9 +441,64 @@ fn the_console_cannot_run_what_the_policy_blocks() {
         "prop_rm",
         &hash,
         &approver(),
+        false,
         now,
     )
     .unwrap_err();
     assert!(err.to_string().contains("blocked by policy"), "{err}");
     assert_eq!(f.job("prop_rm").0, "proposed");
+}
+
+#[test]
+fn a_standing_rule_runs_exactly_its_command_until_the_enablement_ends() {
+    let s = settings(Mode::Yolo, false);
+    let mut f = Fixture::new(&s);
+    let secret = crate::auth::ServerSecret::ephemeral().unwrap();
+    let now = f.clock.now_ms();
+    let hash = propose(&f, "prop_first", "make test", &s);
+    let rule = yolo::approve_and_run(
+        &mut f.conn,
+        &secret,
+        &f.red,
+        &Policy::builtin(),
+        "prop_first",
+        &hash,
+        &approver(),
+        true,
+        now,
+    )
+    .unwrap()
+    .expect("a rule");
+    let by_rule = |f: &Fixture, id: &str| {
+        let p = yolo::load_proposal(&f.conn, id).unwrap();
+        yolo::run_by_rule(&f.conn, &secret, &f.red, &p, now).unwrap()
+    };
+    // The same command and settings, proposed again: queued by the rule.
+    propose(&f, "prop_again", "make test", &s);
+    assert_eq!(by_rule(&f, "prop_again").as_deref(), Some(rule.as_str()));
+    assert_eq!(f.job("prop_again").0, "queued");
+    // Anything else, even a longer command or another timeout: no.
+    propose(&f, "prop_other", "make test; id", &s);
+    assert_eq!(by_rule(&f, "prop_other"), None);
+    let mut longer = s.clone();
+    longer.timeout_secs = 29;
+    propose(&f, "prop_timeout", "make test", &longer);
+    assert_eq!(by_rule(&f, "prop_timeout"), None);
+    assert_eq!(f.job("prop_other").0, "proposed");
+    let uses: i64 = f
+        .conn
+        .query_row(
+            "SELECT count(*) FROM audit WHERE action = 'yolo.rule.use'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(uses, 1);
+    assert_eq!(yolo::live_rules(&f.conn, now).unwrap()[0].uses, 1);
+    // Disabling ends it.
+    yolo::disable(&mut f.conn, &f.red, CONV, now).unwrap();
+    assert!(yolo::live_rules(&f.conn, now).unwrap().is_empty());
+    yolo::enable(&mut f.conn, &f.red, CONV, &s, 3_600_000, now).unwrap();
+    propose(&f, "prop_after", "make test", &s);
+    assert_eq!(by_rule(&f, "prop_after"), None);
 }

@@ -220,6 +220,23 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX inbox_unread ON inbox (conversation_id, recipient, message_id) WHERE read_at IS NULL;
     ALTER TABLE sessions ADD COLUMN notified_up_to INTEGER NOT NULL DEFAULT 0;
     "#,
+    // 5: the operator's "always approve exactly this command in this
+    // conversation while YOLO stays enabled" rules (the console's `A`).
+    r#"
+    CREATE TABLE approval_rules (
+        id              TEXT PRIMARY KEY,
+        conversation_id TEXT NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+        proposal_hash   TEXT NOT NULL,
+        command         TEXT NOT NULL,
+        approver        TEXT NOT NULL,
+        created_at      INTEGER NOT NULL,
+        expires_at      INTEGER NOT NULL,
+        revoked_at      INTEGER,
+        uses            INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE UNIQUE INDEX approval_rules_live ON approval_rules (conversation_id, proposal_hash)
+        WHERE revoked_at IS NULL;
+    "#,
 ];
 
 /// This database's random identity (see migration 3).

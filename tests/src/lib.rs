@@ -19,6 +19,7 @@ pub use logs::ServerLog;
 pub mod bench;
 pub mod bench_report;
 pub mod canary;
+pub mod console;
 pub mod emulator;
 pub mod fixture;
 pub mod flood;

@@ -29,7 +29,8 @@ pub const MAX_RESULT_WAIT: Duration = Duration::from_secs(55);
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct Proposed {
     pub proposal_id: String,
-    /// "pending_approval".
+    /// "pending_approval", or "queued" when the operator approved exactly
+    /// this command in advance.
     pub status: String,
     /// SHA-256 of the exact command and its execution parameters.
     pub command_sha256: String,
@@ -181,7 +182,26 @@ impl Bridge {
                     outcome: Outcome::Ok,
                     detail: serde_json::json!({"proposal_id": id, "command": command, "hash": hash, "params": params}),
                 })?;
+                // The operator's standing rule for exactly this command, if
+                // any: it skips only the human wait.
+                let stored = yolo::load_proposal(&tx, &id).map_err(yolo_store)?;
+                let by_rule = yolo::run_by_rule(&tx, this.secret(), this.redactor(), &stored, now)
+                    .map_err(yolo_store)?
+                    .is_some();
                 tx.commit()?;
+                if by_rule {
+                    return Ok(Ok(Proposed {
+                        next_step: "The operator approved exactly this command in advance, so it is queued: its result arrives to every participant as a command_result message. Wait for it with check_messages and wait_seconds.".into(),
+                        proposal_id: id,
+                        status: "queued".into(),
+                        command_sha256: hash,
+                        mode: params.mode.as_str().into(),
+                        image: params.image,
+                        workspace: ws,
+                        workspace_read_only: !params.workspace_rw,
+                        timeout_seconds: timeout,
+                    }));
+                }
                 Ok(Ok(Proposed {
                     next_step: format!("The operator reviews {id} (`bridge console`, or `bridge yolo approve {id}`). If they run it, its result arrives to every participant as a command_result message: wait for it with check_messages and wait_seconds. If they give you an approval token instead, call execute_command with proposal_id {id} and that token."),
                     proposal_id: id,

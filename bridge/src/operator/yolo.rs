@@ -85,6 +85,12 @@ pub enum YoloCommand {
     },
     /// Active (unused, unexpired) approval tokens, as previews
     Tokens,
+    /// Standing rules ("always approve exactly this command here", made
+    /// with `A` in `bridge console`); `--revoke RULE` ends one
+    Rules {
+        #[arg(long)]
+        revoke: Option<String>,
+    },
 }
 
 impl YoloCommand {
@@ -96,6 +102,7 @@ impl YoloCommand {
             Self::Approve { .. } => "approve",
             Self::Reject { .. } => "reject",
             Self::Tokens => "tokens",
+            Self::Rules { .. } => "rules",
         }
     }
 }
@@ -298,7 +305,7 @@ pub async fn run(cmd: YoloCommand, s: &BridgeSettings, json: bool) -> anyhow::Re
                 let hash = p.hash.clone();
                 db.call_blocking(|c| {
                     yolo::approve_and_run(
-                        c, &secret, &red, &policy, &proposal, &hash, &approver, now,
+                        c, &secret, &red, &policy, &proposal, &hash, &approver, false, now,
                     )
                 })
                 .map_err(|e| refuse(&db, s, Some(&p.conversation_id), verb, &e))?;
@@ -357,6 +364,45 @@ pub async fn run(cmd: YoloCommand, s: &BridgeSettings, json: bool) -> anyhow::Re
                     Escaped(&proposal)
                 )
             })?;
+        }
+        YoloCommand::Rules { revoke: Some(id) } => {
+            db.call_blocking(|c| yolo::revoke_rule(c, &red, &id, now))?;
+            let done = serde_json::json!({ "rule_id": id, "revoked": true });
+            emit(json, &done, || {
+                format!(
+                    "Revoked {}; matching proposals wait for a person again.",
+                    Escaped(&id)
+                )
+            })?;
+        }
+        YoloCommand::Rules { revoke: None } => {
+            let rows = db.call_blocking(|c| yolo::live_rules(c, now))?;
+            if json {
+                terminal::println(shown::json::to_string_pretty(&rows)?)?;
+            } else {
+                let mut t = Table::new(&[
+                    "rule",
+                    "conversation",
+                    "uses",
+                    "made by",
+                    "expires",
+                    "command",
+                ]);
+                for r in &rows {
+                    t.row([
+                        r.id.as_str(),
+                        &r.conversation_id,
+                        &r.uses.to_string(),
+                        r.approver["user"].as_str().unwrap_or("?"),
+                        &r.expires_at,
+                        &shown::escaped_shortened(&r.command, COMMAND_CELL),
+                    ]);
+                }
+                terminal::println(format_args!(
+                    "{t}\n{} live rule(s); each approves one exact command (and its settings) in one conversation until YOLO ends there; `bridge yolo rules --revoke RULE` ends one",
+                    rows.len()
+                ))?;
+            }
         }
         YoloCommand::Tokens => {
             let rows = db.call_blocking(|c| yolo::active_tokens(c, now))?;

@@ -82,7 +82,9 @@ pub fn approve(
 /// bound to the proposal hash and spent at once (nobody ever holds it), the
 /// job is queued for the runner exactly as `execute_command` queues it, and
 /// both steps are audited with who approved. Every check `execute_command`
-/// makes is made here too, the command policy included.
+/// makes is made here too, the command policy included. With `remember`,
+/// a standing rule approves this exact command (its proposal hash) in this
+/// conversation until the enablement ends (see `rules`); its id is returned.
 #[allow(clippy::too_many_arguments)]
 pub fn approve_and_run(
     conn: &mut Connection,
@@ -92,8 +94,9 @@ pub fn approve_and_run(
     id: &str,
     shown_hash: &str,
     approver: &Approver,
+    remember: bool,
     now: Millis,
-) -> Result<(), YoloError> {
+) -> Result<Option<String>, YoloError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let p = approvable(&tx, id, shown_hash, Some(policy), now)?;
     let expires = now + i64::from(DEFAULT_APPROVAL_TTL_SECS) * 1000;
@@ -127,8 +130,13 @@ pub fn approve_and_run(
             },
         )?;
     }
+    let rule = if remember {
+        Some(super::rules::create_rule(&tx, redactor, &p, approver, now)?)
+    } else {
+        None
+    };
     tx.commit()?;
-    Ok(())
+    Ok(rule)
 }
 
 /// The proposal `id`, checked as approvable now: unchanged since it was
@@ -166,7 +174,7 @@ fn approvable(
 
 /// Stores the keyed hash of a new token for `p`; `used_at` set means it is
 /// spent as it is made.
-fn issue(
+pub(super) fn issue(
     tx: &Connection,
     secret: &ServerSecret,
     p: &Proposal,

@@ -175,6 +175,9 @@ pub struct Closed {
     pub failed: Vec<String>,
     /// Unspent approval tokens that stopped working.
     pub tokens_revoked: usize,
+    /// The operator's standing approval rules, which end with the
+    /// enablement they were made under (agents are not told of these).
+    pub rules_revoked: usize,
 }
 
 /// Closes what a conversation has in flight under its current enablement,
@@ -227,6 +230,7 @@ pub fn close_open(
            AND proposal_id IN (SELECT id FROM proposals WHERE conversation_id = ?2)",
         params![now, cid],
     )?;
+    closed.rules_revoked = super::revoke_rules(tx, cid, now)?;
     if !open.is_empty() || closed.tokens_revoked > 0 {
         let list = |ids: &[String]| {
             if ids.is_empty() {

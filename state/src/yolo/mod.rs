@@ -9,7 +9,8 @@
 //! By noun: `job_state` (the state machine), `settings` (what was enabled,
 //! what a command runs with, the proposal hash), `enablement` (enable,
 //! disable, closing what was in flight), `proposals` (the repository of
-//! proposals and their results), `approvals` (approval tokens). Everything
+//! proposals and their results), `approvals` (approval tokens), `rules` (the operator's standing
+//! approvals of one exact command). Everything
 //! is re-exported here, so callers name `yolo::…`.
 
 use std::path::PathBuf;
@@ -20,12 +21,14 @@ mod approvals;
 mod enablement;
 mod job_state;
 mod proposals;
+mod rules;
 mod settings;
 
 pub use approvals::*;
 pub use enablement::*;
 pub use job_state::*;
 pub use proposals::*;
+pub use rules::*;
 pub use settings::*;
 
 pub const DEFAULT_IMAGE: &str = "mcp-bridge-sandbox:latest";

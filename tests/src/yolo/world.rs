@@ -55,10 +55,19 @@ impl World {
 
     /// Like [`World::start`], with extra `runner` arguments.
     pub async fn start_with(runner_args: &[&str], enable_extra: &[&str]) -> anyhow::Result<Self> {
+        Self::start_serving(&[], runner_args, enable_extra).await
+    }
+
+    /// Like [`World::start_with`], with extra `bridge serve` arguments.
+    pub async fn start_serving(
+        serve_args: &[&str],
+        runner_args: &[&str],
+        enable_extra: &[&str],
+    ) -> anyhow::Result<Self> {
         let image = sandbox_image();
         let dir = tempfile::tempdir()?;
         let db = dir.path().join("b.db");
-        let server = crate::Server::start_with_env(&db, &[], &[("YOLO_MODE", "1")]).await?;
+        let server = crate::Server::start_with_env(&db, serve_args, &[("YOLO_MODE", "1")]).await?;
         let runner = Runner::start(&db, runner_args)?;
         let runner_id = runner_id(&db)?;
         let conv = crate::Conv::create(&server).await?;

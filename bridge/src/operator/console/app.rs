@@ -79,7 +79,9 @@ pub struct Review {
 pub enum Action {
     None,
     Quit,
-    ApproveRun(Box<Proposal>),
+    /// Approve and run; with `true`, also approve this exact command in
+    /// this conversation from now on, while YOLO stays enabled.
+    ApproveRun(Box<Proposal>, bool),
     ApproveToken(Box<Proposal>),
     Reject {
         proposal: String,
@@ -87,6 +89,12 @@ pub enum Action {
     },
     Disable(String),
     Enable(Box<Enabling>),
+    /// A wrong phrase or code: nothing is enabled, and the refusal is
+    /// audited as on the CLI.
+    RefuseEnable {
+        conversation: String,
+        why: crate::operator::guard::GuardError,
+    },
     Verify,
 }
 
@@ -345,7 +353,7 @@ impl App {
                 self.status = format!("{} not approved", Escaped(&r.proposal.id));
                 Action::None
             }
-            KeyCode::Char(c @ ('y' | 't')) => {
+            KeyCode::Char(c @ ('y' | 't' | 'A')) => {
                 if !r.seen_end {
                     self.status = "scroll to the end of the review first (↓, PgDn or Space)".into();
                 } else if now.duration_since(r.changed_at) < KEY_GUARD {
@@ -355,10 +363,10 @@ impl App {
                     );
                 } else {
                     let p = Box::new(r.proposal.clone());
-                    return if c == 'y' {
-                        Action::ApproveRun(p)
-                    } else {
-                        Action::ApproveToken(p)
+                    return match c {
+                        'y' => Action::ApproveRun(p, false),
+                        'A' => Action::ApproveRun(p, true),
+                        _ => Action::ApproveToken(p),
                     };
                 }
                 self.screen = Screen::Review(r);
@@ -490,7 +498,7 @@ mod tests {
         assert!(app.status.contains("ignored"), "{}", app.status);
         assert!(matches!(
             app.key(key(KeyCode::Char('y')), at + KEY_GUARD),
-            Action::ApproveRun(_)
+            Action::ApproveRun(_, false)
         ));
     }
 

@@ -123,8 +123,10 @@ impl App {
             }
             Purpose::EnablePhrase(enabling) => {
                 if i.text != guard::PHRASE {
-                    self.status = guard::GuardError::PhraseMismatch.to_string();
-                    return Action::None;
+                    return Action::RefuseEnable {
+                        conversation: enabling.conversation,
+                        why: guard::GuardError::PhraseMismatch,
+                    };
                 }
                 match guard::one_time_code() {
                     Ok(code) => {
@@ -142,8 +144,10 @@ impl App {
                 if text.eq_ignore_ascii_case(&code) {
                     Action::Enable(enabling)
                 } else {
-                    self.status = guard::GuardError::CodeMismatch.to_string();
-                    Action::None
+                    Action::RefuseEnable {
+                        conversation: enabling.conversation,
+                        why: guard::GuardError::CodeMismatch,
+                    }
                 }
             }
         }

@@ -242,17 +242,20 @@ impl Console<'_> {
         let outcome: Result<String, anyhow::Error> = match action {
             Action::None => return Ok(false),
             Action::Quit => return Ok(true),
-            Action::ApproveRun(p) => {
+            Action::ApproveRun(p, remember) => {
                 let (secret, policy) = (&self.secret, &self.policy);
                 self.db
                     .call_blocking(|c| {
                         yolo::approve_and_run(
-                            c, secret, &red, policy, &p.id, &p.hash, &approver, now,
+                            c, secret, &red, policy, &p.id, &p.hash, &approver, remember, now,
                         )
                     })
-                    .map(|()| {
+                    .map(|rule| {
+                        let rule = rule
+                            .map(|r| format!("; rule {r} approves this exact command here until YOLO ends (`bridge yolo rules`)"))
+                            .unwrap_or_default();
                         format!(
-                            "approved and queued {}; its result reaches every participant as a command_result message",
+                            "approved and queued {}; its result reaches every participant as a command_result message{rule}",
                             Escaped(&p.id)
                         )
                     })
@@ -318,6 +321,13 @@ impl Console<'_> {
                     })
                     .map_err(|e| refuse(&self.db, self.s, Some(&en.conversation), "enable", &e))
             }
+            Action::RefuseEnable { conversation, why } => Err(refuse(
+                &self.db,
+                self.s,
+                Some(&conversation),
+                "enable",
+                &why,
+            )),
             Action::Verify => {
                 // A million-row chain takes seconds: off the UI's thread,
                 // on a connection of its own.

@@ -354,7 +354,7 @@ fn review(frame: &mut Frame<'_>, area: Rect, app: &App, r: &Review) {
         .collect();
     frame.render_widget(Paragraph::new(lines), body);
     let ask = if r.seen_end {
-        "y approves and runs exactly this · t approves and shows a token · n declines"
+        "y approves and runs exactly this · t approves, shows a token · A: y, and always approve exactly this here while YOLO stays on · n declines"
     } else {
         "more below: scroll to the end before approving"
     };

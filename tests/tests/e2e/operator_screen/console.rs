@@ -10,149 +10,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 use bridge::untrusted::Escaped;
-use bridge_tests::emulator::Screen;
-use bridge_tests::pty::{Pty, WAIT};
+use bridge_tests::console::Console;
+use bridge_tests::pty::Pty;
 use bridge_tests::{Conv, sql};
 use serde_json::json;
 
 use super::World;
 use super::hostile;
-
-/// The console on a terminal of a known size, and what it shows.
-pub struct Console {
-    pty: Pty,
-    screen: Screen,
-    rows: u16,
-    cols: u16,
-    /// Keys pressed so far.
-    pub keys: usize,
-}
-
-impl Console {
-    pub fn start(
-        db: &std::path::Path,
-        args: &[&str],
-        rows: u16,
-        cols: u16,
-    ) -> anyhow::Result<Self> {
-        let mut all = vec!["console"];
-        all.extend_from_slice(args);
-        let pty = Pty::bridge(db, &all, rows, cols)?;
-        let mut c = Self {
-            pty,
-            screen: Screen::new(rows, cols),
-            rows,
-            cols,
-            keys: 0,
-        };
-        c.wait_for("the console's header", |s| {
-            s.first().is_some_and(|r| r.starts_with("bridge console"))
-        })?;
-        Ok(c)
-    }
-
-    /// The rows on screen now.
-    pub fn visible(&mut self) -> Vec<String> {
-        self.screen.catch_up(&self.pty.bytes());
-        self.screen.visible()
-    }
-
-    /// Waits until the screen satisfies `ok`; returns it.
-    pub fn wait_for(
-        &mut self,
-        what: &str,
-        ok: impl Fn(&[String]) -> bool,
-    ) -> anyhow::Result<Vec<String>> {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let rows = self.visible();
-            if ok(&rows) {
-                return Ok(rows);
-            }
-            if !self.pty.running()? {
-                bail!(
-                    "the console exited while waiting for {what}:\n{}",
-                    rows.join("\n")
-                );
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "timed out waiting for {what}; the screen:\n{}",
-                    rows.join("\n")
-                );
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-
-    pub fn shows(&mut self, what: &str, needle: &str) -> anyhow::Result<Vec<String>> {
-        self.wait_for(what, |s| s.iter().any(|r| r.contains(needle)))
-    }
-
-    /// Presses keys, counted.
-    pub fn press(&mut self, keys: &str) -> anyhow::Result<()> {
-        self.keys += keys.chars().count();
-        self.pty.send(keys)
-    }
-
-    /// Sends bytes that are not keystrokes (a paste, a resize).
-    pub fn send_raw(&mut self, bytes: &str) -> anyhow::Result<()> {
-        self.pty.send(bytes)
-    }
-
-    pub fn resize(&mut self, rows: u16, cols: u16) -> anyhow::Result<()> {
-        self.pty.resize(rows, cols)?;
-        // The emulator follows with what was drawn so far, then the new size.
-        self.screen.catch_up(&self.pty.bytes());
-        self.screen.set_size(rows, cols);
-        (self.rows, self.cols) = (rows, cols);
-        Ok(())
-    }
-
-    /// Everything the terminal was asked to do besides drawing: only the
-    /// bell and the fixed `--notify osc9` text are allowed (and SGR 59,
-    /// "default underline colour", which the console's own styling sends
-    /// and the emulator does not model).
-    pub fn assert_no_effects(&mut self, what: &str) {
-        self.visible();
-        let osc9 = regex::Regex::new(
-            r#"^unhandled OSC \["9", "proposal waiting in conv_[0-9a-f]{16}"\]$"#,
-        )
-        .expect("a valid pattern");
-        let effects: Vec<&String> = self
-            .screen
-            .effects()
-            .iter()
-            .filter(|e| {
-                e.as_str() != "audible bell"
-                    && e.as_str() != "unhandled CSI None None [[59]] 'm'"
-                    && !osc9.is_match(e)
-            })
-            .collect();
-        assert!(
-            effects.is_empty(),
-            "{what}: the terminal was made to act: {effects:?}"
-        );
-    }
-
-    /// Audible bells so far.
-    pub fn bells(&mut self) -> usize {
-        self.visible();
-        self.screen
-            .effects()
-            .iter()
-            .filter(|e| e.as_str() == "audible bell")
-            .count()
-    }
-
-    /// Ctrl-C, which quits from any screen.
-    pub fn quit(mut self) -> anyhow::Result<Vec<u8>> {
-        self.pty.send("\x03")?;
-        let (status, bytes) = self.pty.finish()?;
-        ensure!(status.success(), "the console failed: {status}");
-        Ok(bytes)
-    }
-}
 
 /// The layout is intact: every body row starts and ends on a pane border,
 /// which a cursor movement or an erase would have broken.
@@ -295,7 +159,7 @@ async fn resizing_and_a_tiny_terminal_neither_crash_nor_hide() -> anyhow::Result
             })?
         };
         ensure!(
-            c.pty.running()?,
+            c.running()?,
             "crashed at {rows}x{cols}:\n{}",
             screen.join("\n")
         );
@@ -339,14 +203,7 @@ async fn watch_is_read_only_works_with_yolo_off_and_needs_a_terminal() -> anyhow
         .arg(&db)
         .args(["console", "--watch"])
         .env_remove("YOLO_MODE");
-    let pty = Pty::spawn(cmd, 30, 120)?;
-    let mut c = Console {
-        pty,
-        screen: Screen::new(30, 120),
-        rows: 30,
-        cols: 120,
-        keys: 0,
-    };
+    let mut c = Console::spawn(cmd, 30, 120)?;
     let screen = c.shows("the conversation", &conv.id)?;
     assert!(screen[0].contains("watching, read-only"), "{}", screen[0]);
     c.shows("its message", "a→b info: hello team")?;
@@ -423,13 +280,13 @@ async fn two_keystrokes_approve_and_run_and_every_participant_gets_the_result() 
         return Ok(());
     }
     let w = bridge_tests::yolo::World::start(&[]).await?;
-    let mut c = Console::start(&w.db, &["--notify", "osc9"], 40, 160)?;
+    let mut c = Console::start(&w.db, &["--notify", "osc9"], 30, 120)?;
     // The agent proposes over MCP; the console shows it and rings.
     let bells = c.bells();
     let proposal = w.propose("echo console-ran; id -u").await?;
     c.shows("the new proposal", &proposal)?;
     ensure!(c.bells() > bells, "no bell for the new proposal");
-    let bytes = String::from_utf8_lossy(&c.pty.bytes()).into_owned();
+    let bytes = String::from_utf8_lossy(&c.bytes()).into_owned();
     assert!(
         bytes.contains(&format!("\x1b]9;proposal waiting in {}\x07", w.conv.id)),
         "no OSC 9 notification with the fixed text"
@@ -474,7 +331,9 @@ async fn two_keystrokes_approve_and_run_and_every_participant_gets_the_result() 
 
     // What must not approve: y too soon, Enter, a pasted y.
     let second = w.propose("echo second").await?;
-    c.shows("the second proposal", &second)?;
+    let screen = c.shows("the second proposal", &second)?;
+    // What YOLO_MODE.md shows (printed with --nocapture).
+    println!("{}", screen.join("\n"));
     c.press("a")?;
     c.shows("the second review", &second)?;
     c.press("y")?;
@@ -526,6 +385,42 @@ async fn two_keystrokes_approve_and_run_and_every_participant_gets_the_result() 
     c.press("x")?;
     let ran = w.execute(&third, &token).await?;
     assert_eq!(ran["state"], "done", "{ran}");
+    // `A`: approve and run, and approve exactly this command here from now
+    // on: the agent's next identical proposal is queued without a person;
+    // any other command still waits.
+    let fourth = w.propose("echo standing").await?;
+    c.shows("the fourth proposal", &fourth)?;
+    c.press("a")?;
+    c.shows("the fourth review", &fourth)?;
+    std::thread::sleep(app_guard());
+    c.press("A")?;
+    c.shows("the rule", "rule_")?;
+    result_for(&w, "a", &fourth).await?;
+    let again = w
+        .server
+        .ok(
+            "propose_command",
+            w.conv.args("a", json!({"command": "echo standing"})),
+        )
+        .await?;
+    assert_eq!(again["status"], "queued", "{again}");
+    let again = again["proposal_id"].as_str().context("proposal_id")?;
+    let m = result_for(&w, "b", again).await?;
+    assert!(
+        m["message"]
+            .as_str()
+            .is_some_and(|t| t.contains("standing"))
+    );
+    let other = w.propose("echo standing ").await?;
+    let state: String =
+        sql(&w.db)?.query_row("SELECT state FROM proposals WHERE id = ?1", [&other], |r| {
+            r.get(0)
+        })?;
+    assert_eq!(state, "proposed", "a different command waits for a person");
+    let rules = bridge_tests::yolo::operator_yolo(&w.db, &["--json", "yolo", "rules"])?;
+    let rules: serde_json::Value = serde_json::from_slice(&rules.stdout)?;
+    assert_eq!(rules[0]["uses"], 1, "{rules}");
+    assert_eq!(rules[0]["command"], "echo standing");
     c.assert_no_effects("the flow");
     c.quit()?;
     Ok(())
@@ -568,5 +463,84 @@ async fn approve_run_from_the_cli_prints_the_result() -> anyhow::Result<()> {
         |r| r.get(0),
     )?;
     assert_eq!(unspent, 0);
+    Ok(())
+}
+
+#[tokio::test]
+async fn enable_disable_and_verify_from_the_console() -> anyhow::Result<()> {
+    let w = World::start().await?;
+    // A second conversation, YOLO off: the newest, so selected first.
+    let other = Conv::create(&w.server).await?;
+    let mut c = Console::start(&w.db, &[], 30, 120)?;
+    c.shows("the new conversation", &format!("Messages of {}", other.id))?;
+    // Stage 2 and 3 inside the console: a wrong phrase enables nothing.
+    c.press("e")?;
+    c.shows("the mode prompt", "Mode: safe, restricted or yolo")?;
+    c.press("\r")?;
+    c.shows("the workspace prompt", "Workspace:")?;
+    c.press("\r")?;
+    c.shows("the phrase prompt", "Type exactly `I UNDERSTAND THE RISKS`")?;
+    c.press("i understand the risks\r")?;
+    c.shows("the refusal", "the phrase did not match")?;
+    c.press("e")?;
+    c.shows("the mode prompt", "Mode: safe, restricted or yolo")?;
+    c.press("safe\r")?;
+    c.shows("the workspace prompt", "Workspace:")?;
+    c.press("\r")?;
+    c.shows("the phrase prompt", "Type exactly")?;
+    c.press("I UNDERSTAND THE RISKS\r")?;
+    let screen = c.shows("the one-time code", "One-time code: ")?;
+    let row = row_with(&screen, "One-time code: ")?;
+    let code: String = row
+        .split("One-time code: ")
+        .nth(1)
+        .context("code")?
+        .chars()
+        .take(9)
+        .collect();
+    ensure!(
+        code.len() == 9 && code.as_bytes()[4] == b'-',
+        "code {code:?} in {row:?}"
+    );
+    c.press(&format!("{code}\r"))?;
+    c.shows(
+        "the enablement",
+        &format!("YOLO enabled for {} in safe mode", other.id),
+    )?;
+    c.shows("the conversation's YOLO column", "YOLO safe")?;
+    // Disable asks first; anything but y keeps it.
+    c.press("d")?;
+    c.shows("the question", "y disables")?;
+    c.press("n")?;
+    c.shows("kept", "YOLO left as it was")?;
+    c.press("d")?;
+    c.shows("the question", "y disables")?;
+    c.press("y")?;
+    c.shows(
+        "the disablement",
+        &format!("YOLO disabled for {}", other.id),
+    )?;
+    // The audit chain, verified in the background.
+    c.press("v")?;
+    c.shows("the verification", "chain intact, head ")?;
+    let actions: Vec<String> = sql(&w.db)?
+        .prepare(
+            "SELECT action || ':' || outcome FROM audit WHERE conversation_id = ?1 ORDER BY id",
+        )?
+        .query_map([&other.id], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    assert!(
+        actions.contains(&"yolo.enable:refused".to_owned()),
+        "{actions:?}"
+    );
+    assert!(
+        actions.contains(&"yolo.enable:ok".to_owned()),
+        "{actions:?}"
+    );
+    assert!(
+        actions.contains(&"yolo.disable:ok".to_owned()),
+        "{actions:?}"
+    );
+    c.quit()?;
     Ok(())
 }
