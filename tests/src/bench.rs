@@ -102,6 +102,28 @@ pub fn rss_ratchet(after: &[u64]) -> Option<String> {
     })
 }
 
+/// The arguments of a benchmark that runs in rounds: `--rounds N` (at
+/// least 1), or `--quick` for 10; `default` without either.
+pub fn rounds_arg(default: usize) -> anyhow::Result<usize> {
+    let mut rounds = default;
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        match flag.as_str() {
+            "--rounds" => {
+                rounds = it
+                    .next()
+                    .context("--rounds needs a value")?
+                    .parse()
+                    .context("--rounds N")?;
+            }
+            "--quick" => rounds = 10,
+            other => anyhow::bail!("unknown argument {other:?}; use --rounds N or --quick"),
+        }
+    }
+    anyhow::ensure!(rounds >= 1, "--rounds must be at least 1");
+    Ok(rounds)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

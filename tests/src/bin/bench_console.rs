@@ -15,8 +15,8 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail, ensure};
-use bridge_tests::bench::{Samples, fmt_ms};
+use anyhow::{bail, ensure};
+use bridge_tests::bench::{Samples, fmt_ms, rounds_arg};
 use bridge_tests::console::Console;
 use bridge_tests::machine_summary;
 use bridge_tests::yolo::{World, approve, docker_or_skip};
@@ -24,26 +24,6 @@ use serde_json::json;
 
 /// A little over the console's 300 ms key guard.
 const GUARD: Duration = Duration::from_millis(320);
-
-fn parse_args() -> anyhow::Result<usize> {
-    let mut rounds = 30;
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        match flag.as_str() {
-            "--rounds" => {
-                rounds = it
-                    .next()
-                    .context("--rounds needs a value")?
-                    .parse()
-                    .context("--rounds N")?;
-            }
-            "--quick" => rounds = 10,
-            other => bail!("unknown argument {other:?}; use --rounds N or --quick"),
-        }
-    }
-    ensure!(rounds >= 1, "--rounds must be at least 1");
-    Ok(rounds)
-}
 
 /// Session `a`'s long poll until the `command_result` of `proposal`.
 async fn await_result(w: &World, proposal: &str) -> anyhow::Result<()> {
@@ -68,7 +48,7 @@ async fn await_result(w: &World, proposal: &str) -> anyhow::Result<()> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let rounds = parse_args()?;
+    let rounds = rounds_arg(30)?;
     if !docker_or_skip("bench_console") {
         return Ok(());
     }

@@ -12,33 +12,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail, ensure};
-use bridge_tests::bench::{Samples, fmt_ms};
+use anyhow::{Context, ensure};
+use bridge_tests::bench::{Samples, fmt_ms, rounds_arg};
 use bridge_tests::{Server, machine_summary, messages, sql};
 use serde_json::{Value, json};
 
 /// The largest team: the creator and fifteen others.
 const PARTICIPANTS: usize = 16;
-
-fn parse_args() -> anyhow::Result<usize> {
-    let mut rounds = 50;
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        match flag.as_str() {
-            "--rounds" => {
-                rounds = it
-                    .next()
-                    .context("--rounds needs a value")?
-                    .parse()
-                    .context("--rounds N")?;
-            }
-            "--quick" => rounds = 10,
-            other => bail!("unknown argument {other:?}; use --rounds N or --quick"),
-        }
-    }
-    ensure!(rounds >= 1, "--rounds must be at least 1");
-    Ok(rounds)
-}
 
 /// One participant: its session id, token, and its own server process.
 struct Member {
@@ -127,7 +107,7 @@ async fn measure(
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let rounds = parse_args()?;
+    let rounds = rounds_arg(50)?;
     let dir = tempfile::tempdir()?;
     let db = dir.path().join("b.db");
     let creator = Server::start(&db, &["--rate-limit", "off"]).await?;
