@@ -16,7 +16,12 @@ pub struct Console {
     screen: Screen,
     /// Keys pressed so far.
     pub keys: usize,
+    /// When the last [`Console::wait_for`] first saw its condition hold.
+    pub first_seen: Instant,
 }
+
+/// How long the output must be still for the screen to count as drawn.
+const QUIET: Duration = Duration::from_millis(40);
 
 impl Console {
     /// `bridge --db DB console ARGS…` with YOLO_MODE=1; returns once its
@@ -29,6 +34,7 @@ impl Console {
             pty,
             screen: Screen::new(rows, cols),
             keys: 0,
+            first_seen: Instant::now(),
         };
         c.wait_for("the console's header", |s| {
             s.first().is_some_and(|r| r.starts_with("bridge console"))
@@ -42,6 +48,7 @@ impl Console {
             pty: Pty::spawn(cmd, rows, cols)?,
             screen: Screen::new(rows, cols),
             keys: 0,
+            first_seen: Instant::now(),
         })
     }
 
@@ -60,18 +67,30 @@ impl Console {
         self.screen.visible()
     }
 
-    /// Waits until the screen satisfies `ok`; returns it.
+    /// Waits until the screen satisfies `ok` and has stopped changing (no
+    /// output for [`QUIET`]): a frame read while it is still arriving is
+    /// half old, half new, and a person never sees that one. Returns the
+    /// settled screen; [`Console::first_seen`] is when `ok` first held.
     pub fn wait_for(
         &mut self,
         what: &str,
         ok: impl Fn(&[String]) -> bool,
     ) -> anyhow::Result<Vec<String>> {
         let deadline = Instant::now() + WAIT;
+        let mut seen: Option<Instant> = None;
         loop {
+            let fed = self.pty.written();
             let rows = self.visible();
             if ok(&rows) {
-                return Ok(rows);
+                let at = *seen.get_or_insert_with(Instant::now);
+                std::thread::sleep(QUIET);
+                if self.pty.written() == fed {
+                    self.first_seen = at;
+                    return Ok(rows);
+                }
+                continue;
             }
+            seen = None;
             if !self.pty.running()? {
                 bail!(
                     "the console exited while waiting for {what}:\n{}",

@@ -96,6 +96,11 @@ impl Pty {
         Ok(self.child.try_wait()?.is_none())
     }
 
+    /// How many bytes were written so far.
+    pub fn written(&self) -> usize {
+        self.output.lock().unwrap().len()
+    }
+
     /// Every byte written so far.
     pub fn bytes(&self) -> Vec<u8> {
         self.output.lock().unwrap().clone()

@@ -62,7 +62,7 @@ async fn main() -> anyhow::Result<()> {
         let t0 = Instant::now();
         let p = w.propose(&format!("echo console {round}")).await?;
         c.shows("the proposal", &p)?;
-        let on_screen = t0.elapsed();
+        let on_screen = c.first_seen - t0;
         c.press("a")?;
         c.shows("the review", "===== command: end =====")?;
         std::thread::sleep(GUARD);

@@ -19,12 +19,14 @@ mod app;
 mod forms;
 mod view;
 
-use std::io::Write;
+use std::io::{BufWriter, Stdout, Write};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
+use ratatui::Terminal;
+use ratatui::backend::CrosstermBackend;
 use ratatui::crossterm::event::{self, Event, KeyEventKind};
 use ratatui::crossterm::execute;
 
@@ -79,7 +81,17 @@ pub async fn run(args: ConsoleArgs, s: &BridgeSettings) -> anyhow::Result<()> {
     let secret = ServerSecret::load_or_create(&ServerSecret::path_for_db(&s.db))
         .context("loading the server secret")?;
     let wake = Wake::watching(&s.db);
-    let mut term = ratatui::try_init().context("setting up the terminal")?;
+    // ratatui's set-up (raw mode, alternate screen, a panic hook that
+    // restores the terminal), then a terminal whose frames leave in one
+    // write: through plain stdout (a 1 KiB line buffer) a frame went out in
+    // pieces, and a terminal showed the half-drawn frames in between.
+    drop(ratatui::try_init().context("setting up the terminal")?);
+    #[allow(clippy::disallowed_methods)] // ratatui's frames; view.rs escapes every agent text
+    let out = std::io::stdout();
+    let mut term = Terminal::new(CrosstermBackend::new(BufWriter::with_capacity(
+        FRAME_BUFFER,
+        out,
+    )))?;
     execute!(
         term.backend_mut(),
         ratatui::crossterm::event::EnableBracketedPaste
@@ -103,6 +115,12 @@ pub async fn run(args: ConsoleArgs, s: &BridgeSettings) -> anyhow::Result<()> {
     result
 }
 
+/// The console's terminal: stdout behind a buffer that holds a whole frame.
+type Term = Terminal<CrosstermBackend<BufWriter<Stdout>>>;
+
+/// Big enough for a full frame of a large window with styles.
+const FRAME_BUFFER: usize = 1 << 18;
+
 struct Console<'a> {
     app: App,
     db: Db,
@@ -114,7 +132,7 @@ struct Console<'a> {
 }
 
 impl Console<'_> {
-    async fn event_loop(&mut self, term: &mut ratatui::DefaultTerminal) -> anyhow::Result<()> {
+    async fn event_loop(&mut self, term: &mut Term) -> anyhow::Result<()> {
         let (keys_tx, mut keys) = tokio::sync::mpsc::channel::<Event>(64);
         // crossterm's read blocks; it gets a thread of its own. It ends with
         // the process.
@@ -193,7 +211,7 @@ impl Console<'_> {
     }
 
     /// Reads a new snapshot; rings for proposals that were not there before.
-    fn reload(&mut self, term: &mut ratatui::DefaultTerminal) -> anyhow::Result<()> {
+    fn reload(&mut self, term: &mut Term) -> anyhow::Result<()> {
         let selected = self.app.conversation.clone();
         let now = SystemClock.now_ms();
         let snap = self
@@ -233,7 +251,7 @@ impl Console<'_> {
     async fn act(
         &mut self,
         action: Action,
-        term: &mut ratatui::DefaultTerminal,
+        term: &mut Term,
         verified: &tokio::sync::mpsc::Sender<String>,
     ) -> anyhow::Result<bool> {
         let now = SystemClock.now_ms();
