@@ -3,6 +3,8 @@
 //! path. The database side (claim, record, finish, fail) is the caller's,
 //! through `bridge_state::jobs`.
 
+use std::sync::Arc;
+
 use bridge_state::job_result::JobResult;
 use bridge_state::redact::Redactor;
 use bridge_state::yolo::ExecParams;
@@ -28,7 +30,7 @@ pub enum JobError<E: std::fmt::Display + std::fmt::Debug> {
 /// the caller can send the result first; on an error it is already on its
 /// way out.
 pub async fn execute<E: std::fmt::Display + std::fmt::Debug>(
-    pool: &Pool,
+    pool: &Arc<Pool>,
     engine: &dyn Engine,
     params: &ExecParams,
     command: &str,
@@ -66,7 +68,7 @@ mod tests {
                 owner(),
                 HostPaths::default(),
                 Redactor::builtin(),
-                0,
+                crate::pool::Sizing::fixed(0),
             );
             Self {
                 fake,

@@ -95,6 +95,7 @@ impl World {
             redactor: red,
             pool_size: 0,
             max_parallel: 1,
+            pool_idle: Duration::from_secs(60),
             grace: Duration::from_secs(1),
             translate_mounts: false,
             policy_file: None,

@@ -43,8 +43,11 @@ pub struct Config {
     pub redactor: Redactor,
     /// Warm containers kept per enabled configuration.
     pub pool_size: usize,
-    /// Jobs run at the same time.
+    /// Jobs run at the same time; the pool grows to at most this many
+    /// warm containers per configuration while demand lasts.
     pub max_parallel: usize,
+    /// After this long without demand the pool shrinks back to `pool_size`.
+    pub pool_idle: Duration,
     /// On SIGTERM, in-flight jobs get this long to finish before they are
     /// stopped and failed.
     pub grace: Duration,
@@ -159,7 +162,11 @@ impl Ctx {
             owner,
             host_paths,
             cfg.redactor.clone(),
-            cfg.pool_size,
+            pool::Sizing {
+                min: cfg.pool_size,
+                max: cfg.max_parallel,
+                idle: cfg.pool_idle,
+            },
         );
         let ctx = Ctx {
             engine,

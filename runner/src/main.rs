@@ -23,12 +23,18 @@ struct Args {
     /// Extra redaction patterns (same file as the bridge's)
     #[arg(long, env = "BRIDGE_REDACTION_PATTERNS")]
     redaction_patterns: Option<PathBuf>,
-    /// Warm containers kept per enabled configuration
+    /// Warm containers always kept per enabled configuration; the pool grows
+    /// past it while jobs arrive faster than containers start
     #[arg(long, default_value_t = 2)]
     pool_size: usize,
-    /// Jobs run at the same time
+    /// Jobs run at the same time (also the most warm containers the pool
+    /// grows to per configuration)
     #[arg(long, default_value_t = 8)]
     max_parallel: usize,
+    /// Seconds without demand after which a grown pool shrinks back to
+    /// --pool-size
+    #[arg(long, default_value_t = 60)]
+    pool_idle_secs: u64,
     /// Seconds in-flight jobs get to finish on shutdown
     #[arg(long, default_value_t = 10)]
     grace_secs: u64,
@@ -88,6 +94,7 @@ async fn main() -> std::process::ExitCode {
         redactor: settings.redactor,
         pool_size: args.pool_size,
         max_parallel: args.max_parallel.max(1),
+        pool_idle: Duration::from_secs(args.pool_idle_secs),
         grace: Duration::from_secs(args.grace_secs),
         translate_mounts: args.translate_mounts,
         policy_file: args.policy,

@@ -2,15 +2,26 @@
 //! for a container to start. Each container serves exactly one command and
 //! is then destroyed; the pool refills in the background.
 //!
-//! The runner keeps a few warm containers for every configuration that some
+//! The runner keeps warm containers for every configuration that some
 //! conversation has YOLO enabled with, and none for anything else. A
 //! container handed out is a [`Taken`], which removes it when dropped, so it
 //! is destroyed on every path, errors and panics included.
+//!
+//! The pool adapts to demand. Each configuration keeps at least
+//! [`Sizing::min`] warm containers (`--pool-size`). Demand is the number of
+//! containers taken within one container start time (measured): that many
+//! are consumed while one refill is under way, so that many must be warm.
+//! The pool grows to the highest demand seen, up to [`Sizing::max`]
+//! (`--max-parallel`), and shrinks back to the minimum once no such demand
+//! was seen for [`Sizing::idle`]. A take that finds no warm container waits
+//! for a start already in flight rather than starting another.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use bridge_state::redact::Redactor;
 use bridge_state::yolo::ExecParams;
@@ -21,6 +32,39 @@ use tokio_util::task::TaskTracker;
 use crate::engine::SharedEngine;
 use crate::sandbox::{self, HostPaths, Owner, SandboxError, Started, config_key};
 
+/// How many warm containers a configuration keeps.
+#[derive(Debug, Clone, Copy)]
+pub struct Sizing {
+    /// Always kept (`--pool-size`).
+    pub min: usize,
+    /// Never more, however high the demand (`--max-parallel`: more could
+    /// not run at once anyway).
+    pub max: usize,
+    /// How long a demand is remembered before the pool shrinks back.
+    pub idle: Duration,
+}
+
+impl Sizing {
+    /// A pool that never grows.
+    pub fn fixed(n: usize) -> Self {
+        Self {
+            min: n,
+            max: n,
+            idle: Duration::from_secs(60),
+        }
+    }
+}
+
+/// A container start time to assume before one was measured.
+const FIRST_START_GUESS: Duration = Duration::from_millis(500);
+/// Takes remembered per configuration for the demand count.
+const TAKES_KEPT: usize = 256;
+/// How often the refill loop looks again without being woken (retrying
+/// broken slots, shrinking idle ones).
+const TICK: Duration = Duration::from_secs(5);
+/// Broken slots are retried this often (the image may have been built).
+const RETRY_BROKEN: Duration = Duration::from_secs(30);
+
 /// A container handed out for one command. Dropping it removes the
 /// container in the background, off the critical path; shutdown
 /// ([`Pool::drain`]) waits for the removal.
@@ -28,8 +72,8 @@ pub struct Taken {
     pub container: Started,
     /// It was pre-started (warm), not started for this command.
     pub warm: bool,
-    engine: SharedEngine,
-    tracker: TaskTracker,
+    pool: Arc<Pool>,
+    key: String,
 }
 
 impl std::fmt::Debug for Taken {
@@ -43,8 +87,12 @@ impl std::fmt::Debug for Taken {
 
 impl Drop for Taken {
     fn drop(&mut self) {
-        let (engine, id) = (self.engine.clone(), self.container.id.clone());
-        self.tracker
+        if let Some(s) = self.pool.lock().get_mut(&self.key) {
+            s.in_use = s.in_use.saturating_sub(1);
+        }
+        let (engine, id) = (self.pool.engine.clone(), self.container.id.clone());
+        self.pool
+            .tracker
             .spawn(async move { sandbox::remove(&*engine, &id).await });
     }
 }
@@ -54,8 +102,79 @@ struct Slot {
     warm: VecDeque<Started>,
     /// Containers being started right now for this slot.
     starting: usize,
+    /// Takes waiting for one of those starts.
+    waiting: usize,
+    /// Containers handed out and not yet removed.
+    in_use: usize,
     /// The last start failed (e.g. image missing): do not retry in a loop.
     broken: bool,
+    /// When containers were taken, newest last.
+    takes: VecDeque<Instant>,
+    /// Recent container start time (moving average).
+    start_time: Duration,
+    /// The highest demand seen, and when it was last reached.
+    peak: usize,
+    peak_at: Instant,
+}
+
+impl Slot {
+    fn new(params: ExecParams, now: Instant) -> Self {
+        Self {
+            params,
+            warm: VecDeque::new(),
+            starting: 0,
+            waiting: 0,
+            in_use: 0,
+            broken: false,
+            takes: VecDeque::new(),
+            start_time: FIRST_START_GUESS,
+            peak: 0,
+            peak_at: now,
+        }
+    }
+
+    /// Records a take and the demand it shows: the takes within one start
+    /// time, and the containers in use or waited for.
+    fn note_take(&mut self, now: Instant, idle: Duration) {
+        if self.takes.len() == TAKES_KEPT {
+            self.takes.pop_front();
+        }
+        self.takes.push_back(now);
+        let window = now.checked_sub(self.start_time).unwrap_or(now);
+        let recent = self
+            .takes
+            .iter()
+            .rev()
+            .take_while(|t| **t >= window)
+            .count();
+        let demand = recent.max(self.in_use + self.waiting + 1);
+        if demand >= self.peak || now.duration_since(self.peak_at) > idle {
+            self.peak = demand;
+            self.peak_at = now;
+        }
+    }
+
+    /// A take found no warm container: the demand is at least twice what
+    /// the pool holds.
+    fn ran_dry(&mut self, now: Instant, max: usize) {
+        self.peak = (self.peak.max(1) * 2).min(max.max(1));
+        self.peak_at = now;
+    }
+
+    fn note_start_time(&mut self, took: Duration) {
+        // Exponential moving average, weight 1/4 to the newest.
+        self.start_time = (self.start_time * 3 + took) / 4;
+    }
+
+    /// Warm containers to keep now.
+    fn target(&self, sizing: Sizing, now: Instant) -> usize {
+        let peak = if now.duration_since(self.peak_at) > sizing.idle {
+            0
+        } else {
+            self.peak
+        };
+        peak.clamp(sizing.min, sizing.max.max(sizing.min))
+    }
 }
 
 pub struct Pool {
@@ -64,12 +183,22 @@ pub struct Pool {
     host_paths: HostPaths,
     /// Start failures can quote the workspace path; logs get them redacted.
     red: Redactor,
-    size: usize,
+    sizing: Sizing,
     slots: Mutex<HashMap<String, Slot>>,
     refill: Notify,
+    /// A start finished (or failed): takes waiting for one look again.
+    started: Notify,
     /// Container starts and removals in flight; shutdown waits for them.
     tracker: TaskTracker,
     closed: AtomicBool,
+}
+
+/// What a take found.
+enum Found {
+    Warm(Started),
+    /// A start is in flight that nobody else waits for.
+    Wait,
+    StartOwn,
 }
 
 impl Pool {
@@ -78,52 +207,109 @@ impl Pool {
         owner: Owner,
         host_paths: HostPaths,
         red: Redactor,
-        size: usize,
+        sizing: Sizing,
     ) -> Arc<Self> {
         Arc::new(Self {
             engine,
             owner,
             host_paths,
             red,
-            size,
+            sizing,
             slots: Mutex::new(HashMap::new()),
             refill: Notify::new(),
+            started: Notify::new(),
             tracker: TaskTracker::new(),
             closed: AtomicBool::new(false),
         })
     }
 
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Slot>> {
+        self.slots.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// A started container for these parameters: a warm one if there is
-    /// one, else a freshly started one. It is removed when the [`Taken`] is
-    /// dropped.
-    pub async fn take(&self, p: &ExecParams) -> Result<Taken, SandboxError> {
+    /// one, else one already being started, else a freshly started one. It
+    /// is removed when the [`Taken`] is dropped.
+    pub async fn take(self: &Arc<Self>, p: &ExecParams) -> Result<Taken, SandboxError> {
         let key = config_key(p);
-        let warm = {
-            let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
-            slots.get_mut(&key).and_then(|s| s.warm.pop_front())
-        };
-        self.refill.notify_one();
-        let (container, warm) = match warm {
-            Some(c) => (c, true),
-            None => (
-                sandbox::start_container(&*self.engine, p, &self.owner, &self.host_paths).await?,
-                false,
-            ),
-        };
-        Ok(Taken {
+        let mut first = true;
+        loop {
+            let started = self.started.notified();
+            tokio::pin!(started);
+            // Registered before the slot is read: a start that finishes in
+            // between still wakes this take.
+            started.as_mut().enable();
+            let found = {
+                let mut slots = self.lock();
+                match slots.get_mut(&key) {
+                    None => Found::StartOwn,
+                    Some(s) => {
+                        if first {
+                            s.note_take(Instant::now(), self.sizing.idle);
+                        }
+                        if s.warm.is_empty() && first {
+                            // Ran dry: what the window counted was not
+                            // enough. Double, as TCP does.
+                            s.ran_dry(Instant::now(), self.sizing.max);
+                        }
+                        if let Some(c) = s.warm.pop_front() {
+                            s.in_use += 1;
+                            Found::Warm(c)
+                        } else if !s.broken && s.starting > s.waiting {
+                            s.waiting += 1;
+                            Found::Wait
+                        } else {
+                            s.in_use += 1;
+                            Found::StartOwn
+                        }
+                    }
+                }
+            };
+            first = false;
+            self.refill.notify_one();
+            match found {
+                Found::Warm(container) => return Ok(self.taken(container, true, key)),
+                Found::Wait => {
+                    started.await;
+                    if let Some(s) = self.lock().get_mut(&key) {
+                        s.waiting -= 1;
+                    }
+                }
+                Found::StartOwn => {
+                    let began = Instant::now();
+                    let started =
+                        sandbox::start_container(&*self.engine, p, &self.owner, &self.host_paths)
+                            .await;
+                    let mut slots = self.lock();
+                    if let Some(s) = slots.get_mut(&key) {
+                        match started {
+                            Ok(_) => s.note_start_time(began.elapsed()),
+                            Err(_) => s.in_use = s.in_use.saturating_sub(1),
+                        }
+                    }
+                    drop(slots);
+                    return Ok(self.taken(started?, false, key));
+                }
+            }
+        }
+    }
+
+    fn taken(self: &Arc<Self>, container: Started, warm: bool, key: String) -> Taken {
+        Taken {
             container,
             warm,
-            engine: self.engine.clone(),
-            tracker: self.tracker.clone(),
-        })
+            pool: self.clone(),
+            key,
+        }
     }
 
     /// Sets the configurations to keep warm; containers of others are removed.
     pub async fn want(&self, configs: Vec<ExecParams>) {
         let wanted: HashMap<String, ExecParams> =
             configs.into_iter().map(|p| (config_key(&p), p)).collect();
+        let now = Instant::now();
         let dropped: Vec<Started> = {
-            let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+            let mut slots = self.lock();
             let mut dropped = Vec::new();
             slots.retain(|k, s| {
                 let keep = wanted.contains_key(k);
@@ -133,12 +319,7 @@ impl Pool {
                 keep
             });
             for (k, p) in wanted {
-                slots.entry(k).or_insert_with(|| Slot {
-                    params: p,
-                    warm: VecDeque::new(),
-                    starting: 0,
-                    broken: false,
-                });
+                slots.entry(k).or_insert_with(|| Slot::new(p, now));
             }
             dropped
         };
@@ -148,60 +329,85 @@ impl Pool {
         self.refill.notify_one();
     }
 
-    /// Keeps every wanted configuration at `size` warm containers.
+    /// Keeps every wanted configuration at its target: grows it while
+    /// demand is seen, shrinks it once demand has been gone for a while.
     pub async fn refill_loop(self: Arc<Self>, stop: CancellationToken) {
+        let mut last_retry = Instant::now();
         loop {
-            let todo: Vec<(String, ExecParams)> = {
-                let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
-                let mut todo = Vec::new();
+            let now = Instant::now();
+            let (todo, surplus) = {
+                let mut slots = self.lock();
+                let (mut todo, mut surplus) = (Vec::new(), Vec::new());
                 for (k, s) in slots.iter_mut() {
-                    while !s.broken && s.warm.len() + s.starting < self.size {
+                    let target = s.target(self.sizing, now);
+                    while !s.broken && s.warm.len() + s.starting < target {
                         s.starting += 1;
                         todo.push((k.clone(), s.params.clone()));
                     }
+                    // Shrink: the oldest warm containers go first.
+                    while s.warm.len() > target {
+                        surplus.extend(s.warm.pop_front());
+                    }
                 }
-                todo
+                (todo, surplus)
             };
+            for c in surplus {
+                let engine = self.engine.clone();
+                self.tracker
+                    .spawn(async move { sandbox::remove(&*engine, &c.id).await });
+            }
             for (key, params) in todo {
                 let this = self.clone();
-                self.tracker.spawn(async move {
-                    let started =
-                        sandbox::start_container(&*this.engine, &params, &this.owner, &this.host_paths).await;
-                    let orphan = {
-                        let mut slots = this.slots.lock().unwrap_or_else(|e| e.into_inner());
-                        let slot = if this.closed.load(Ordering::SeqCst) { None } else { slots.get_mut(&key) };
-                        match (slot, started) {
-                            (Some(slot), Ok(c)) => {
-                                slot.starting -= 1;
-                                slot.warm.push_back(c);
-                                None
-                            }
-                            (Some(slot), Err(e)) => {
-                                slot.starting -= 1;
-                                slot.broken = true;
-                                let why = this.red.redacted(&e.to_string());
-                                tracing::warn!(error = %why, "cannot pre-start a sandbox container; jobs will start their own");
-                                None
-                            }
-                            // The configuration was dropped while starting.
-                            (None, Ok(c)) => Some(c),
-                            (None, Err(_)) => None,
-                        }
-                    };
-                    if let Some(c) = orphan {
-                        sandbox::remove(&*this.engine, &c.id).await;
-                    }
-                });
+                self.tracker
+                    .spawn(async move { this.start_one(key, params).await });
             }
             tokio::select! {
                 _ = self.refill.notified() => {}
-                // Retry broken slots now and then (the image may have been built).
-                _ = tokio::time::sleep(Duration::from_secs(30)) => {
-                    let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
-                    slots.values_mut().for_each(|s| s.broken = false);
+                _ = tokio::time::sleep(TICK.min(self.sizing.idle)) => {
+                    if last_retry.elapsed() >= RETRY_BROKEN {
+                        last_retry = Instant::now();
+                        self.lock().values_mut().for_each(|s| s.broken = false);
+                    }
                 }
                 _ = stop.cancelled() => return,
             }
+        }
+    }
+
+    /// Starts one warm container for the slot `key`.
+    async fn start_one(&self, key: String, params: ExecParams) {
+        let began = Instant::now();
+        let started =
+            sandbox::start_container(&*self.engine, &params, &self.owner, &self.host_paths).await;
+        let orphan = {
+            let mut slots = self.lock();
+            let slot = if self.closed.load(Ordering::SeqCst) {
+                None
+            } else {
+                slots.get_mut(&key)
+            };
+            match (slot, started) {
+                (Some(slot), Ok(c)) => {
+                    slot.starting -= 1;
+                    slot.note_start_time(began.elapsed());
+                    slot.warm.push_back(c);
+                    None
+                }
+                (Some(slot), Err(e)) => {
+                    slot.starting -= 1;
+                    slot.broken = true;
+                    let why = self.red.redacted(&e.to_string());
+                    tracing::warn!(error = %why, "cannot pre-start a sandbox container; jobs will start their own");
+                    None
+                }
+                // The configuration was dropped while starting.
+                (None, Ok(c)) => Some(c),
+                (None, Err(_)) => None,
+            }
+        };
+        self.started.notify_waiters();
+        if let Some(c) = orphan {
+            sandbox::remove(&*self.engine, &c.id).await;
         }
     }
 
@@ -212,7 +418,7 @@ impl Pool {
         self.tracker.close();
         self.tracker.wait().await;
         let all: Vec<Started> = {
-            let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+            let mut slots = self.lock();
             slots.values_mut().flat_map(|s| s.warm.drain(..)).collect()
         };
         for c in all {
@@ -222,7 +428,7 @@ impl Pool {
 
     /// Ids of the warm containers (so the sweeper leaves them alone).
     pub fn warm_ids(&self) -> Vec<String> {
-        let slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        let slots = self.lock();
         slots
             .values()
             .flat_map(|s| s.warm.iter().map(|c| c.id.clone()))
@@ -241,7 +447,7 @@ mod tests {
             owner(),
             HostPaths::default(),
             Redactor::builtin(),
-            size,
+            Sizing::fixed(size),
         )
     }
 
@@ -323,6 +529,128 @@ mod tests {
         }
         assert_eq!(created(&fake), 3);
         assert!(fake.containers().is_empty() && pool.warm_ids().is_empty());
+        stop.cancel();
+    }
+
+    fn started(fake: &FakeEngine) -> usize {
+        fake.count(|e| matches!(e, Event::Start(_)))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_grows_the_pool_to_its_size_and_idleness_shrinks_it_back() {
+        let fake = FakeEngine::with_image("img");
+        fake.slow_start(Duration::from_millis(300));
+        let sizing = Sizing {
+            min: 1,
+            max: 4,
+            idle: Duration::from_secs(10),
+        };
+        let pool = Pool::new(
+            Arc::new(fake.clone()),
+            owner(),
+            HostPaths::default(),
+            Redactor::builtin(),
+            sizing,
+        );
+        let stop = CancellationToken::new();
+        tokio::spawn(pool.clone().refill_loop(stop.clone()));
+        pool.want(vec![params()]).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(pool.warm_ids().len(), 1, "the minimum, before any demand");
+
+        // Six jobs at once: more than the maximum.
+        let burst: Vec<_> = (0..6)
+            .map(|_| {
+                let pool = pool.clone();
+                tokio::spawn(async move { pool.take(&params()).await.unwrap() })
+            })
+            .collect();
+        let mut taken = Vec::new();
+        for t in burst {
+            taken.push(t.await.unwrap());
+        }
+        drop(taken);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(
+            pool.warm_ids().len(),
+            4,
+            "grown to the maximum while the demand is remembered"
+        );
+        // The next burst of four finds every container warm.
+        let burst: Vec<_> = (0..4)
+            .map(|_| {
+                let pool = pool.clone();
+                tokio::spawn(async move { pool.take(&params()).await.unwrap() })
+            })
+            .collect();
+        for t in burst {
+            assert!(t.await.unwrap().warm);
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(pool.warm_ids().len(), 4);
+
+        // No demand for longer than `idle`: back to the minimum, and the
+        // containers removed.
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        assert_eq!(pool.warm_ids().len(), 1, "shrunk back after idling");
+        settle(|| fake.containers().len() == 1).await;
+        stop.cancel();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn back_to_back_takes_grow_the_pool_so_they_stay_warm() {
+        let fake = FakeEngine::with_image("img");
+        fake.slow_start(Duration::from_millis(300));
+        let pool = Pool::new(
+            Arc::new(fake.clone()),
+            owner(),
+            HostPaths::default(),
+            Redactor::builtin(),
+            Sizing {
+                min: 1,
+                max: 8,
+                idle: Duration::from_secs(60),
+            },
+        );
+        let stop = CancellationToken::new();
+        tokio::spawn(pool.clone().refill_loop(stop.clone()));
+        pool.want(vec![params()]).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        // One job every 50 ms: six per container start time. The first
+        // few drain the pool of one; later ones find it grown.
+        let mut waited = Vec::new();
+        for _ in 0..40 {
+            let began = Instant::now();
+            let t = pool.take(&params()).await.unwrap();
+            waited.push(began.elapsed());
+            drop(t);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(
+            waited[..5].iter().any(|w| !w.is_zero()),
+            "the pool of one ran dry at first: {waited:?}"
+        );
+        assert!(
+            waited[20..].iter().all(|w| w.is_zero()),
+            "after it grew, no job waited for a container: {waited:?}"
+        );
+        stop.cancel();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_take_waits_for_a_start_in_flight_instead_of_starting_another() {
+        let fake = FakeEngine::with_image("img");
+        fake.slow_start(Duration::from_millis(300));
+        let (pool, stop) = refilling(&fake, 1).await;
+        // The refill's start is under way; the job arrives before it ends.
+        settle(|| started(&fake) == 1).await;
+        let taken = pool.take(&params()).await.unwrap();
+        assert!(taken.warm, "it got the container being started");
+        assert_eq!(
+            fake.count(|e| matches!(e, Event::Create(_))),
+            1,
+            "no second container was started for the job"
+        );
         stop.cancel();
     }
 

@@ -377,6 +377,25 @@ pub fn open(path: &Path, sync: Sync) -> Result<Connection, StoreError> {
 pub struct Db {
     conn: Arc<Mutex<Connection>>,
     path: Arc<PathBuf>,
+    /// Rung after every call that committed a change.
+    bell: Option<Arc<crate::wake::Bell>>,
+}
+
+/// Runs `f` on the connection; rings `bell` when it committed a change.
+fn run_and_ring<T, E>(
+    conn: &mut Connection,
+    bell: Option<&crate::wake::Bell>,
+    f: impl FnOnce(&mut Connection) -> Result<T, E>,
+) -> Result<T, E> {
+    let before = conn.total_changes();
+    let out = f(conn);
+    if let Some(bell) = bell
+        && conn.total_changes() != before
+        && conn.is_autocommit()
+    {
+        bell.ring();
+    }
+    out
 }
 
 impl Db {
@@ -385,6 +404,7 @@ impl Db {
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
             path: Arc::new(path.to_path_buf()),
+            bell: crate::wake::Bell::open(path).map(Arc::new),
         })
     }
 
@@ -398,12 +418,12 @@ impl Db {
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        let conn = self.conn.clone();
+        let (conn, bell) = (self.conn.clone(), self.bell.clone());
         tokio::task::spawn_blocking(move || {
             // A panic in another closure poisons the mutex but leaves the
             // connection usable: SQLite rolled back any open transaction.
             let mut guard = conn.lock().unwrap_or_else(|p| p.into_inner());
-            f(&mut guard)
+            run_and_ring(&mut guard, bell.as_deref(), f)
         })
         .await
         .map_err(|e| StoreError::Join(e.to_string()))?
@@ -415,7 +435,7 @@ impl Db {
         f: impl FnOnce(&mut Connection) -> Result<T, E>,
     ) -> Result<T, E> {
         let mut guard = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        f(&mut guard)
+        run_and_ring(&mut guard, self.bell.as_deref(), f)
     }
 }
 
@@ -436,6 +456,60 @@ mod tests {
             let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
             assert_eq!(mode, 0o600, "{}", file.display());
         }
+    }
+
+    fn rung(db: &Path) -> Option<u64> {
+        let bytes = std::fs::read(crate::wake::bell_path(db)).ok()?;
+        Some(u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?))
+    }
+
+    #[test]
+    fn the_doorbell_rings_after_a_commit_and_never_before_or_for_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("b.db");
+        let db = Db::open(&path, Sync::Normal).unwrap();
+        assert_eq!(rung(&path), None, "nothing committed yet");
+        let bell = crate::wake::bell_path(&path);
+        db.call_blocking(|c| {
+            let tx = c.transaction()?;
+            tx.execute("INSERT INTO meta (key, value) VALUES ('a', 'x')", [])?;
+            tx.commit()?;
+            // Committed, but the closure has not returned: not yet.
+            assert_eq!(rung(&path), None);
+            Ok::<_, rusqlite::Error>(())
+        })
+        .unwrap();
+        assert_eq!(rung(&path), Some(1), "rung once the commit returned");
+        db.call_blocking(|c| {
+            c.query_row("SELECT count(*) FROM meta", [], |r| r.get::<_, i64>(0))
+        })
+        .unwrap();
+        assert_eq!(rung(&path), Some(1), "a read does not ring");
+        // A write whose transaction is still open when the call returns
+        // (rolled back later) does not ring.
+        db.call_blocking(|c| {
+            c.execute_batch("BEGIN; INSERT INTO meta (key, value) VALUES ('b', 'y');")
+        })
+        .unwrap();
+        assert_eq!(rung(&path), Some(1));
+        db.call_blocking(|c| c.execute_batch("ROLLBACK")).unwrap();
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(&bell).unwrap().permissions(),
+        );
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn the_doorbell_is_never_opened_through_a_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("b.db");
+        let target = dir.path().join("elsewhere");
+        std::fs::write(&target, b"keep").unwrap();
+        std::os::unix::fs::symlink(&target, crate::wake::bell_path(&path)).unwrap();
+        let db = Db::open(&path, Sync::Normal).unwrap();
+        db.call_blocking(|c| c.execute("INSERT INTO meta (key, value) VALUES ('a', 'x')", []))
+            .unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"keep");
     }
 
     #[test]

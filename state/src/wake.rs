@@ -3,10 +3,15 @@
 //!
 //! Writes from this process bump a `watch` counter directly. Writes from other
 //! processes (another `bridge serve`, the runner) are seen through a
-//! filesystem watch on the database's directory: every commit in WAL mode
-//! writes the `-wal` file. Waiters also re-check on a slow backstop timer, so
-//! a filesystem that does not deliver events (some network mounts) costs
-//! latency, never a lost message.
+//! filesystem watch on the database's directory. A commit in WAL mode writes
+//! the `-wal` file, but its event can arrive before the commit is visible to
+//! readers (SQLite publishes it in the `-shm` index afterwards, through
+//! shared memory, which makes no event): a reader woken by it may find
+//! nothing and sleep until the backstop. So every writer also rings a
+//! [`Bell`] after its commit returns: one 8-byte write to `<db>-doorbell`,
+//! whose event always comes after the commit is visible. Waiters also
+//! re-check on a slow backstop timer, so a filesystem that does not deliver
+//! events (some network mounts) costs latency, never a lost message.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -80,6 +85,57 @@ impl Wake {
 
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.tx.subscribe()
+    }
+}
+
+/// The file a writer touches after each commit, beside the database.
+pub fn bell_path(db: &Path) -> std::path::PathBuf {
+    let mut name = db.as_os_str().to_owned();
+    name.push("-doorbell");
+    name.into()
+}
+
+/// Rings other processes' [`Wake`]s after a commit (see the module docs).
+pub struct Bell {
+    file: std::fs::File,
+    rung: std::sync::atomic::AtomicU64,
+}
+
+impl Bell {
+    /// Opens (creating, owner-only) `<db>-doorbell`; never follows a
+    /// symlink. `None`, with a warning, when it cannot: wake-ups then rely
+    /// on the WAL events and the backstop.
+    pub fn open(db: &Path) -> Option<Self> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = bell_path(db);
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .mode(0o600)
+            .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+            .open(&path)
+        {
+            Ok(file) => Some(Self {
+                file,
+                rung: std::sync::atomic::AtomicU64::new(0),
+            }),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot open the doorbell file; other processes may see this one's commits up to {} ms late", BACKSTOP.as_millis());
+                None
+            }
+        }
+    }
+
+    /// Announces a commit that has returned.
+    pub fn ring(&self) {
+        use std::os::unix::fs::FileExt;
+        let n = self
+            .rung
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            .wrapping_add(1);
+        if let Err(e) = self.file.write_at(&n.to_le_bytes(), 0) {
+            tracing::debug!(error = %e, "cannot ring the doorbell");
+        }
     }
 }
 

@@ -87,6 +87,8 @@ struct State {
     failing: HashSet<Op>,
     events: Vec<Event>,
     script: Script,
+    /// How long a container start takes (none: at once).
+    start_delay: Option<std::time::Duration>,
 }
 
 /// The fake engine; clone the `Arc` to share it with the code under test.
@@ -128,6 +130,11 @@ impl FakeEngine {
 
     pub fn heal(&self, op: Op) {
         self.state().failing.remove(&op);
+    }
+
+    /// Container starts take `d` from now on (as a real engine's do).
+    pub fn slow_start(&self, d: std::time::Duration) {
+        self.state().start_delay = Some(d);
     }
 
     /// What attached containers do from now on.
@@ -273,6 +280,10 @@ impl Engine for Arc<FakeEngine> {
     fn start<'a>(&'a self, id: &'a str) -> Fut<'a, ()> {
         Box::pin(async move {
             self.call(Op::Start, Event::Start(id.to_owned()))?;
+            let delay = self.state().start_delay;
+            if let Some(d) = delay {
+                tokio::time::sleep(d).await;
+            }
             let mut s = self.state();
             let c = s.containers.get_mut(id).ok_or_else(|| not_found(id))?;
             c.running = true;

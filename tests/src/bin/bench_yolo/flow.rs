@@ -165,26 +165,27 @@ pub async fn running_containers(runner_id: &str) -> anyhow::Result<HashSet<Strin
         .collect())
 }
 
-/// Waits until the runner's pool holds `POOL_SIZE` started containers and
-/// the containers of earlier jobs have been removed.
-pub async fn wait_for_warm_pool(runner_id: &str) -> anyhow::Result<()> {
+/// Waits until the runner's pool holds at least `POOL_SIZE` started
+/// containers (more after a burst: the pool grows with demand) and nothing
+/// is being started or removed any more. Returns how many it holds.
+pub async fn wait_for_warm_pool(runner_id: &str) -> anyhow::Result<usize> {
     let deadline = Instant::now() + Duration::from_secs(60);
-    let mut settled = 0;
+    let (mut settled, mut last) = (0, usize::MAX);
     loop {
-        // Two equal consecutive readings a moment apart: nothing is being
-        // started or removed any more.
+        // Three equal consecutive readings a moment apart.
         let n = running_containers(runner_id).await?.len();
-        if n == POOL_SIZE {
+        if n >= POOL_SIZE && n == last {
             settled += 1;
             if settled == 3 {
-                return Ok(());
+                return Ok(n);
             }
         } else {
             settled = 0;
         }
+        last = n;
         ensure!(
             Instant::now() < deadline,
-            "the runner's pool did not settle at {POOL_SIZE} warm containers within 60 s (it has {n}); is the image `{}` present?",
+            "the runner's pool did not settle at {POOL_SIZE} or more warm containers within 60 s (it has {n}); is the image `{}` present?",
             yolo::test_image()
         );
         tokio::time::sleep(Duration::from_millis(200)).await;

@@ -15,6 +15,7 @@
 
 mod docker;
 mod flow;
+mod load;
 mod phases;
 mod report;
 
@@ -42,6 +43,11 @@ struct Counts {
     docker_warmup: usize,
     /// `docker version` / `docker ps -q` runs (the CLI's own cost).
     cli_runs: usize,
+    /// Bursts of `PARALLEL` jobs at once, `BURST_EVERY` apart, after the
+    /// first (which finds the pool at its minimum).
+    bursts: usize,
+    /// Jobs in the sustained run, `PARALLEL` in flight.
+    sustained: usize,
 }
 
 const FULL: Counts = Counts {
@@ -51,6 +57,8 @@ const FULL: Counts = Counts {
     docker_runs: 30,
     docker_warmup: 2,
     cli_runs: 30,
+    bursts: 10,
+    sustained: 200,
 };
 
 const QUICK: Counts = Counts {
@@ -60,6 +68,8 @@ const QUICK: Counts = Counts {
     docker_runs: 5,
     docker_warmup: 1,
     cli_runs: 5,
+    bursts: 3,
+    sustained: 40,
 };
 
 /// Concurrent jobs in the parallel scenario (the runner's default
@@ -68,6 +78,8 @@ const PARALLEL: usize = 8;
 /// Warm containers the runner keeps per configuration (its default
 /// `--pool-size`).
 const POOL_SIZE: usize = 2;
+/// From one burst's start to the next's.
+const BURST_EVERY: Duration = Duration::from_secs(2);
 /// Default pause between timed executions, so the runner's pool refills in
 /// the background and each execution finds a warm container.
 const DEFAULT_PAUSE_MS: u64 = 300;
@@ -160,6 +172,14 @@ async fn run() -> anyhow::Result<()> {
 }
 
 struct Results {
+    first_burst: Parallel,
+    first_burst_phases: Vec<Phases>,
+    /// Warm containers before the first burst and after the steady ones.
+    pool_before: usize,
+    pool_grown: usize,
+    steady: Vec<Parallel>,
+    sustained: load::Sustained,
+    idle_cost: load::IdleCost,
     paused: Vec<Exec>,
     paused_phases: Vec<Phases>,
     back_to_back: Vec<Exec>,
@@ -186,6 +206,26 @@ async fn scenarios(
     eprintln!("[yolo] warm-up: {} executions", k.warmup);
     let batch = approve_batch(st, k.warmup).await?;
     sequential(st, &batch, pause).await?;
+
+    // First, while the pool is at its minimum: a burst after idle.
+    let batch = approve_batch(st, PARALLEL).await?;
+    let pool_before = wait_for_warm_pool(&st.runner_id).await?;
+    eprintln!("[yolo] first burst after idle: {PARALLEL} jobs at once (pool: {pool_before})");
+    let first_burst = parallel(st, &batch).await?;
+    let first_burst_phases = phases(&st.db, &first_burst.runs)?;
+    eprintln!(
+        "[yolo] {} bursts of {PARALLEL} jobs, {} s apart",
+        k.bursts,
+        BURST_EVERY.as_secs()
+    );
+    let steady = load::bursts(st, k.bursts, PARALLEL, BURST_EVERY).await?;
+    let pool_grown = wait_for_warm_pool(&st.runner_id).await?;
+    let idle_cost = load::idle_container_cost(&st.runner_id).await?;
+    eprintln!(
+        "[yolo] sustained: {} jobs, {PARALLEL} in flight",
+        k.sustained
+    );
+    let sustained = load::sustained(st, k.sustained, PARALLEL).await?;
 
     eprintln!(
         "[yolo] approving {} proposals on a pty, then executing them {} ms apart",
@@ -231,6 +271,13 @@ async fn scenarios(
     .await?;
     let docker_ps = time_many(&["ps", "-q"], None, 1, k.cli_runs).await?;
     Ok(Results {
+        first_burst,
+        first_burst_phases,
+        pool_before,
+        pool_grown,
+        steady,
+        sustained,
+        idle_cost,
         paused,
         paused_phases,
         back_to_back,

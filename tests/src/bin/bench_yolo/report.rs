@@ -1,7 +1,7 @@
 //! The Markdown section the benchmark prints for BENCHMARKS.md, and what it
 //! says about the machine.
 
-use bridge_tests::bench::{Samples, fmt_ms};
+use bridge_tests::bench::{Samples, fmt_mb, fmt_ms};
 use bridge_tests::bench_report::{revision, status};
 
 use crate::docker::docker_run_args;
@@ -74,7 +74,7 @@ pub fn report(r: &Results, k: &Counts, engine: &str, opts: &Options, image: &str
     ));
     line(format!("- Command: `{}`", opts.command));
     line(format!(
-        "- Method: `bridge serve --rate-limit off` (YOLO_MODE=1) and `runner` (defaults: `--pool-size {pool}`, `--max-parallel {PARALLEL}`) on one temporary database; YOLO enabled in safe mode with image `{image}` (offline busybox image) through the operator CLI on a pty. Each sample is one `{COMMAND}` proposal, proposed and approved on a pty beforehand (untimed); only the `execute_command` call is timed, from sending the token to the result (state `done`, stdout `hi`) returned over MCP stdio. The runner was warm: its pool held {pool} started containers before each scenario. The headline runs leave {} ms between executions so the pool refills; \"warm\" counts jobs whose container was already running when the call was made.",
+        "- Method: `bridge serve --rate-limit off` (YOLO_MODE=1) and `runner` (defaults: `--pool-size {pool}`, `--max-parallel {PARALLEL}`) on one temporary database; YOLO enabled in safe mode with image `{image}` (offline busybox image) through the operator CLI on a pty. Each sample is one `{COMMAND}` proposal, proposed and approved on a pty beforehand (untimed); only the `execute_command` call is timed, from sending the token to the result (state `done`, stdout `hi`) returned over MCP stdio. The runner was warm: its pool held at least {pool} started containers before each scenario (it grows with demand, see below). The headline runs leave {} ms between executions so the pool refills; \"warm\" counts jobs whose container was already running when the call was made.",
         r.pause.as_millis()
     ));
     line(format!(
@@ -170,9 +170,11 @@ pub fn report(r: &Results, k: &Counts, engine: &str, opts: &Options, image: &str
         per_job.join(", ")
     ));
     line(String::new());
+    tails(&mut line, r, &b2b);
+    line(String::new());
     line("Where the time goes (from each job's audit rows, millisecond timestamps; p50 / max across jobs, ms):\n".into());
-    line("| phase | sequential, paused | back to back | parallel |".into());
-    line("|---|---|---|---|".into());
+    line("| phase | sequential, paused | back to back | parallel | first burst after idle |".into());
+    line("|---|---|---|---|---|".into());
     type PhaseFn = fn(&Phases) -> i64;
     let rows: [(&str, PhaseFn); 5] = [
         (
@@ -202,13 +204,80 @@ pub fn report(r: &Results, k: &Counts, engine: &str, opts: &Options, image: &str
             format!("{p50} / {max}")
         };
         line(format!(
-            "| {label} | {} | {} | {} |",
+            "| {label} | {} | {} | {} | {} |",
             cell(&r.paused_phases),
             cell(&r.back_to_back_phases),
-            cell(&r.par_phases)
+            cell(&r.par_phases),
+            cell(&r.first_burst_phases)
         ));
     }
     line(String::new());
     line("The `job.start` → `job.finish` gap, minus the command's `duration_ms`, is the `job.start` commit; timestamps are the writers' clocks in whole milliseconds, so phases of a few ms are approximate.".into());
     out
+}
+
+/// Issue 15's targets: back-to-back tails, bursts, the sustained run, and
+/// what the grown pool costs.
+fn tails(line: &mut impl FnMut(String), r: &Results, b2b: &Samples) {
+    let dr = r.docker_run.p(50.0).as_secs_f64();
+    let x = |d: std::time::Duration| d.as_secs_f64() / dr;
+    let first = r.first_burst.runs.iter().map(|e| e.latency).max().unwrap_or_default();
+    let steady = crate::load::slowest(&r.steady);
+    let s = &r.sustained;
+    let per_s = s.latencies.len() as f64 / s.wall.as_secs_f64();
+    let cost = &r.idle_cost;
+    line(format!(
+        "| tails, bursts and the sustained run (`docker run --rm` p50 = {} in this run) | value | target | status |",
+        fmt_ms(r.docker_run.p(50.0))
+    ));
+    line("|---|---|---|---|".into());
+    line(format!(
+        "| back to back: p50 / `docker run --rm` p50 | {:.3} | ≤ 0.10 | {} |",
+        x(b2b.p(50.0)),
+        status(x(b2b.p(50.0)) <= 0.10)
+    ));
+    let spread = b2b.p(95.0).as_secs_f64() / b2b.p(50.0).as_secs_f64();
+    line(format!(
+        "| back to back: p95 / p50 = {} / {} | {spread:.2} | ≤ 2 | {} |",
+        fmt_ms(b2b.p(95.0)),
+        fmt_ms(b2b.p(50.0)),
+        status(spread <= 2.0)
+    ));
+    line(format!(
+        "| first burst after idle ({PARALLEL} at once, pool of {}; warm: {}): slowest {} | {:.3} | reported | — |",
+        r.pool_before,
+        warm_count(&r.first_burst.runs),
+        fmt_ms(first),
+        x(first)
+    ));
+    let all_ok = r.steady.iter().all(|b| b.runs.len() == PARALLEL);
+    line(format!(
+        "| {} steady bursts of {PARALLEL}, 2 s apart: all succeeded | {} | all | {} |",
+        r.steady.len(),
+        if all_ok { "yes" } else { "no" },
+        status(all_ok)
+    ));
+    line(format!(
+        "| steady bursts: slowest job of the slowest burst = {} (median burst's slowest {}) | {:.3} | ≤ 0.35 | {} |",
+        fmt_ms(steady.max()),
+        fmt_ms(steady.p(50.0)),
+        x(steady.max()),
+        status(x(steady.max()) <= 0.35)
+    ));
+    line(format!(
+        "| sustained: {} jobs, {PARALLEL} in flight: jobs/s; p50 / p95 | {per_s:.1}/s; {} / {} | reported | — |",
+        s.latencies.len(),
+        fmt_ms(s.latencies.p(50.0)),
+        fmt_ms(s.latencies.p(95.0))
+    ));
+    line(format!(
+        "| pool: warm containers before the first burst / after the steady bursts | {} / {} | grows with demand | — |",
+        r.pool_before, r.pool_grown
+    ));
+    line(format!(
+        "| one idle warm container (mean of {}): cgroup memory + containerd shim RSS | {} + {} | reported | — |",
+        cost.containers,
+        fmt_mb(cost.cgroup_kb),
+        fmt_mb(cost.shim_kb)
+    ));
 }
