@@ -57,6 +57,9 @@ impl Sizing {
 
 /// A container start time to assume before one was measured.
 const FIRST_START_GUESS: Duration = Duration::from_millis(500);
+/// How long refilling waits after a take while warm containers are left
+/// and the taken ones are still running (see [`Slot::hold_refill`]).
+const REFILL_HOLD: Duration = Duration::from_millis(150);
 /// Takes remembered per configuration for the demand count.
 const TAKES_KEPT: usize = 256;
 /// How often the refill loop looks again without being woken (retrying
@@ -90,6 +93,8 @@ impl Drop for Taken {
         if let Some(s) = self.pool.lock().get_mut(&self.key) {
             s.in_use = s.in_use.saturating_sub(1);
         }
+        // A held refill may go ahead now.
+        self.pool.refill.notify_one();
         let (engine, id) = (self.pool.engine.clone(), self.container.id.clone());
         self.pool
             .tracker
@@ -152,6 +157,16 @@ impl Slot {
             self.peak = demand;
             self.peak_at = now;
         }
+    }
+
+    /// While containers just handed out are running their commands and
+    /// warm ones are left, starting more would take CPU from those
+    /// commands (a start costs the engine far more than a hand-off):
+    /// refilling waits up to [`REFILL_HOLD`] after the last take.
+    fn hold_refill(&self, now: Instant) -> Option<Instant> {
+        let last = *self.takes.back()?;
+        let until = last + REFILL_HOLD;
+        (self.in_use > 0 && !self.warm.is_empty() && now < until).then_some(until)
     }
 
     /// A take found no warm container: the demand is at least twice what
@@ -335,11 +350,16 @@ impl Pool {
         let mut last_retry = Instant::now();
         loop {
             let now = Instant::now();
+            let mut hold: Option<Instant> = None;
             let (todo, surplus) = {
                 let mut slots = self.lock();
                 let (mut todo, mut surplus) = (Vec::new(), Vec::new());
                 for (k, s) in slots.iter_mut() {
                     let target = s.target(self.sizing, now);
+                    if let Some(until) = s.hold_refill(now) {
+                        hold = Some(hold.map_or(until, |h: Instant| h.min(until)));
+                        continue;
+                    }
                     while !s.broken && s.warm.len() + s.starting < target {
                         s.starting += 1;
                         todo.push((k.clone(), s.params.clone()));
@@ -361,9 +381,10 @@ impl Pool {
                 self.tracker
                     .spawn(async move { this.start_one(key, params).await });
             }
+            let next = hold.unwrap_or_else(|| Instant::now() + TICK.min(self.sizing.idle));
             tokio::select! {
                 _ = self.refill.notified() => {}
-                _ = tokio::time::sleep(TICK.min(self.sizing.idle)) => {
+                _ = tokio::time::sleep_until(next) => {
                     if last_retry.elapsed() >= RETRY_BROKEN {
                         last_retry = Instant::now();
                         self.lock().values_mut().for_each(|s| s.broken = false);
@@ -464,7 +485,7 @@ mod tests {
         fake.count(|e| matches!(e, Event::Create(_)))
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn the_pool_refills_what_is_taken_and_removes_what_was_used() {
         let fake = FakeEngine::with_image("img");
         let (pool, stop) = refilling(&fake, 2).await;
@@ -478,6 +499,11 @@ mod tests {
             taken.container.id, warm[0],
             "the oldest warm container first"
         );
+        // While the taken container runs its command and one warm one is
+        // left, the refill waits a moment.
+        settle(|| pool.warm_ids().len() == 1).await;
+        assert_eq!(created(&fake), 2);
+        tokio::time::sleep(REFILL_HOLD).await;
         settle(|| pool.warm_ids().len() == 2).await;
         assert_eq!(created(&fake), 3);
         assert!(!pool.warm_ids().contains(&taken.container.id));
