@@ -480,10 +480,8 @@ mod tests {
         })
         .unwrap();
         assert_eq!(rung(&path), Some(1), "rung once the commit returned");
-        db.call_blocking(|c| {
-            c.query_row("SELECT count(*) FROM meta", [], |r| r.get::<_, i64>(0))
-        })
-        .unwrap();
+        db.call_blocking(|c| c.query_row("SELECT count(*) FROM meta", [], |r| r.get::<_, i64>(0)))
+            .unwrap();
         assert_eq!(rung(&path), Some(1), "a read does not ring");
         // A write whose transaction is still open when the call returns
         // (rolled back later) does not ring.

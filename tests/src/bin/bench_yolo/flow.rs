@@ -12,7 +12,7 @@ use bridge_tests::yolo::{self, Runner};
 use bridge_tests::{Conv, Server, sql};
 use serde_json::json;
 
-use crate::{CALL_TIMEOUT, COMMAND, POOL_SIZE};
+use crate::{CALL_TIMEOUT, COMMAND};
 
 /// Wall-clock milliseconds since the epoch, the unit of the audit table's
 /// `ts`, so client-side instants line up with the bridge's and runner's rows.
@@ -48,9 +48,11 @@ pub struct Setup {
     pub conv: Conv,
     pub runner: Runner,
     pub runner_id: String,
+    /// The runner's `--pool-size`.
+    pub pool_size: usize,
 }
 
-pub async fn setup(image: &str) -> anyhow::Result<Setup> {
+pub async fn setup(image: &str, pool_size: usize) -> anyhow::Result<Setup> {
     let dir = tempfile::tempdir()?;
     let db = dir.path().join("bench.db");
     // BRIDGE_LOG as in production, without the test harness's debug lines.
@@ -67,7 +69,8 @@ pub async fn setup(image: &str) -> anyhow::Result<Setup> {
         .await?
         .context("enabling YOLO through the operator CLI on a pty")?;
     }
-    let runner = Runner::start(&db, &[]).context("starting the runner")?;
+    let pool_arg = pool_size.to_string();
+    let runner = Runner::start(&db, &["--pool-size", &pool_arg]).context("starting the runner")?;
     let runner_id = {
         let db = db.clone();
         tokio::task::spawn_blocking(move || yolo::runner_id(&db)).await??
@@ -79,6 +82,7 @@ pub async fn setup(image: &str) -> anyhow::Result<Setup> {
         conv,
         runner,
         runner_id,
+        pool_size,
     })
 }
 
@@ -165,16 +169,17 @@ pub async fn running_containers(runner_id: &str) -> anyhow::Result<HashSet<Strin
         .collect())
 }
 
-/// Waits until the runner's pool holds at least `POOL_SIZE` started
+/// Waits until the runner's pool holds at least its `--pool-size` started
 /// containers (more after a burst: the pool grows with demand) and nothing
 /// is being started or removed any more. Returns how many it holds.
-pub async fn wait_for_warm_pool(runner_id: &str) -> anyhow::Result<usize> {
+pub async fn wait_for_warm_pool(st: &Setup) -> anyhow::Result<usize> {
+    let (runner_id, min) = (st.runner_id.as_str(), st.pool_size);
     let deadline = Instant::now() + Duration::from_secs(60);
     let (mut settled, mut last) = (0, usize::MAX);
     loop {
         // Three equal consecutive readings a moment apart.
         let n = running_containers(runner_id).await?.len();
-        if n >= POOL_SIZE && n == last {
+        if n >= min && n == last {
             settled += 1;
             if settled == 3 {
                 return Ok(n);
@@ -185,7 +190,7 @@ pub async fn wait_for_warm_pool(runner_id: &str) -> anyhow::Result<usize> {
         last = n;
         ensure!(
             Instant::now() < deadline,
-            "the runner's pool did not settle at {POOL_SIZE} or more warm containers within 60 s (it has {n}); is the image `{}` present?",
+            "the runner's pool did not settle at {min} or more warm containers within 60 s (it has {n}); is the image `{}` present?",
             yolo::test_image()
         );
         tokio::time::sleep(Duration::from_millis(200)).await;

@@ -76,7 +76,7 @@ const QUICK: Counts = Counts {
 /// `--max-parallel`).
 const PARALLEL: usize = 8;
 /// Warm containers the runner keeps per configuration (its default
-/// `--pool-size`).
+/// `--pool-size`; the bench's `--pool-size` changes it).
 const POOL_SIZE: usize = 2;
 /// From one burst's start to the next's.
 const BURST_EVERY: Duration = Duration::from_secs(2);
@@ -92,15 +92,18 @@ struct Options {
     quick: bool,
     /// Between the headline's sequential executions.
     pause: Duration,
+    /// The runner's `--pool-size`.
+    pool_size: usize,
     command: String,
 }
 
-const USAGE: &str = "usage: bench_yolo [--quick] [--pause-ms N]";
+const USAGE: &str = "usage: bench_yolo [--quick] [--pause-ms N] [--pool-size N]";
 
 fn options() -> anyhow::Result<Options> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut quick = false;
     let mut pause_ms = DEFAULT_PAUSE_MS;
+    let mut pool_size = POOL_SIZE;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -108,6 +111,11 @@ fn options() -> anyhow::Result<Options> {
             "--pause-ms" => {
                 pause_ms = it.next().and_then(|v| v.parse().ok()).with_context(|| {
                     format!("--pause-ms needs a number of milliseconds; {USAGE}")
+                })?;
+            }
+            "--pool-size" => {
+                pool_size = it.next().and_then(|v| v.parse().ok()).with_context(|| {
+                    format!("--pool-size needs a number of containers; {USAGE}")
                 })?;
             }
             "-h" | "--help" => {
@@ -124,6 +132,7 @@ fn options() -> anyhow::Result<Options> {
     Ok(Options {
         quick,
         pause: Duration::from_millis(pause_ms),
+        pool_size,
         command,
     })
 }
@@ -152,7 +161,7 @@ async fn run() -> anyhow::Result<()> {
     let image = tokio::task::spawn_blocking(yolo::sandbox_image).await?;
 
     eprintln!("[yolo] starting bridge serve, enabling YOLO on a pty, starting the runner");
-    let mut st = setup(image).await?;
+    let mut st = setup(image, opts.pool_size).await?;
     let result = scenarios(&st, k, opts.pause, image).await;
     let rid = st.runner_id.clone();
     let stopped = st.runner.stop(Duration::from_secs(20));
@@ -201,15 +210,18 @@ async fn scenarios(
     image: &str,
 ) -> anyhow::Result<Results> {
     let load_before = load();
-    eprintln!("[yolo] waiting for the warm pool ({POOL_SIZE} containers)");
-    wait_for_warm_pool(&st.runner_id).await?;
+    eprintln!(
+        "[yolo] waiting for the warm pool ({} containers)",
+        st.pool_size
+    );
+    wait_for_warm_pool(st).await?;
     eprintln!("[yolo] warm-up: {} executions", k.warmup);
     let batch = approve_batch(st, k.warmup).await?;
     sequential(st, &batch, pause).await?;
 
     // First, while the pool is at its minimum: a burst after idle.
     let batch = approve_batch(st, PARALLEL).await?;
-    let pool_before = wait_for_warm_pool(&st.runner_id).await?;
+    let pool_before = wait_for_warm_pool(st).await?;
     eprintln!("[yolo] first burst after idle: {PARALLEL} jobs at once (pool: {pool_before})");
     let first_burst = parallel(st, &batch).await?;
     let first_burst_phases = phases(&st.db, &first_burst.runs)?;
@@ -219,7 +231,7 @@ async fn scenarios(
         BURST_EVERY.as_secs()
     );
     let steady = load::bursts(st, k.bursts, PARALLEL, BURST_EVERY).await?;
-    let pool_grown = wait_for_warm_pool(&st.runner_id).await?;
+    let pool_grown = wait_for_warm_pool(st).await?;
     let idle_cost = load::idle_container_cost(&st.runner_id).await?;
     eprintln!(
         "[yolo] sustained: {} jobs, {PARALLEL} in flight",
@@ -233,7 +245,7 @@ async fn scenarios(
         pause.as_millis()
     );
     let batch = approve_batch(st, k.runs).await?;
-    wait_for_warm_pool(&st.runner_id).await?;
+    wait_for_warm_pool(st).await?;
     let paused = sequential(st, &batch, pause).await?;
     let paused_phases = phases(&st.db, &paused)?;
 
@@ -242,18 +254,18 @@ async fn scenarios(
         k.back_to_back
     );
     let batch = approve_batch(st, k.back_to_back).await?;
-    wait_for_warm_pool(&st.runner_id).await?;
+    wait_for_warm_pool(st).await?;
     let back_to_back = sequential(st, &batch, Duration::ZERO).await?;
     let back_to_back_phases = phases(&st.db, &back_to_back)?;
 
     eprintln!("[yolo] approving {PARALLEL} proposals, then executing them all at once");
     let batch = approve_batch(st, PARALLEL).await?;
-    wait_for_warm_pool(&st.runner_id).await?;
+    wait_for_warm_pool(st).await?;
     let par = parallel(st, &batch).await?;
     let par_phases = phases(&st.db, &par.runs)?;
     // The docker baseline runs with the runner idle and its pool full, like
     // the runner's own measurements.
-    wait_for_warm_pool(&st.runner_id).await?;
+    wait_for_warm_pool(st).await?;
 
     eprintln!(
         "[docker] {} × docker run --rm with the same hardening",

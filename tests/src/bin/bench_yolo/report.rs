@@ -7,7 +7,7 @@ use bridge_tests::bench_report::{revision, status};
 use crate::docker::docker_run_args;
 use crate::flow::Exec;
 use crate::phases::{Phases, phase_stats};
-use crate::{COMMAND, Counts, Options, PARALLEL, POOL_SIZE, Results};
+use crate::{COMMAND, Counts, Options, PARALLEL, Results};
 
 pub fn machine() -> String {
     bridge_tests::machine_summary()
@@ -37,7 +37,7 @@ pub fn latency_row(label: &str, s: &Samples) -> String {
 }
 
 pub fn report(r: &Results, k: &Counts, engine: &str, opts: &Options, image: &str) -> String {
-    let pool = POOL_SIZE;
+    let pool = opts.pool_size;
     let lat = |runs: &[Exec]| Samples::new(runs.iter().map(|e| e.latency).collect());
     let ours = lat(&r.paused);
     let b2b = lat(&r.back_to_back);
@@ -74,7 +74,7 @@ pub fn report(r: &Results, k: &Counts, engine: &str, opts: &Options, image: &str
     ));
     line(format!("- Command: `{}`", opts.command));
     line(format!(
-        "- Method: `bridge serve --rate-limit off` (YOLO_MODE=1) and `runner` (defaults: `--pool-size {pool}`, `--max-parallel {PARALLEL}`) on one temporary database; YOLO enabled in safe mode with image `{image}` (offline busybox image) through the operator CLI on a pty. Each sample is one `{COMMAND}` proposal, proposed and approved on a pty beforehand (untimed); only the `execute_command` call is timed, from sending the token to the result (state `done`, stdout `hi`) returned over MCP stdio. The runner was warm: its pool held at least {pool} started containers before each scenario (it grows with demand, see below). The headline runs leave {} ms between executions so the pool refills; \"warm\" counts jobs whose container was already running when the call was made.",
+        "- Method: `bridge serve --rate-limit off` (YOLO_MODE=1) and `runner` (`--pool-size {pool}`, default `--max-parallel {PARALLEL}`) on one temporary database; YOLO enabled in safe mode with image `{image}` (offline busybox image) through the operator CLI on a pty. Each sample is one `{COMMAND}` proposal, proposed and approved on a pty beforehand (untimed); only the `execute_command` call is timed, from sending the token to the result (state `done`, stdout `hi`) returned over MCP stdio. The runner was warm: its pool held at least {pool} started containers before each scenario (it grows with demand, see below). The headline runs leave {} ms between executions so the pool refills; \"warm\" counts jobs whose container was already running when the call was made.",
         r.pause.as_millis()
     ));
     line(format!(
@@ -173,7 +173,9 @@ pub fn report(r: &Results, k: &Counts, engine: &str, opts: &Options, image: &str
     tails(&mut line, r, &b2b);
     line(String::new());
     line("Where the time goes (from each job's audit rows, millisecond timestamps; p50 / max across jobs, ms):\n".into());
-    line("| phase | sequential, paused | back to back | parallel | first burst after idle |".into());
+    line(
+        "| phase | sequential, paused | back to back | parallel | first burst after idle |".into(),
+    );
     line("|---|---|---|---|---|".into());
     type PhaseFn = fn(&Phases) -> i64;
     let rows: [(&str, PhaseFn); 5] = [
@@ -221,7 +223,13 @@ pub fn report(r: &Results, k: &Counts, engine: &str, opts: &Options, image: &str
 fn tails(line: &mut impl FnMut(String), r: &Results, b2b: &Samples) {
     let dr = r.docker_run.p(50.0).as_secs_f64();
     let x = |d: std::time::Duration| d.as_secs_f64() / dr;
-    let first = r.first_burst.runs.iter().map(|e| e.latency).max().unwrap_or_default();
+    let first = r
+        .first_burst
+        .runs
+        .iter()
+        .map(|e| e.latency)
+        .max()
+        .unwrap_or_default();
     let steady = crate::load::slowest(&r.steady);
     let s = &r.sustained;
     let per_s = s.latencies.len() as f64 / s.wall.as_secs_f64();
