@@ -1,7 +1,7 @@
-//! Benchmarks the YOLO execution path on a real Docker engine: approved-to-result latency of `echo hi` through the release `bridge serve` and `runner` (warm pool), next to `docker run --rm` with the same hardening flags in the same run, plus 8 jobs in parallel; prints a Markdown section for BENCHMARKS.md.
+//! Benchmarks the YOLO execution path on a real Docker engine: approved-to-result latency of `echo hi` through the release `bridge serve` and `runner` (warm pool), next to `docker run --rm` with the same hardening flags in the same run, plus 8 jobs in parallel, the first burst of 8 after idle, steady bursts of 8 every 2 s, a sustained run with 8 in flight, and the memory an idle warm container costs; prints a Markdown section for BENCHMARKS.md.
 //!
 //! Run: `cargo run --release -p bridge-tests --bin bench_yolo -- [--quick]
-//! [--pause-ms N]`. `--quick` uses small counts (a CI smoke run of well
+//! [--pause-ms N] [--pool-size N]`. `--quick` uses small counts (a CI smoke run of well
 //! under a minute once built); `--pause-ms` sets the pause between the
 //! headline's sequential executions (default 300 ms).
 //!
