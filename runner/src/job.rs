@@ -40,8 +40,17 @@ pub async fn execute<E: std::fmt::Display + std::fmt::Debug>(
 ) -> Result<(JobResult, Taken), JobError<E>> {
     let taken = pool.take(params).await?;
     record_start(&taken).await.map_err(JobError::Record)?;
-    let result =
-        sandbox::run_command(engine, &taken.container, params, command, red, cancel).await?;
+    let attached = taken.take_attached();
+    let result = sandbox::run_command(
+        engine,
+        &taken.container,
+        attached,
+        params,
+        command,
+        red,
+        cancel,
+    )
+    .await?;
     Ok((result, taken))
 }
 

@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use bollard::container::AttachContainerResults;
 use bridge_state::redact::Redactor;
 use bridge_state::yolo::ExecParams;
 use tokio::sync::Notify;
@@ -75,6 +76,11 @@ pub struct Taken {
     pub container: Started,
     /// It was pre-started (warm), not started for this command.
     pub warm: bool,
+    /// Its attach stream, opened when it was pre-started, so handing the
+    /// command over is one write on an open stream. In a mutex because a
+    /// stream is `Send` but not `Sync`, and a `Taken` is borrowed across
+    /// awaits.
+    attached: Mutex<Option<AttachContainerResults>>,
     pool: Arc<Pool>,
     key: String,
 }
@@ -85,6 +91,16 @@ impl std::fmt::Debug for Taken {
             .field("container", &self.container)
             .field("warm", &self.warm)
             .finish_non_exhaustive()
+    }
+}
+
+impl Taken {
+    /// The attach stream opened ahead of time, once.
+    pub fn take_attached(&self) -> Option<AttachContainerResults> {
+        self.attached
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
     }
 }
 
@@ -102,9 +118,15 @@ impl Drop for Taken {
     }
 }
 
+/// A pre-started container and, when attaching succeeded, its stream.
+struct Warm {
+    container: Started,
+    attached: Option<AttachContainerResults>,
+}
+
 struct Slot {
     params: ExecParams,
-    warm: VecDeque<Started>,
+    warm: VecDeque<Warm>,
     /// Containers being started right now for this slot.
     starting: usize,
     /// Takes waiting for one of those starts.
@@ -210,7 +232,7 @@ pub struct Pool {
 
 /// What a take found.
 enum Found {
-    Warm(Started),
+    Warm(Warm),
     /// A start is in flight that nobody else waits for.
     Wait,
     StartOwn,
@@ -283,7 +305,11 @@ impl Pool {
             first = false;
             self.refill.notify_one();
             match found {
-                Found::Warm(container) => return Ok(self.taken(container, true, key)),
+                Found::Warm(w) => {
+                    let t = self.taken(w.container, true, key);
+                    *t.attached.lock().unwrap_or_else(|e| e.into_inner()) = w.attached;
+                    return Ok(t);
+                }
                 Found::Wait => {
                     started.await;
                     if let Some(s) = self.lock().get_mut(&key) {
@@ -313,6 +339,7 @@ impl Pool {
         Taken {
             container,
             warm,
+            attached: Mutex::new(None),
             pool: self.clone(),
             key,
         }
@@ -323,7 +350,7 @@ impl Pool {
         let wanted: HashMap<String, ExecParams> =
             configs.into_iter().map(|p| (config_key(&p), p)).collect();
         let now = Instant::now();
-        let dropped: Vec<Started> = {
+        let dropped: Vec<Warm> = {
             let mut slots = self.lock();
             let mut dropped = Vec::new();
             slots.retain(|k, s| {
@@ -338,8 +365,8 @@ impl Pool {
             }
             dropped
         };
-        for c in dropped {
-            sandbox::remove(&*self.engine, &c.id).await;
+        for w in dropped {
+            sandbox::remove(&*self.engine, &w.container.id).await;
         }
         self.refill.notify_one();
     }
@@ -371,10 +398,10 @@ impl Pool {
                 }
                 (todo, surplus)
             };
-            for c in surplus {
+            for w in surplus {
                 let engine = self.engine.clone();
                 self.tracker
-                    .spawn(async move { sandbox::remove(&*engine, &c.id).await });
+                    .spawn(async move { sandbox::remove(&*engine, &w.container.id).await });
             }
             for (key, params) in todo {
                 let this = self.clone();
@@ -400,6 +427,24 @@ impl Pool {
         let began = Instant::now();
         let started =
             sandbox::start_container(&*self.engine, &params, &self.owner, &self.host_paths).await;
+        let started = match started {
+            Ok(c) => {
+                // Attached now, off the critical path. Without a stream the
+                // job attaches itself, as a freshly started one does.
+                let attached = match self.engine.attach(&c.id).await {
+                    Ok(a) => Some(a),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "cannot attach to a warm container ahead of time");
+                        None
+                    }
+                };
+                Ok(Warm {
+                    container: c,
+                    attached,
+                })
+            }
+            Err(e) => Err(e),
+        };
         let orphan = {
             let mut slots = self.lock();
             let slot = if self.closed.load(Ordering::SeqCst) {
@@ -422,7 +467,7 @@ impl Pool {
                     None
                 }
                 // The configuration was dropped while starting.
-                (None, Ok(c)) => Some(c),
+                (None, Ok(w)) => Some(w.container),
                 (None, Err(_)) => None,
             }
         };
@@ -438,12 +483,12 @@ impl Pool {
         self.closed.store(true, Ordering::SeqCst);
         self.tracker.close();
         self.tracker.wait().await;
-        let all: Vec<Started> = {
+        let all: Vec<Warm> = {
             let mut slots = self.lock();
             slots.values_mut().flat_map(|s| s.warm.drain(..)).collect()
         };
-        for c in all {
-            sandbox::remove(&*self.engine, &c.id).await;
+        for w in all {
+            sandbox::remove(&*self.engine, &w.container.id).await;
         }
     }
 
@@ -452,7 +497,7 @@ impl Pool {
         let slots = self.lock();
         slots
             .values()
-            .flat_map(|s| s.warm.iter().map(|c| c.id.clone()))
+            .flat_map(|s| s.warm.iter().map(|w| w.container.id.clone()))
             .collect()
     }
 }
@@ -661,6 +706,32 @@ mod tests {
             "after it grew, no job waited for a container: {waited:?}"
         );
         stop.cancel();
+    }
+
+    #[tokio::test]
+    async fn a_warm_container_comes_attached_and_the_job_does_not_attach_again() {
+        let fake = FakeEngine::with_image("img");
+        let (pool, stop) = refilling(&fake, 1).await;
+        settle(|| pool.warm_ids().len() == 1).await;
+        let attaches = || fake.count(|e| matches!(e, Event::Attach(_)));
+        assert_eq!(attaches(), 1, "attached when it was started");
+        stop.cancel();
+        let taken = pool.take(&params()).await.unwrap();
+        let stream = taken.take_attached();
+        assert!(stream.is_some() && taken.take_attached().is_none());
+        let r = sandbox::run_command(
+            &fake,
+            &taken.container,
+            stream,
+            &params(),
+            "echo hi",
+            &Redactor::builtin(),
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.exit_code, Some(0));
+        assert_eq!(attaches(), 1, "the hand-over used the open stream");
     }
 
     #[tokio::test(start_paused = true)]

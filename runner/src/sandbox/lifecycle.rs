@@ -78,11 +78,14 @@ const LATE_OUTPUT_GRACE: Duration = Duration::from_secs(2);
 
 /// Runs `command` once in `container` (handing it to the waiting process on
 /// stdin), with the timeout and output
-/// cap of `p`. The container is killed on timeout, on runaway output and on
-/// cancellation; the caller removes it afterwards in every case.
+/// cap of `p`. `attached` is the container's attach stream when the pool
+/// opened it ahead of time; otherwise it is opened here. The container is
+/// killed on timeout, on runaway output and on cancellation; the caller
+/// removes it afterwards in every case.
 pub async fn run_command(
     engine: &dyn Engine,
     container: &Started,
+    attached: Option<AttachContainerResults>,
     p: &ExecParams,
     command: &str,
     red: &Redactor,
@@ -92,7 +95,10 @@ pub async fn run_command(
     let AttachContainerResults {
         mut output,
         mut input,
-    } = engine.attach(&container.id).await?;
+    } = match attached {
+        Some(a) => a,
+        None => engine.attach(&container.id).await?,
+    };
     // 128 bits: the command cannot guess it, so it cannot forge a trailer.
     let nonce = bridge_state::auth::random_hex(16)
         .map_err(|e| SandboxError::Stdin(std::io::Error::other(e.to_string())))?;
@@ -240,7 +246,7 @@ mod tests {
         cancel: CancellationToken,
     ) -> Result<JobResult, SandboxError> {
         let red = Redactor::builtin();
-        run_command(fake, c, &params(), "echo hi", &red, cancel).await
+        run_command(fake, c, None, &params(), "echo hi", &red, cancel).await
     }
 
     #[tokio::test]
@@ -368,6 +374,7 @@ mod tests {
         let r = run_command(
             &fake,
             &c,
+            None,
             &p,
             "yes",
             &Redactor::builtin(),
