@@ -91,10 +91,10 @@ pub fn report(r: &Results, k: &Counts, opts: &Options, machine: &str) -> String 
         status(dl.p(50.0) < Duration::from_millis(5)),
     ));
     line(format!(
-        "| idle RSS (startup, one exchange, {:.1} s idle) | {} | < 15 MB | {} | 56 MB |",
+        "| idle RSS (startup, one exchange, {:.1} s idle) | {} | ≤ 12 MB (issue 15; this is the `release` build, `dist` is smaller) | {} | 56 MB |",
         k.idle.as_secs_f64(),
         fmt_mb(bridge.idle_kb),
-        status(bridge.idle_kb * 1024 < 15_000_000),
+        status(bridge.idle_kb * 1024 <= 12_000_000),
     ));
     line(format!(
         "| RSS after the sends scenario | {} | — | — | — |",

@@ -45,7 +45,7 @@ pub async fn run(
     convs: &[Conv],
     seconds: u64,
     t0: Instant,
-    tallies: &mut Vec<Tally>,
+    tallies: &mut [Tally],
 ) -> Floor {
     let phase = Duration::from_secs(seconds) / ROUNDS;
     let (mut ping_lat, mut send_lat) = (Vec::new(), Vec::new());
