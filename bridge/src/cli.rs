@@ -109,6 +109,13 @@ pub enum Command {
     },
 }
 
+impl Cli {
+    /// `bridge serve` answering one MCP client on stdin/stdout.
+    pub fn serves_stdio(&self) -> bool {
+        matches!(&self.command, Command::Serve(args) if args.http.is_none() && !args.check)
+    }
+}
+
 pub fn settings(global: &Global, serve: &ServeArgs) -> anyhow::Result<Settings> {
     Ok(Settings::resolve(Overrides {
         config: global.config.clone(),

@@ -6,7 +6,7 @@
 # After this, `docker-compose up` (or `docker compose up`) finds the images
 # and builds nothing.
 #
-#   images/offline/build.sh [--bin-dir DIR]    (default: cargo build --release)
+#   images/offline/build.sh [--bin-dir DIR]    (default: cargo build --profile dist)
 # BRIDGE_IMAGE and SANDBOX_IMAGE override the tags (compose.yaml reads the same);
 # IMAGE_LABEL=key=value adds that label to both (the tests mark their images).
 set -eu
@@ -17,8 +17,8 @@ repo=$(cd "$here/../.." && pwd)
 bin_dir=""
 if [ "${1:-}" = "--bin-dir" ]; then bin_dir="$2"; fi
 if [ -z "$bin_dir" ]; then
-  (cd "$repo" && cargo build --release -p bridge -p runner)
-  bin_dir="$repo/target/release"
+  (cd "$repo" && cargo build --profile dist -p bridge -p runner)
+  bin_dir="$repo/target/dist"
 fi
 bin_dir=$(cd "$bin_dir" && pwd)
 for b in bridge runner; do

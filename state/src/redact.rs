@@ -146,8 +146,7 @@ impl Redactor {
                     .iter()
                     .zip(redact_rules::META)
                     .map(|(&(name, re, ph, code), meta)| {
-                        let mut rule = Rule::new(name, re, ph, code)
-                            .expect("built-in redaction regexes compile (covered by tests)");
+                        let mut rule = Rule::lazy(name, re, ph, code);
                         rule.keywords = meta.keywords.iter().map(|k| (*k).to_owned()).collect();
                         rule.entropy = meta.entropy;
                         rule.flags = meta.flags;
@@ -172,6 +171,10 @@ impl Redactor {
     /// `[[pattern]]` ones first, then gitleaks `[[rules]]`, all after the built-ins.
     pub fn with_operator(operator: &OperatorRules) -> Result<Self, RedactError> {
         let extra = &operator.patterns;
+        if extra.is_empty() && operator.gitleaks.is_empty() {
+            // The shared built-in redactor, not a copy with a second keyword automaton.
+            return Ok(Self::builtin());
+        }
         let mut rules = Self::builtin().rules;
         let builtin_count = rules.len();
         for (i, spec) in extra.iter().enumerate() {
@@ -202,7 +205,7 @@ impl Redactor {
                         source,
                     }
                 })?;
-            if rule.regex.is_match("") {
+            if rule.regex().is_match("") {
                 return Err(RedactError::MatchesEmpty {
                     name: name.to_owned(),
                 });
@@ -297,7 +300,7 @@ impl Redactor {
     /// For the streaming redactor: (name, regex, placeholder) of rule `i`.
     pub(crate) fn rule(&self, i: usize) -> (&str, &str, &str) {
         let r = &self.rules[i];
-        (&r.name, r.regex.as_str(), &r.placeholder)
+        (&r.name, r.pattern(), &r.placeholder)
     }
 
     pub(crate) fn rule_count(&self) -> usize {

@@ -8,7 +8,9 @@ use std::sync::OnceLock;
 
 use anyhow::{Context, bail};
 use rmcp::ServiceExt;
-use rmcp::model::{CallToolRequestParams, CallToolResult};
+use rmcp::model::{
+    CallToolRequestParams, CallToolResult, ClientRequest, PingRequest, ServerResult,
+};
 use rmcp::service::{RoleClient, RunningService};
 use rmcp::transport::{ConfigureCommandExt, TokioChildProcess};
 use serde_json::Value;
@@ -151,6 +153,18 @@ pub async fn call(client: &Client, tool: &str, args: Value) -> anyhow::Result<Ca
     };
     let params = CallToolRequestParams::new(tool.to_owned()).with_arguments(args);
     Ok(client.call_tool(params).await?)
+}
+
+/// The MCP `ping` request (not a tool call): the cheapest round trip the
+/// transport offers, and the floor the messaging benchmarks compare with.
+pub async fn ping(client: &Client) -> anyhow::Result<()> {
+    match client
+        .send_request(ClientRequest::PingRequest(PingRequest::default()))
+        .await?
+    {
+        ServerResult::EmptyResult(_) => Ok(()),
+        other => bail!("`ping` answered with {other:?} instead of an empty result"),
+    }
 }
 
 pub fn text_of(r: &CallToolResult) -> String {

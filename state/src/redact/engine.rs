@@ -34,14 +34,22 @@ impl Redactor {
         let mut spans = Vec::new();
         if let Some(cand) = self.prefilter.candidates(text) {
             for (i, rule) in self.rules.iter().enumerate().filter(|(i, _)| cand[*i]) {
-                spans.extend(rule.regex.find_iter(text).map(|m| (m.start(), m.end(), i)));
+                spans.extend(
+                    rule.regex()
+                        .find_iter(text)
+                        .map(|m| (m.start(), m.end(), i)),
+                );
             }
         }
         if let Some(shadow) = Shadow::of(text)
             && let Some(cand) = self.prefilter.candidates(&shadow.text)
         {
             for (i, rule) in self.rules.iter().enumerate().filter(|(i, _)| cand[*i]) {
-                for m in rule.regex.find_iter(&shadow.text).filter(|m| !m.is_empty()) {
+                for m in rule
+                    .regex()
+                    .find_iter(&shadow.text)
+                    .filter(|m| !m.is_empty())
+                {
                     let (a, b) = shadow.original(m.start(), m.end());
                     spans.push((a, b, i));
                 }
@@ -102,11 +110,15 @@ impl Redactor {
         let mut last = 0;
         // One set of capture slots for every match (`captures_iter` allocates a fresh one per
         // match: a quarter of the time on secret-dense text).
-        let mut locs = rule.regex.capture_locations();
-        let named_secret = rule.regex.capture_names().position(|n| n == Some("secret"));
+        let compiled = rule.compiled();
+        let mut locs = compiled.regex.capture_locations();
+        let named_secret = compiled
+            .regex
+            .capture_names()
+            .position(|n| n == Some("secret"));
         let (mut at, mut last_end) = (0, None);
         while at <= text.len() {
-            let Some(whole) = rule.regex.captures_read_at(&mut locs, text, at) else {
+            let Some(whole) = compiled.regex.captures_read_at(&mut locs, text, at) else {
                 break;
             };
             // As `captures_iter` does: after an empty match search on from the next character,
@@ -120,7 +132,7 @@ impl Redactor {
                 continue;
             }
             last_end = Some(whole.end());
-            let (start, mut end) = rule
+            let (start, mut end) = compiled
                 .secret_groups
                 .iter()
                 .filter_map(|&g| locs.get(g))

@@ -87,6 +87,20 @@ fn every_class_is_caught() {
     }
 }
 
+/// Built-in rules compile on first use (a process compiles only those whose keywords its texts
+/// hold), so this is where a pattern that does not compile is caught: here, not in production.
+#[test]
+fn every_builtin_regex_compiles() {
+    let red = Redactor::with_operator(&OperatorRules::default()).unwrap();
+    assert_eq!(red.rules.len(), BUILTIN.len());
+    for (&(name, pattern, _, _), rule) in BUILTIN.iter().zip(&red.rules) {
+        if let Err(e) = regex::Regex::new(pattern) {
+            panic!("built-in rule {name} does not compile: {e}");
+        }
+        assert_eq!(rule.regex().as_str(), pattern, "{name}");
+    }
+}
+
 #[test]
 fn every_builtin_class_has_a_sample() {
     let samples = positives();

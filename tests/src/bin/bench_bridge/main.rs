@@ -1,4 +1,4 @@
-//! Benchmarks the real release `bridge serve` over MCP stdio with rmcp's client: spawn→`initialize`, sequential sends/s, two-process ping-pong, long-poll delivery latency and RSS; prints a Markdown section for BENCHMARKS.md.
+//! Benchmarks the real release `bridge serve` over MCP stdio with rmcp's client: spawn→`initialize`, sequential sends/s, `send_to_partner` against the MCP `ping` floor, two-process ping-pong (a message round trip between two agents), long-poll delivery latency and RSS; prints a Markdown section for BENCHMARKS.md.
 //!
 //! Run: `cargo run --release -p bridge-tests --bin bench_bridge -- [--quick]
 //! [--python-baseline SCRIPT [--python PYTHON]]`. `--quick` uses small counts
@@ -18,7 +18,7 @@ use std::time::Duration;
 use anyhow::{Context, bail, ensure};
 use bridge_tests::bin;
 
-use scenarios::{common, delivery, empty_checks, ping_pong};
+use scenarios::{common, delivery, empty_checks, floor, ping_pong};
 use target::Target;
 
 /// How much work each scenario does.
@@ -32,6 +32,8 @@ struct Counts {
     round_warmup: usize,
     deliveries: usize,
     empty_checks: usize,
+    /// MCP pings, and as many sends, in the floor scenario.
+    floor: usize,
     idle: Duration,
 }
 
@@ -44,6 +46,7 @@ const FULL: Counts = Counts {
     round_warmup: 20,
     deliveries: 200,
     empty_checks: 1000,
+    floor: 5000,
     idle: Duration::from_secs(2),
 };
 
@@ -56,6 +59,7 @@ const QUICK: Counts = Counts {
     round_warmup: 2,
     deliveries: 10,
     empty_checks: 50,
+    floor: 200,
     idle: Duration::from_millis(300),
 };
 
@@ -132,6 +136,11 @@ async fn main() -> anyhow::Result<()> {
     let dl = delivery(k).await?;
     eprintln!("[bridge] empty checks: {}", k.empty_checks);
     let empty = empty_checks(k).await?;
+    eprintln!(
+        "[bridge] transport floor: {} MCP pings and {} sends, alternating",
+        k.floor, k.floor
+    );
+    let (floor_ping, floor_send) = floor(k).await?;
     let python = match &opts.python {
         Some((script, python)) => {
             let t = Target::Python {
@@ -148,6 +157,8 @@ async fn main() -> anyhow::Result<()> {
         ping_pong: pp,
         delivery: dl,
         empty,
+        floor_ping,
+        floor_send,
         python,
     };
     print!("{}", report::report(&results, k, &opts, &machine));

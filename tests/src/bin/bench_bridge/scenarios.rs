@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
 use bridge_tests::bench::{Samples, vm_rss_kb};
-use bridge_tests::{Conv, Server};
+use bridge_tests::{Conv, Server, ping};
 
 use crate::Counts;
 use crate::target::{Target, check, send, wait_for_message};
@@ -185,6 +185,58 @@ pub async fn idle_rss(t: &Target, k: &Counts) -> anyhow::Result<u64> {
     let kb = vm_rss_kb(s.pid)?;
     s.stop().await?;
     Ok(kb)
+}
+
+/// How fast one kind of request went in the floor scenario.
+pub struct Rate {
+    pub per_sec: f64,
+    pub latency: Samples,
+}
+
+impl Rate {
+    fn new(v: Vec<Duration>, busy: Duration) -> Self {
+        Self {
+            per_sec: v.len() as f64 / busy.as_secs_f64(),
+            latency: Samples::new(v),
+        }
+    }
+}
+
+/// Scenario 6, messaging at the transport floor: one client, sequential,
+/// alternating blocks of MCP `ping` requests (the floor: a JSON-RPC round
+/// trip through rmcp and the stdio pipes, no tool, no database) and
+/// `send_to_partner` calls, so both see the same machine load. Each rate is
+/// its calls divided by the time spent making them.
+pub async fn floor(k: &Counts) -> anyhow::Result<(Rate, Rate)> {
+    const BLOCKS: usize = 5;
+    let dir = tempfile::tempdir()?;
+    let s = Target::Bridge.spawn(dir.path()).await?;
+    let c = Conv::create(&s).await?;
+    for i in 0..k.send_warmup {
+        ping(&s.client).await?;
+        send(&s, &c, "a", message(i)).await?;
+    }
+    let per_block = k.floor.div_ceil(BLOCKS);
+    let (mut pings, mut sends) = (Vec::new(), Vec::new());
+    let (mut ping_busy, mut send_busy) = (Duration::ZERO, Duration::ZERO);
+    for _ in 0..BLOCKS {
+        let block = Instant::now();
+        for _ in 0..per_block {
+            let one = Instant::now();
+            ping(&s.client).await?;
+            pings.push(one.elapsed());
+        }
+        ping_busy += block.elapsed();
+        let block = Instant::now();
+        for _ in 0..per_block {
+            let one = Instant::now();
+            send(&s, &c, "a", message(sends.len())).await?;
+            sends.push(one.elapsed());
+        }
+        send_busy += block.elapsed();
+    }
+    s.stop().await?;
+    Ok((Rate::new(pings, ping_busy), Rate::new(sends, send_busy)))
 }
 
 /// Results of scenarios 1, 2 and 5, which run against either target.

@@ -7,9 +7,15 @@
 //! BENCHMARKS.md: throughput, send and delivery latency p50/p99, errors, and
 //! the server's RSS.
 //!
+//! With `--floor`, the same clients instead alternate phases of MCP `ping`
+//! requests and of sends (see `floor.rs`) and the section reports messages/s
+//! as a ratio to pings/s.
+//!
 //! Run: `cargo run --release -p bridge-tests --bin bench_load -- [--clients N]
-//! [--seconds S] [--quick]`. `--quick` is 50 clients for 10 s (the CI smoke
-//! run). Exits non-zero on any error, loss, duplicate or reordering.
+//! [--seconds S] [--quick] [--floor]`. `--quick` is 50 clients for 10 s (the
+//! CI smoke run). Exits non-zero on any error, loss, duplicate or reordering.
+
+mod floor;
 
 use std::collections::BTreeMap;
 use std::process::Stdio;
@@ -22,7 +28,7 @@ use bridge_tests::{Conv, bin, call, connect_http, free_port, machine_summary, me
 use rmcp::service::{RoleClient, RunningService};
 use serde_json::json;
 
-type Client = RunningService<RoleClient, ()>;
+pub type Client = RunningService<RoleClient, ()>;
 
 /// A long poll waits at most this long; with a partner sending all the time
 /// it should end far sooner.
@@ -31,12 +37,14 @@ const LONG_POLL_SECONDS: u64 = 10;
 struct Args {
     clients: usize,
     seconds: u64,
+    floor: bool,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
     let mut a = Args {
         clients: 50,
         seconds: 60,
+        floor: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -45,7 +53,10 @@ fn parse_args() -> anyhow::Result<Args> {
             "--clients" => a.clients = value()?.parse().context("--clients N")?,
             "--seconds" => a.seconds = value()?.parse().context("--seconds S")?,
             "--quick" => a.seconds = 10,
-            other => bail!("unknown argument {other:?}; use --clients N, --seconds S or --quick"),
+            "--floor" => a.floor = true,
+            other => bail!(
+                "unknown argument {other:?}; use --clients N, --seconds S, --quick or --floor"
+            ),
         }
     }
     ensure!(
@@ -58,20 +69,20 @@ fn parse_args() -> anyhow::Result<Args> {
 
 /// One client's view of the run.
 #[derive(Default)]
-struct Tally {
+pub struct Tally {
     /// Sends the server acknowledged.
-    acked: u64,
+    pub acked: u64,
     /// Sequence numbers received from the partner, in arrival order.
     received: Vec<u64>,
     send_latency: Vec<Duration>,
     /// From just before the partner's send to this client's receipt.
     delivery_latency: Vec<Duration>,
-    errors: Vec<String>,
+    pub errors: Vec<String>,
 }
 
 /// A message body: the sender's sequence number and when it was sent, in
 /// microseconds since the start of the run.
-fn body(seq: u64, t0: Instant) -> String {
+pub fn body(seq: u64, t0: Instant) -> String {
     format!("seq {seq} at {}", t0.elapsed().as_micros())
 }
 
@@ -212,6 +223,29 @@ async fn main() -> anyhow::Result<()> {
     }
 
     let t0 = Instant::now();
+    if args.floor {
+        let mut tallies: Vec<Tally> = clients.iter().map(|_| Tally::default()).collect();
+        let f = floor::run(&clients, &convs, args.seconds, t0, &mut tallies).await;
+        for (i, tally) in tallies.iter_mut().enumerate() {
+            let session = if i % 2 == 0 { "a" } else { "b" };
+            drain(&clients[i], &convs[i / 2], session, t0, tally).await;
+        }
+        let problems = delivery_problems(&tallies);
+        let mut errors: Vec<&String> = tallies.iter().flat_map(|t| &t.errors).collect();
+        errors.extend(&f.ping_errors);
+        println!(
+            "## Messaging at the transport floor: {} MCP clients over HTTP\n",
+            args.clients
+        );
+        println!("Machine: {}.", machine_summary());
+        floor::report(&f, args.clients);
+        println!(
+            "| errors / clients with lost, duplicated or reordered messages | {} / {} | 0 / 0 |",
+            errors.len(),
+            problems.len()
+        );
+        return finish(clients, server, &errors, &problems).await;
+    }
     let deadline = t0 + Duration::from_secs(args.seconds);
     let mut tasks = Vec::new();
     for (i, client) in clients.iter().enumerate() {
@@ -233,25 +267,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let rss_end = vm_rss_kb(pid)?;
 
-    // Each client received exactly its partner's acknowledged sends, in order.
-    let mut problems = Vec::new();
-    for (i, tally) in tallies.iter().enumerate() {
-        let partner = &tallies[i ^ 1];
-        let want: Vec<u64> = (0..partner.acked).collect();
-        if tally.received != want {
-            let mut seen: BTreeMap<u64, usize> = BTreeMap::new();
-            for s in &tally.received {
-                *seen.entry(*s).or_default() += 1;
-            }
-            let lost = want.iter().filter(|s| !seen.contains_key(s)).count();
-            let dup = seen.values().filter(|&&n| n > 1).count();
-            problems.push(format!(
-                "client {i}: received {} of the partner's {} acknowledged sends (lost {lost}, duplicated {dup}; if both are 0, out of order)",
-                tally.received.len(),
-                partner.acked,
-            ));
-        }
-    }
+    let problems = delivery_problems(&tallies);
     let errors: Vec<&String> = tallies.iter().flat_map(|t| &t.errors).collect();
     let sent: u64 = tallies.iter().map(|t| t.acked).sum();
     let received: usize = tallies.iter().map(|t| t.received.len()).sum();
@@ -267,12 +283,6 @@ async fn main() -> anyhow::Result<()> {
             .flat_map(|t| t.delivery_latency.clone())
             .collect(),
     );
-    for c in clients {
-        if let Ok(c) = Arc::try_unwrap(c) {
-            let _ = c.cancel().await;
-        }
-    }
-    drop(server);
 
     println!("## Load: {} MCP clients over HTTP\n", args.clients);
     println!("Machine: {}.", machine_summary());
@@ -318,10 +328,50 @@ async fn main() -> anyhow::Result<()> {
         fmt_mb(rss_start),
         fmt_mb(rss_end)
     );
+    finish(clients, server, &errors, &problems).await
+}
+
+/// Each client received exactly its partner's acknowledged sends, in order;
+/// one line per client for which that is not so.
+fn delivery_problems(tallies: &[Tally]) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (i, tally) in tallies.iter().enumerate() {
+        let partner = &tallies[i ^ 1];
+        let want: Vec<u64> = (0..partner.acked).collect();
+        if tally.received != want {
+            let mut seen: BTreeMap<u64, usize> = BTreeMap::new();
+            for s in &tally.received {
+                *seen.entry(*s).or_default() += 1;
+            }
+            let lost = want.iter().filter(|s| !seen.contains_key(s)).count();
+            let dup = seen.values().filter(|&&n| n > 1).count();
+            problems.push(format!(
+                "client {i}: received {} of the partner's {} acknowledged sends (lost {lost}, duplicated {dup}; if both are 0, out of order)",
+                tally.received.len(),
+                partner.acked,
+            ));
+        }
+    }
+    problems
+}
+
+/// Closes the clients, stops the server, and fails on any error or problem.
+async fn finish(
+    clients: Vec<Arc<Client>>,
+    server: ServerProcess,
+    errors: &[&String],
+    problems: &[String],
+) -> anyhow::Result<()> {
+    for c in clients {
+        if let Ok(c) = Arc::try_unwrap(c) {
+            let _ = c.cancel().await;
+        }
+    }
+    drop(server);
     for e in errors.iter().take(10) {
         eprintln!("error: {e}");
     }
-    for p in &problems {
+    for p in problems {
         eprintln!("{p}");
     }
     ensure!(
