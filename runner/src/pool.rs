@@ -16,7 +16,7 @@
 //! was seen for [`Sizing::idle`]. A take that finds no warm container waits
 //! for a start already in flight rather than starting another.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -33,36 +33,13 @@ use tokio_util::task::TaskTracker;
 use crate::engine::SharedEngine;
 use crate::sandbox::{self, HostPaths, Owner, SandboxError, Started, config_key};
 
-/// How many warm containers a configuration keeps.
-#[derive(Debug, Clone, Copy)]
-pub struct Sizing {
-    /// Always kept (`--pool-size`).
-    pub min: usize,
-    /// Never more, however high the demand (`--max-parallel`: more could
-    /// not run at once anyway).
-    pub max: usize,
-    /// How long a demand is remembered before the pool shrinks back.
-    pub idle: Duration,
-}
+mod slot;
 
-impl Sizing {
-    /// A pool that never grows.
-    pub fn fixed(n: usize) -> Self {
-        Self {
-            min: n,
-            max: n,
-            idle: Duration::from_secs(60),
-        }
-    }
-}
+#[cfg(test)]
+use slot::REFILL_HOLD;
+pub use slot::Sizing;
+use slot::{Slot, Warm};
 
-/// A container start time to assume before one was measured.
-const FIRST_START_GUESS: Duration = Duration::from_millis(500);
-/// How long refilling waits after a take while warm containers are left
-/// and the taken ones are still running (see [`Slot::hold_refill`]).
-const REFILL_HOLD: Duration = Duration::from_millis(150);
-/// Takes remembered per configuration for the demand count.
-const TAKES_KEPT: usize = 256;
 /// How often the refill loop looks again without being woken (retrying
 /// broken slots, shrinking idle ones).
 const TICK: Duration = Duration::from_secs(5);
@@ -115,102 +92,6 @@ impl Drop for Taken {
         self.pool
             .tracker
             .spawn(async move { sandbox::remove(&*engine, &id).await });
-    }
-}
-
-/// A pre-started container and, when attaching succeeded, its stream.
-struct Warm {
-    container: Started,
-    attached: Option<AttachContainerResults>,
-}
-
-struct Slot {
-    params: ExecParams,
-    warm: VecDeque<Warm>,
-    /// Containers being started right now for this slot.
-    starting: usize,
-    /// Takes waiting for one of those starts.
-    waiting: usize,
-    /// Containers handed out and not yet removed.
-    in_use: usize,
-    /// The last start failed (e.g. image missing): do not retry in a loop.
-    broken: bool,
-    /// When containers were taken, newest last.
-    takes: VecDeque<Instant>,
-    /// Recent container start time (moving average).
-    start_time: Duration,
-    /// The highest demand seen, and when it was last reached.
-    peak: usize,
-    peak_at: Instant,
-}
-
-impl Slot {
-    fn new(params: ExecParams, now: Instant) -> Self {
-        Self {
-            params,
-            warm: VecDeque::new(),
-            starting: 0,
-            waiting: 0,
-            in_use: 0,
-            broken: false,
-            takes: VecDeque::new(),
-            start_time: FIRST_START_GUESS,
-            peak: 0,
-            peak_at: now,
-        }
-    }
-
-    /// Records a take and the demand it shows: the takes within one start
-    /// time, and the containers in use or waited for.
-    fn note_take(&mut self, now: Instant, idle: Duration) {
-        if self.takes.len() == TAKES_KEPT {
-            self.takes.pop_front();
-        }
-        self.takes.push_back(now);
-        let window = now.checked_sub(self.start_time).unwrap_or(now);
-        let recent = self
-            .takes
-            .iter()
-            .rev()
-            .take_while(|t| **t >= window)
-            .count();
-        let demand = recent.max(self.in_use + self.waiting + 1);
-        if demand >= self.peak || now.duration_since(self.peak_at) > idle {
-            self.peak = demand;
-            self.peak_at = now;
-        }
-    }
-
-    /// While containers just handed out are running their commands and
-    /// warm ones are left, starting more would take CPU from those
-    /// commands (a start costs the engine far more than a hand-off):
-    /// refilling waits up to [`REFILL_HOLD`] after the last take.
-    fn hold_refill(&self, now: Instant) -> Option<Instant> {
-        let last = *self.takes.back()?;
-        let until = last + REFILL_HOLD;
-        (self.in_use > 0 && !self.warm.is_empty() && now < until).then_some(until)
-    }
-
-    /// A take found no warm container: the demand is at least twice what
-    /// the pool holds.
-    fn ran_dry(&mut self, now: Instant, max: usize) {
-        self.peak = (self.peak.max(1) * 2).min(max.max(1));
-        self.peak_at = now;
-    }
-
-    fn note_start_time(&mut self, took: Duration) {
-        // Exponential moving average, weight 1/4 to the newest.
-        self.start_time = (self.start_time * 3 + took) / 4;
-    }
-
-    /// Warm containers to keep now.
-    fn target(&self, sizing: Sizing, now: Instant) -> usize {
-        let peak = if now.duration_since(self.peak_at) > sizing.idle {
-            0
-        } else {
-            self.peak
-        };
-        peak.clamp(sizing.min, sizing.max.max(sizing.min))
     }
 }
 
