@@ -594,10 +594,14 @@ mod tests {
         let fake = FakeEngine::with_image("img");
         let (pool, stop) = refilling(&fake, 1).await;
         settle(|| pool.warm_ids().len() == 1).await;
-        let attaches = || fake.count(|e| matches!(e, Event::Attach(_)));
+        let warm = pool.warm_ids()[0].clone();
+        // Attaches to this container (the refill may start and attach a
+        // replacement meanwhile).
+        let attaches = || fake.count(|e| *e == Event::Attach(warm.clone()));
         assert_eq!(attaches(), 1, "attached when it was started");
         stop.cancel();
         let taken = pool.take(&params()).await.unwrap();
+        assert_eq!(taken.container.id, warm);
         let stream = taken.take_attached();
         assert!(stream.is_some() && taken.take_attached().is_none());
         let r = sandbox::run_command(
