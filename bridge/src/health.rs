@@ -24,6 +24,13 @@ pub async fn health(url: &str) -> anyhow::Result<()> {
         .unwrap_or_default()
         .to_owned();
     if status.split_whitespace().nth(1) == Some("200") {
+        // The body's lines after `ok` (the runners' engines), for the operator.
+        let text = String::from_utf8_lossy(&buf);
+        if let Some((_, body)) = text.split_once("\r\n\r\n") {
+            for line in body.lines().skip(1) {
+                crate::untrusted::terminal::println(crate::untrusted::Escaped(line))?;
+            }
+        }
         Ok(())
     } else {
         anyhow::bail!("unhealthy: {status}")

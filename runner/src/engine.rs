@@ -3,8 +3,8 @@
 //! The runner's logic (starting hardened containers, handing over and
 //! watching one command, the warm pool, reaping leftovers) is written
 //! against [`Engine`], not against bollard, so unit tests run it on an
-//! in-memory fake (`engine::fake`, tests only) and a runner can later hold
-//! several engines as `Arc<dyn Engine>`. [`docker::DockerEngine`] is the
+//! in-memory fake (`engine::fake`, tests only) and a runner holds
+//! several engines as `Arc<dyn Engine>` (`fleet`). [`docker::DockerEngine`] is the
 //! real implementation and the only code that holds bollard's `Docker` client
 //! (`runner/clippy.toml` forbids the type elsewhere).
 //!
@@ -35,6 +35,9 @@ pub type SharedEngine = Arc<dyn Engine>;
 /// Methods return boxed futures so the trait stays object-safe (stable Rust
 /// cannot put an `async fn` trait behind `dyn`).
 pub trait Engine: Send + Sync {
+    /// Answers when the engine does (health checks and down-marking).
+    fn ping(&self) -> BoxFuture<'_, Result<(), EngineError>>;
+
     /// The image's id, or `None` when this engine does not have the image.
     fn inspect_image<'a>(
         &'a self,

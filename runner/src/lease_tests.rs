@@ -14,7 +14,7 @@ use bridge_state::clock::ManualClock;
 use bridge_state::conversations::{self, NewSession};
 use bridge_state::messages::{self, Selection};
 use bridge_state::policy::Mode;
-use bridge_state::yolo::{Event, JobState, Limits, NewProposal, Settings};
+use bridge_state::yolo::{Event, ExecParams, JobState, Limits, NewProposal, Settings};
 
 use super::*;
 use crate::engine::fake::{End, Event as Call, FakeEngine, Script};
@@ -100,6 +100,7 @@ impl World {
             translate_mounts: false,
             policy_file: None,
             queue_ttl: Duration::from_secs(600),
+            engines: vec![EngineConfig::default_local()],
         };
         Self {
             _dir: dir,
@@ -112,11 +113,21 @@ impl World {
 
     /// A runner on this world's database, engine and clock, registered now.
     async fn runner(&self) -> Ctx {
-        let engine: SharedEngine = Arc::new(self.fake.clone());
+        let engine: crate::engine::SharedEngine = Arc::new(self.fake.clone());
         let clock: Arc<dyn Clock> = Arc::new(self.clock.clone());
-        Ctx::start(&self.cfg, engine, sandbox::HostPaths::default(), clock)
-            .await
-            .unwrap()
+        let connected = Connected {
+            config: EngineConfig::default_local(),
+            engine,
+            up: Ok(()),
+        };
+        Ctx::start(
+            &self.cfg,
+            vec![connected],
+            sandbox::HostPaths::default(),
+            clock,
+        )
+        .await
+        .unwrap()
     }
 
     /// Runner `r` claims the job and starts running it; returns its task
@@ -125,7 +136,9 @@ impl World {
         let p = r.claim(&Policy::builtin()).await.unwrap();
         let p = p.expect("the queued job is claimed");
         assert_eq!(p.id, JOB);
-        let task = tokio::spawn(run_job(r.clone(), p, CancellationToken::new()));
+        let placed = r.fleet.place(&p.params);
+        assert!(placed.is_some(), "the engine has a free slot");
+        let task = tokio::spawn(run_job(r.clone(), p, placed, CancellationToken::new()));
         // The runner's steps do real (small) database work on blocking
         // threads, so this waits for the hand-over itself, not for a time.
         let deadline = Instant::now() + Duration::from_secs(10);

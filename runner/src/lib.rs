@@ -7,6 +7,7 @@
 pub mod capture;
 pub mod confined;
 pub mod engine;
+pub mod fleet;
 pub mod job;
 pub mod policy_watch;
 pub mod pool;
@@ -14,6 +15,7 @@ pub mod reap;
 pub mod sandbox;
 pub mod snapshot;
 pub mod trailer;
+mod upkeep;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -22,19 +24,21 @@ use std::time::Duration;
 
 use bridge_state::auth::SecretError;
 use bridge_state::clock::{Clock, SystemClock};
+use bridge_state::engines::{self, EngineConfig};
 use bridge_state::jobs;
 use bridge_state::policy::{Policy, PolicyError};
 use bridge_state::redact::Redactor;
 use bridge_state::store::{Db, StoreError, Sync};
 use bridge_state::wake::{BACKSTOP, Wake};
-use bridge_state::yolo::{self, ExecParams, Proposal};
+use bridge_state::yolo::{self, Proposal};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::engine::SharedEngine;
-use crate::engine::docker::{ConnectError, DockerEngine};
+use crate::engine::docker::ConnectError;
+use crate::fleet::{Connected, Fleet, Member, Placed};
 use crate::sandbox::host_paths::DiscoverError;
 use crate::snapshot::SnapshotError;
+use crate::upkeep::{answers, engines_changed, refresh, sweep};
 
 /// What `runner` needs to run.
 #[derive(Debug, Clone)]
@@ -59,6 +63,8 @@ pub struct Config {
     pub policy_file: Option<PathBuf>,
     /// A job that waited longer than this for a runner is failed, not run.
     pub queue_ttl: Duration,
+    /// The Docker engines to run jobs on (checked: `engines::validate`).
+    pub engines: Vec<EngineConfig>,
 }
 
 /// Why the runner could not start, stop cleanly or report healthy. Each
@@ -100,12 +106,23 @@ enum JobRunError {
     Run(#[from] job::JobError<StoreError>),
     #[error("cannot store the job's result: {0}")]
     Finish(#[source] StoreError),
+    #[error(
+        "Docker engine `{engine}` stopped answering while the job ran ({source}); the job is not retried elsewhere, and the command may or may not have run"
+    )]
+    EngineLost {
+        engine: String,
+        source: job::JobError<StoreError>,
+    },
+    #[error(
+        "no Docker engine could take the job when it was claimed (an engine went down); it was not run. Execute it again once `bridge health` shows an engine up"
+    )]
+    NoEngine,
 }
 
-/// Healthy when the engine answers and some runner's heartbeat on this
+/// Healthy when an engine answers and some runner's heartbeat on this
 /// database is fresh (for container healthchecks).
-pub async fn health(db: &std::path::Path) -> Result<(), RunnerError> {
-    DockerEngine::connect().await?;
+pub async fn health(db: &std::path::Path, engines: &[EngineConfig]) -> Result<(), RunnerError> {
+    fleet::connect(engines).await?;
     let db = Db::open(db, Sync::Normal).map_err(RunnerError::OpenDb)?;
     let now = SystemClock.now_ms();
     let live = db
@@ -123,12 +140,11 @@ pub async fn health(db: &std::path::Path) -> Result<(), RunnerError> {
 /// One runner's handles: what its loop, its sweeps and its jobs share.
 #[derive(Clone)]
 struct Ctx {
-    engine: SharedEngine,
     db: Db,
     db_id: String,
     red: Redactor,
     runner_id: String,
-    pool: Arc<pool::Pool>,
+    fleet: Arc<Fleet>,
     queue_ttl_ms: i64,
     /// Leases, heartbeats and queue expiry read time here (a manual clock
     /// in the unit tests).
@@ -136,11 +152,11 @@ struct Ctx {
 }
 
 impl Ctx {
-    /// Opens the database, makes this runner's pool and registers it (its
-    /// first heartbeat).
+    /// Opens the database, makes a pool per engine and registers this
+    /// runner (its first heartbeat) with its engines' state.
     async fn start(
         cfg: &Config,
-        engine: SharedEngine,
+        engines: Vec<Connected>,
         host_paths: sandbox::HostPaths,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, RunnerError> {
@@ -153,28 +169,46 @@ impl Ctx {
             .call(|c| Ok(bridge_state::store::db_id(c)?))
             .await
             .map_err(RunnerError::DbId)?;
-        let owner = sandbox::Owner {
-            runner: runner_id.clone(),
-            db: db_id.clone(),
-        };
-        let pool = pool::Pool::new(
-            engine.clone(),
-            owner,
-            host_paths,
-            cfg.redactor.clone(),
-            pool::Sizing {
-                min: cfg.pool_size,
-                max: cfg.max_parallel,
-                idle: cfg.pool_idle,
-            },
-        );
+        let members = engines
+            .into_iter()
+            .map(|c| {
+                let owner = sandbox::Owner {
+                    runner: runner_id.clone(),
+                    db: db_id.clone(),
+                    engine: c.config.name.clone(),
+                };
+                let max_parallel = c.config.max_parallel.unwrap_or(cfg.max_parallel).max(1);
+                let sizing = pool::Sizing {
+                    min: c.config.pool_size.unwrap_or(cfg.pool_size),
+                    max: max_parallel,
+                    idle: cfg.pool_idle,
+                };
+                let pool = pool::Pool::new(
+                    c.engine.clone(),
+                    owner,
+                    host_paths.clone(),
+                    cfg.redactor.clone(),
+                    sizing,
+                );
+                let (red, now) = (&cfg.redactor, clock.now_ms());
+                Arc::new(Member::new(
+                    &c.config,
+                    max_parallel,
+                    c.engine,
+                    pool,
+                    c.up,
+                    red,
+                    now,
+                ))
+            })
+            .collect();
+        let fleet = Fleet::new(members, cfg.redactor.clone(), clock.clone());
         let ctx = Ctx {
-            engine,
             db,
             db_id,
             red: cfg.redactor.clone(),
             runner_id,
-            pool,
+            fleet: Arc::new(fleet),
             queue_ttl_ms: i64::try_from(cfg.queue_ttl.as_millis()).unwrap_or(i64::MAX),
             clock,
         };
@@ -186,6 +220,9 @@ impl Ctx {
                 runner: ctx.runner_id.clone(),
                 source,
             })?;
+        if let Err(e) = ctx.renew().await {
+            tracing::error!(error = %e, "cannot record the engines' state");
+        }
         Ok(ctx)
     }
 
@@ -198,21 +235,29 @@ impl Ctx {
     async fn claim(&self, policy: &Policy) -> Result<Option<Proposal>, StoreError> {
         let (red, id, now) = (self.red.clone(), self.runner_id.clone(), self.now());
         let (policy, queue_ttl_ms) = (policy.clone(), self.queue_ttl_ms);
+        let workspaces = self.fleet.workspaces();
         self.db
             .call(move |c| {
                 let rules = jobs::ClaimRules {
                     policy: &policy,
                     queue_ttl_ms,
+                    workspaces,
                 };
                 jobs::claim(c, &red, rules, &id, now).map_err(to_store)
             })
             .await
     }
 
-    /// Extends the leases of this runner's running jobs and its heartbeat.
+    /// Extends the leases of this runner's running jobs and its
+    /// heartbeat, and records its engines' state.
     async fn renew(&self) -> Result<(), StoreError> {
-        let (id, now) = (self.runner_id.clone(), self.now());
-        self.db.call(move |c| Ok(jobs::renew(c, &id, now)?)).await
+        let (id, now, reports) = (self.runner_id.clone(), self.now(), self.fleet.reports());
+        self.db
+            .call(move |c| {
+                jobs::renew(c, &id, now)?;
+                Ok(engines::report(c, &id, &reports, now)?)
+            })
+            .await
     }
 }
 
@@ -220,23 +265,26 @@ impl Ctx {
 /// jobs, removes its containers and deregisters.
 pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), RunnerError> {
     let mut policy = policy_watch::PolicyWatch::load(cfg.policy_file.clone())?;
-    let engine: SharedEngine = Arc::new(DockerEngine::connect().await?);
-    let host_paths = if cfg.translate_mounts {
-        sandbox::HostPaths::discover(&*engine).await?
-    } else {
-        sandbox::HostPaths::default()
+    let engines = fleet::connect(&cfg.engines).await?;
+    let host_paths = match engines.iter().find(|c| c.config.is_local() && c.up.is_ok()) {
+        Some(local) if cfg.translate_mounts => sandbox::HostPaths::discover(&*local.engine).await?,
+        _ => sandbox::HostPaths::default(),
     };
-    let ctx = Ctx::start(&cfg, engine, host_paths, Arc::new(SystemClock)).await?;
-    let (runner_id, pool) = (ctx.runner_id.clone(), ctx.pool.clone());
-    tracing::info!(runner = %runner_id, db = %cfg.db.display(), "runner started");
+    let ctx = Ctx::start(&cfg, engines, host_paths, Arc::new(SystemClock)).await?;
+    let runner_id = ctx.runner_id.clone();
+    tracing::info!(runner = %runner_id, db = %cfg.db.display(), engines = ctx.fleet.members().len(), "runner started");
     sweep(&ctx).await;
 
     let wake = Wake::watching(&cfg.db);
     let pool_stop = CancellationToken::new();
-    tokio::spawn(pool.clone().refill_loop(pool_stop.clone()));
+    for m in ctx.fleet.members() {
+        tokio::spawn(m.pool.clone().refill_loop(pool_stop.clone()));
+    }
     let mut tasks: JoinSet<()> = JoinSet::new();
     let mut running: HashMap<String, (String, CancellationToken)> = HashMap::new();
     let mut ticker = tokio::time::interval(Duration::from_millis((jobs::LEASE_MS / 3) as u64));
+    // Down engines are retried on their own backoff, checked this often.
+    let mut retry = tokio::time::interval(fleet::FIRST_RETRY);
     let mut changes = wake.subscribe();
     loop {
         changes.borrow_and_update();
@@ -246,12 +294,13 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), RunnerE
         let current = policy.current().inspect_err(|e| {
             tracing::error!(error = %e, "cannot read the command policy; claiming no jobs until it is fixed");
         });
-        while let (Ok(current), true) = (&current, tasks.len() < cfg.max_parallel) {
+        while let (Ok(current), true) = (&current, ctx.fleet.has_room()) {
             match ctx.claim(current).await {
                 Ok(Some(p)) => {
                     let cancel = CancellationToken::new();
                     running.insert(p.id.clone(), (p.conversation_id.clone(), cancel.clone()));
-                    tasks.spawn(run_job(ctx.clone(), p, cancel));
+                    let placed = ctx.fleet.place(&p.params);
+                    tasks.spawn(run_job(ctx.clone(), p, placed, cancel));
                 }
                 Ok(None) => break,
                 Err(e) => {
@@ -264,10 +313,16 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), RunnerE
             _ = changes.changed() => {}
             _ = tokio::time::sleep(BACKSTOP) => {}
             _ = ticker.tick() => {
+                ctx.fleet.probe(true).await;
                 if let Err(e) = ctx.renew().await {
                     tracing::error!(error = %e, "cannot renew leases");
                 }
                 sweep(&ctx).await;
+            }
+            _ = retry.tick() => {
+                if ctx.fleet.probe(false).await {
+                    engines_changed(&ctx).await;
+                }
             }
             Some(_) = tasks.join_next() => {}
             _ = shutdown.cancelled() => break,
@@ -286,7 +341,9 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), RunnerE
         }
         while tasks.join_next().await.is_some() {}
     }
-    pool.drain().await;
+    for m in ctx.fleet.members() {
+        m.pool.drain().await;
+    }
     let id = runner_id.clone();
     ctx.db
         .call(move |c| Ok(jobs::deregister(c, &id)?))
@@ -306,77 +363,13 @@ fn to_store(e: yolo::YoloError) -> StoreError {
     }
 }
 
-/// Keeps the pool matched to the active enablements and stops jobs whose
-/// conversation had YOLO disabled.
-async fn refresh(ctx: &Ctx, running: &mut HashMap<String, (String, CancellationToken)>) {
-    running.retain(|_, (_, cancel)| !cancel.is_cancelled());
-    let now = ctx.now();
-    let convs: Vec<String> = running.values().map(|(c, _)| c.clone()).collect();
-    let res = ctx
-        .db
-        .call(move |c| {
-            let active = yolo::active_enablements(c, now).map_err(to_store)?;
-            let settings = active
-                .iter()
-                .map(|en| ExecParams::from_settings(&en.settings, en.settings.timeout_secs))
-                .collect::<Vec<_>>();
-            let ended = convs
-                .into_iter()
-                .filter(|conv| !active.iter().any(|en| &en.conversation_id == conv))
-                .collect::<Vec<_>>();
-            Ok((settings, ended))
-        })
-        .await;
-    match res {
-        Ok((settings, ended)) => {
-            for (job, (conv, cancel)) in running.iter() {
-                if ended.contains(conv) {
-                    tracing::warn!(job = %job, "YOLO ended for its conversation; stopping the command");
-                    cancel.cancel();
-                }
-            }
-            ctx.pool.want(settings).await;
-        }
-        Err(e) => tracing::error!(error = %e, "cannot read enablements"),
-    }
-}
-
-/// Fails jobs whose runner died and removes every container of ours that
-/// no live runner or running job owns.
-async fn sweep(ctx: &Ctx) {
-    let (red, now, ttl) = (ctx.red.clone(), ctx.now(), ctx.queue_ttl_ms);
-    let res = ctx
-        .db
-        .call(move |c| {
-            // Also when every slot is busy and nothing is being claimed.
-            jobs::expire_queued(c, &red, ttl, now).map_err(to_store)?;
-            let dead = jobs::fail_abandoned(c, &red, now).map_err(to_store)?;
-            let live = jobs::live_runners(c, now)?;
-            let owned = jobs::owned_containers(c)?;
-            Ok((dead, live, owned))
-        })
-        .await;
-    let (dead, live, owned) = match res {
-        Ok(x) => x,
-        Err(e) => {
-            tracing::error!(error = %e, "sweep failed");
-            return;
-        }
-    };
-    let reap = reap::Reap {
-        db_id: &ctx.db_id,
-        runner_id: &ctx.runner_id,
-        abandoned: &dead,
-        live_runners: &live,
-        job_containers: &owned,
-        warm: &ctx.pool.warm_ids(),
-    };
-    reap.run(&*ctx.engine).await;
-}
-
-async fn run_job(ctx: Ctx, p: Proposal, cancel: CancellationToken) {
+async fn run_job(ctx: Ctx, p: Proposal, placed: Option<Placed>, cancel: CancellationToken) {
     let id = p.id.clone();
-    if let Err(e) = run_job_inner(&ctx, &p, cancel.clone()).await {
+    let outcome = match placed {
+        Some(placed) => run_job_inner(&ctx, &p, &placed, cancel.clone()).await,
+        None => Err(JobRunError::NoEngine),
+    };
+    if let Err(e) = outcome {
         // The error may quote workspace or engine text: it is redacted once
         // and that form alone is logged, stored and sent.
         let why = ctx.red.redacted(&e.to_string());
@@ -393,8 +386,10 @@ async fn run_job(ctx: Ctx, p: Proposal, cancel: CancellationToken) {
 async fn run_job_inner(
     ctx: &Ctx,
     p: &Proposal,
+    placed: &Placed,
     cancel: CancellationToken,
 ) -> Result<(), JobRunError> {
+    let member = &placed.member;
     if let (Some(ws), true) = (&p.params.workspace, p.params.workspace_rw)
         && let Some((branch, sha)) = snapshot::create(ws, &p.id).map_err(JobRunError::Snapshot)?
     {
@@ -402,28 +397,48 @@ async fn run_job_inner(
     }
     let record_start = async |taken: &pool::Taken| -> Result<(), StoreError> {
         let container = &taken.container;
-        tracing::info!(job = %p.id, container = %container.id, warm = taken.warm, "running");
-        let (red, now, p2, cid, img) = (
+        tracing::info!(job = %p.id, engine = %member.name, container = %container.id, warm = taken.warm, "running");
+        let (red, now, p2, cid, img, engine) = (
             ctx.red.clone(),
             ctx.now(),
             p.clone(),
             container.id.clone(),
             container.image_id.clone(),
+            member.name.clone(),
         );
         ctx.db
-            .call(move |c| jobs::record_start(c, &red, &p2, &cid, &img, now).map_err(to_store))
+            .call(move |c| {
+                let started = jobs::Started {
+                    container: &cid,
+                    image: &img,
+                    engine: &engine,
+                };
+                jobs::record_start(c, &red, &p2, started, now).map_err(to_store)
+            })
             .await
     };
-    let (result, container) = job::execute(
-        &ctx.pool,
-        &*ctx.engine,
+    let executed = job::execute(
+        &member.pool,
+        &*member.engine,
         &p.params,
         &p.command,
         &ctx.red,
         cancel,
         record_start,
     )
-    .await?;
+    .await;
+    let (result, container) = match executed {
+        Ok(done) => done,
+        // An engine error: was it the engine going away?
+        Err(e @ job::JobError::Sandbox(_)) if !answers(ctx, member).await => {
+            engines_changed(ctx).await;
+            return Err(JobRunError::EngineLost {
+                engine: member.name.clone(),
+                source: e,
+            });
+        }
+        Err(e) => return Err(e.into()),
+    };
     // The result goes out before the container is destroyed: removal is
     // off the critical path.
     let (red, now, p2, id) = (ctx.red.clone(), ctx.now(), p.clone(), ctx.runner_id.clone());

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use bridge_state::engines::{self, EngineConfig};
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
@@ -51,7 +52,13 @@ struct Args {
     /// run, e.g. `10m`, `90s` [default: config `queue_ttl`, else 10m]
     #[arg(long, env = "BRIDGE_QUEUE_TTL")]
     queue_ttl: Option<String>,
-    /// Check health and exit: the engine answers and a runner heartbeat is fresh
+    /// A Docker engine to run jobs on, repeatable; replaces the config
+    /// file's `[[engine]]` list. Comma-separated keys, e.g.
+    /// `name=b,url=tcp://HOST:2376,ca=ca.pem,cert=cert.pem,key=key.pem,max_parallel=4`
+    /// (also `local=true|false`, `pool_size=N`) [default: this host's socket]
+    #[arg(long = "engine", value_name = "KEYS", value_parser = EngineConfig::parse_flag)]
+    engines: Vec<EngineConfig>,
+    /// Check health and exit: an engine answers and a runner heartbeat is fresh
     #[arg(long)]
     health: bool,
 }
@@ -74,8 +81,25 @@ async fn main() -> std::process::ExitCode {
         }
     };
     bridge_state::logging::use_redactor(settings.redactor.clone());
+    let engines = match (args.engines, settings.engines) {
+        (flags, _) if !flags.is_empty() => flags,
+        (_, file) if !file.is_empty() => file,
+        // As before engines were configurable: this host's socket, or
+        // DOCKER_HOST when it names another unix socket.
+        _ => vec![EngineConfig {
+            url: std::env::var("DOCKER_HOST")
+                .ok()
+                .filter(|h| h.starts_with("unix://"))
+                .unwrap_or_else(|| EngineConfig::default_local().url),
+            ..EngineConfig::default_local()
+        }],
+    };
+    if let Err(e) = engines::validate(&engines) {
+        eprintln!("error: {e}");
+        return std::process::ExitCode::FAILURE;
+    }
     if args.health {
-        return match runner::health(&settings.db).await {
+        return match runner::health(&settings.db, &engines).await {
             Ok(()) => std::process::ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("unhealthy: {e}");
@@ -99,6 +123,7 @@ async fn main() -> std::process::ExitCode {
         translate_mounts: args.translate_mounts,
         policy_file: args.policy,
         queue_ttl: settings.queue_ttl,
+        engines,
     };
     match runner::run(cfg, shutdown).await {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -8,37 +8,40 @@
 //! looked at.
 
 use crate::engine::Engine;
-use crate::sandbox::{self, LABEL_DB, LABEL_MANAGED, LABEL_RUNNER};
+use crate::sandbox::{self, LABEL_DB, LABEL_ENGINE, LABEL_MANAGED, LABEL_RUNNER};
 
 /// What the database says, read in one go before the engine is asked.
 #[derive(Debug, Clone, Copy)]
 pub struct Reap<'a> {
     /// The database this runner serves (the `mcp-bridge.db` label).
     pub db_id: &'a str,
+    /// The engine being swept (the `mcp-bridge.engine` label): the same
+    /// daemon reached as another engine is that engine's to sweep.
+    pub engine: &'a str,
     pub runner_id: &'a str,
-    /// Containers of jobs just failed because their runner died.
-    pub abandoned: &'a [String],
     /// Runners whose heartbeat is fresh.
     pub live_runners: &'a [String],
     /// Containers that running jobs record as theirs.
     pub job_containers: &'a [String],
-    /// This runner's warm containers.
+    /// This runner's warm containers on this engine.
     pub warm: &'a [String],
+    /// Also remove this runner's own containers that neither a running job
+    /// nor the pool holds: after the engine came back, they are what was in
+    /// use when it went away (their jobs already failed).
+    pub own_leftovers: bool,
 }
 
 impl Reap<'_> {
     /// Removes what is left over. A failed removal is logged; a failed
     /// listing removes nothing (the next sweep, a few seconds on, tries again).
     pub async fn run(&self, engine: &dyn Engine) {
-        for id in self.abandoned {
-            tracing::warn!(container = %id, "removing the container of an abandoned job");
-            sandbox::remove(engine, id).await;
-        }
-        // Only containers of runners serving this database: another
-        // database's runner may share the engine.
+        // Only containers of runners serving this database through this
+        // engine: another database's runner may share the daemon, and so
+        // may another engine of ours.
         let labels = [
             format!("{LABEL_MANAGED}=1"),
             format!("{LABEL_DB}={}", self.db_id),
+            format!("{LABEL_ENGINE}={}", self.engine),
         ];
         let Ok(list) = engine.list_by_label(&labels).await else {
             return;
@@ -51,9 +54,14 @@ impl Reap<'_> {
                 .and_then(|l| l.get(LABEL_RUNNER))
                 .cloned()
                 .unwrap_or_default();
-            let ours_alive = owner == self.runner_id || self.live_runners.contains(&owner);
-            if !ours_alive && !self.job_containers.contains(&id) && !self.warm.contains(&id) {
-                tracing::warn!(container = %id, runner = %owner, "removing a container left by a stopped runner");
+            let held = self.job_containers.contains(&id) || self.warm.contains(&id);
+            let owner_alive = if owner == self.runner_id {
+                !self.own_leftovers
+            } else {
+                self.live_runners.contains(&owner)
+            };
+            if !owner_alive && !held {
+                tracing::warn!(container = %id, runner = %owner, engine = %self.engine, "removing a container left by a stopped runner or a lost engine");
                 sandbox::remove(engine, &id).await;
             }
         }
@@ -67,17 +75,24 @@ mod tests {
 
     fn leftovers() -> std::sync::Arc<FakeEngine> {
         let fake = FakeEngine::with_image("img");
-        for (id, runner, db) in [
-            ("mine", "run_me", "db1"),
-            ("live_other", "run_live", "db1"),
-            ("dead_1", "run_dead", "db1"),
-            ("dead_job", "run_dead", "db1"),
-            ("dead_warm", "run_dead", "db1"),
-            ("other_db", "run_dead", "db2"),
+        for (id, runner, db, engine) in [
+            ("mine", "run_me", "db1", "a"),
+            ("live_other", "run_live", "db1", "a"),
+            ("dead_1", "run_dead", "db1", "a"),
+            ("dead_job", "run_dead", "db1", "a"),
+            ("dead_warm", "run_dead", "db1", "a"),
+            ("other_db", "run_dead", "db2", "a"),
+            ("other_engine", "run_dead", "db1", "b"),
+            ("mine_on_b", "run_me", "db1", "b"),
         ] {
             fake.leftover(
                 id,
-                &[(LABEL_MANAGED, "1"), (LABEL_RUNNER, runner), (LABEL_DB, db)],
+                &[
+                    (LABEL_MANAGED, "1"),
+                    (LABEL_RUNNER, runner),
+                    (LABEL_DB, db),
+                    (LABEL_ENGINE, engine),
+                ],
             );
         }
         fake.leftover("unmanaged", &[(LABEL_DB, "db1")]);
@@ -88,33 +103,35 @@ mod tests {
         v.iter().map(|s| (*s).to_owned()).collect()
     }
 
-    #[tokio::test]
-    async fn only_this_databases_containers_of_gone_runners_are_removed() {
-        let fake = leftovers();
-        let (abandoned, live) = (strings(&["abandoned"]), strings(&["run_live"]));
-        let (jobs, warm) = (strings(&["dead_job"]), strings(&["dead_warm"]));
+    fn reap<'a>(strs: &'a [Vec<String>; 3], own_leftovers: bool) -> Reap<'a> {
         Reap {
             db_id: "db1",
+            engine: "a",
             runner_id: "run_me",
-            abandoned: &abandoned,
-            live_runners: &live,
-            job_containers: &jobs,
-            warm: &warm,
+            live_runners: &strs[0],
+            job_containers: &strs[1],
+            warm: &strs[2],
+            own_leftovers,
         }
-        .run(&fake)
-        .await;
-        let removed: Vec<Event> = fake
-            .events()
+    }
+
+    fn removed(fake: &FakeEngine) -> Vec<Event> {
+        fake.events()
             .into_iter()
             .filter(|e| matches!(e, Event::Remove(_)))
-            .collect();
-        assert_eq!(
-            removed,
-            [
-                Event::Remove("abandoned".into()),
-                Event::Remove("dead_1".into())
-            ]
-        );
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn only_this_databases_and_engines_containers_of_gone_runners_are_removed() {
+        let fake = leftovers();
+        let held = [
+            strings(&["run_live"]),
+            strings(&["dead_job"]),
+            strings(&["dead_warm"]),
+        ];
+        reap(&held, false).run(&fake).await;
+        assert_eq!(removed(&fake), [Event::Remove("dead_1".into())]);
         assert_eq!(
             fake.containers(),
             [
@@ -122,46 +139,46 @@ mod tests {
                 "dead_warm",
                 "live_other",
                 "mine",
+                "mine_on_b",
                 "other_db",
+                "other_engine",
                 "unmanaged"
             ]
         );
     }
 
     #[tokio::test]
-    async fn a_failed_listing_removes_only_the_abandoned() {
+    async fn after_an_engine_comes_back_our_unheld_containers_on_it_go_too() {
+        let fake = leftovers();
+        let held = [strings(&["run_live"]), strings(&["dead_job"]), vec![]];
+        reap(&held, true).run(&fake).await;
+        assert_eq!(
+            removed(&fake),
+            [
+                Event::Remove("dead_1".into()),
+                Event::Remove("dead_warm".into()),
+                Event::Remove("mine".into())
+            ]
+        );
+        // The same runner's container on engine b is b's to sweep.
+        assert!(fake.containers().contains(&"mine_on_b".to_owned()));
+    }
+
+    #[tokio::test]
+    async fn a_failed_listing_removes_nothing() {
         let fake = leftovers();
         fake.fail(Op::List);
-        let abandoned = strings(&["dead_1"]);
-        Reap {
-            db_id: "db1",
-            runner_id: "run_me",
-            abandoned: &abandoned,
-            live_runners: &[],
-            job_containers: &[],
-            warm: &[],
-        }
-        .run(&fake)
-        .await;
-        assert_eq!(fake.count(|e| matches!(e, Event::Remove(_))), 1);
-        assert_eq!(fake.containers().len(), 6);
+        reap(&[vec![], vec![], vec![]], true).run(&fake).await;
+        assert!(removed(&fake).is_empty());
+        assert_eq!(fake.containers().len(), 9);
     }
 
     #[tokio::test]
     async fn a_failed_removal_does_not_stop_the_sweep() {
         let fake = leftovers();
         fake.fail(Op::Remove);
-        Reap {
-            db_id: "db1",
-            runner_id: "run_me",
-            abandoned: &strings(&["abandoned"]),
-            live_runners: &[],
-            job_containers: &[],
-            warm: &[],
-        }
-        .run(&fake)
-        .await;
-        // Every gone runner's container of db1 was tried.
-        assert_eq!(fake.count(|e| matches!(e, Event::Remove(_))), 5);
+        reap(&[vec![], vec![], vec![]], false).run(&fake).await;
+        // Every gone runner's container of db1 on engine a was tried.
+        assert_eq!(removed(&fake).len(), 4);
     }
 }

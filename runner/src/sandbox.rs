@@ -21,16 +21,16 @@ pub use host_paths::HostPaths;
 pub use lifecycle::{Started, remove, run_command, start_container};
 pub use protocol::{OUTPUT_KILL_FACTOR, WAIT_FOR_COMMAND, base64_encode};
 pub use spec::{
-    HardenedSpec, LABEL_DB, LABEL_MANAGED, LABEL_POOL, LABEL_RUNNER, Owner, USER, check_workspace,
-    config_key, container_spec,
+    HardenedSpec, LABEL_DB, LABEL_ENGINE, LABEL_MANAGED, LABEL_POOL, LABEL_RUNNER, Owner, USER,
+    check_workspace, config_key, container_spec,
 };
 
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
     #[error(
-        "sandbox image `{0}` is not present on this Docker engine; build it (images/sandbox-offline/build.sh, or `docker build -t {0} images/sandbox`) and retry"
+        "sandbox image `{image}` is not present on Docker engine `{engine}`; build or load it there (images/sandbox-offline/build.sh, or `docker build -t {image} images/sandbox`; for a remote engine `docker save {image} | docker -H ENGINE load`) and retry"
     )]
-    ImageMissing(String),
+    ImageMissing { image: String, engine: String },
     #[error("workspace {0} is refused: {1}")]
     Workspace(String, String),
     #[error("Docker engine error: {0}")]

@@ -58,6 +58,10 @@ pub struct FileConfig {
     /// Inline extra patterns.
     #[serde(default)]
     pub pattern: Vec<PatternSpec>,
+    /// The runner's Docker engines (the bridge ignores them); none means
+    /// this host's socket.
+    #[serde(default)]
+    pub engine: Vec<crate::engines::EngineConfig>,
 }
 
 impl FileConfig {
@@ -117,6 +121,8 @@ pub struct Settings {
     pub patterns_file: Option<PathBuf>,
     /// A queued job older than this is failed, never run (runner side).
     pub queue_ttl: Duration,
+    /// The config file's `[[engine]]` list (runner side; checked there).
+    pub engines: Vec<crate::engines::EngineConfig>,
 }
 
 /// What the command line said; `None` means "not given".
@@ -221,6 +227,7 @@ impl Settings {
             config_file,
             patterns_file,
             queue_ttl,
+            engines: file.engine,
         })
     }
 }
@@ -270,6 +277,7 @@ mod tests {
             "redaction_patterns",
             "queue_ttl",
             "[[pattern]]",
+            "[[engine]]",
         ] {
             assert!(text.contains(key), "the example does not mention `{key}`");
         }
@@ -297,6 +305,11 @@ mod tests {
             u.redactor.redact("see TICKET-123456"),
             "see TICKET_REDACTED"
         );
+        assert!(s.engines.is_empty(), "the default is this host's socket");
+        let names: Vec<&str> = u.engines.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(names, ["here", "build-02"]);
+        crate::engines::validate(&u.engines).unwrap();
+        assert!(u.engines[0].is_local() && !u.engines[1].is_local());
     }
 
     #[test]

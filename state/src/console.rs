@@ -28,6 +28,8 @@ pub struct Snapshot {
     pub jobs: Vec<Proposal>,
     /// The latest messages of the selected conversation, oldest first.
     pub messages: Vec<MessageView>,
+    /// The live runners' Docker engines and whether they answer.
+    pub engines: Vec<crate::engines::EngineStatus>,
     pub taken_at: Millis,
 }
 
@@ -89,6 +91,7 @@ pub fn snapshot(
         pending_since: pending_since(&tx)?,
         jobs: yolo::recent_jobs(&tx, RECENT)?,
         messages,
+        engines: crate::engines::statuses(&tx, now)?,
         taken_at: now,
     };
     tx.finish()?;

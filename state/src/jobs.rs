@@ -49,7 +49,24 @@ pub struct ClaimRules<'a> {
     pub policy: &'a Policy,
     /// Jobs queued longer than this are failed, never run.
     pub queue_ttl_ms: Millis,
+    /// Whether this runner can place a job that mounts a workspace now.
+    pub workspaces: Workspaces,
 }
+
+/// Whether a runner can take a job that bind-mounts a workspace: only an
+/// engine sharing the runner's filesystem (`local = true`) may mount one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Workspaces {
+    /// A local engine has a free slot.
+    Accepted,
+    /// Its local engines are busy or down: such jobs stay queued.
+    Busy,
+    /// It has no local engine at all: such jobs are failed with the reason.
+    NoLocalEngine,
+}
+
+/// Why a workspace job was refused by a runner without a local engine.
+pub const NO_LOCAL_ENGINE: &str = "the runner has no local Docker engine, and a workspace can only be bind-mounted by an engine on the runner's host; it was not run. Give the runner an engine with `local = true` (its default unix socket is one), or disable YOLO's workspace";
 
 /// Claims the oldest queued job, or returns `None`. In the same transaction
 /// it first fails every job that waited longer than the queue TTL, then
@@ -71,8 +88,10 @@ pub fn claim(
         yolo::expire_queued(&tx, red, rules.queue_ttl_ms, now)?;
         let id: Option<String> = tx
             .query_row(
-                "SELECT id FROM proposals WHERE state = 'queued' ORDER BY updated_at, id LIMIT 1",
-                [],
+                "SELECT id FROM proposals WHERE state = 'queued'
+                   AND (?1 OR json_extract(params, '$.workspace') IS NULL)
+                 ORDER BY updated_at, id LIMIT 1",
+                [rules.workspaces != Workspaces::Busy],
                 |r| r.get(0),
             )
             .optional()?;
@@ -82,7 +101,10 @@ pub fn claim(
             return Ok(None);
         };
         let p = yolo::load_proposal(&tx, &id)?;
-        if let Some(why) = claim_refusal(&tx, rules.policy, &p, now)? {
+        let no_engine = (p.params.workspace.is_some()
+            && rules.workspaces == Workspaces::NoLocalEngine)
+            .then(|| NO_LOCAL_ENGINE.to_owned());
+        if let Some(why) = no_engine.or(claim_refusal(&tx, rules.policy, &p, now)?) {
             fail_in(&tx, red, &p, &red.redacted(&why), now)?;
             tx.commit()?;
             continue;
@@ -164,14 +186,27 @@ pub fn expire_queued(
 }
 
 /// Records which container runs the job (for the reaper and the audit log).
+/// Where a job's command is about to run.
+#[derive(Debug, Clone, Copy)]
+pub struct Started<'a> {
+    pub container: &'a str,
+    pub image: &'a str,
+    /// The runner's name for the Docker engine.
+    pub engine: &'a str,
+}
+
 pub fn record_start(
     conn: &mut Connection,
     red: &Redactor,
     p: &Proposal,
-    container: &str,
-    image: &str,
+    started: Started<'_>,
     now: Millis,
 ) -> Result<(), YoloError> {
+    let Started {
+        container,
+        image,
+        engine,
+    } = started;
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     tx.execute(
         "UPDATE proposals SET container_id = ?1 WHERE id = ?2",
@@ -184,7 +219,7 @@ pub fn record_start(
         p,
         "job.start",
         AuditOutcome::Ok,
-        serde_json::json!({"proposal_id": p.id, "container_id": container, "image_id": image}),
+        serde_json::json!({"proposal_id": p.id, "container_id": container, "image_id": image, "engine": engine}),
     )?;
     tx.commit()?;
     Ok(())

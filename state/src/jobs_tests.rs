@@ -72,9 +72,14 @@ impl Fixture {
     }
 
     fn claim(&mut self, policy: &Policy) -> Option<Proposal> {
+        self.claim_placing(policy, Workspaces::Accepted)
+    }
+
+    fn claim_placing(&mut self, policy: &Policy, workspaces: Workspaces) -> Option<Proposal> {
         let rules = ClaimRules {
             policy,
             queue_ttl_ms: TTL_MS,
+            workspaces,
         };
         let now = self.clock.now_ms();
         claim(&mut self.conn, &self.red, rules, "run_test", now).unwrap()
@@ -167,6 +172,43 @@ fn every_narrowed_setting_fails_the_job_at_claim_with_its_name() {
         }
         assert!(f.audit_actions().contains(&"job.fail".to_owned()), "{name}");
     }
+}
+
+#[test]
+fn workspace_jobs_wait_for_a_local_slot_and_fail_without_a_local_engine() {
+    let with_ws = settings(Mode::Safe, false);
+    let mut f = Fixture::new(&with_ws);
+    f.queue("job_ws", "ls", &with_ws);
+    let policy = Policy::builtin();
+    // Only remote slots free: the workspace job stays queued, untouched.
+    assert!(f.claim_placing(&policy, Workspaces::Busy).is_none());
+    assert_eq!(f.job("job_ws").0, "queued");
+    // A local slot frees up: it is claimed.
+    let got = f.claim_placing(&policy, Workspaces::Accepted).unwrap();
+    assert_eq!(got.id, "job_ws");
+
+    // A runner with no local engine at all fails it, saying why and how.
+    let mut f = Fixture::new(&with_ws);
+    f.queue("job_ws", "ls", &with_ws);
+    assert!(
+        f.claim_placing(&policy, Workspaces::NoLocalEngine)
+            .is_none()
+    );
+    let (state, failure) = f.job("job_ws");
+    assert_eq!(state, "failed");
+    assert!(failure.unwrap().contains("local = true"));
+
+    // A job without a workspace runs anywhere.
+    let no_ws = Settings {
+        workspace: None,
+        ..settings(Mode::Safe, false)
+    };
+    let mut f = Fixture::new(&no_ws);
+    f.queue("job_plain", "ls", &no_ws);
+    assert!(
+        f.claim_placing(&policy, Workspaces::NoLocalEngine)
+            .is_some()
+    );
 }
 
 #[test]

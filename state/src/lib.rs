@@ -15,6 +15,7 @@ pub mod clock;
 pub mod config;
 pub mod console;
 pub mod conversations;
+pub mod engines;
 pub mod fileperm;
 pub mod job_result;
 pub mod jobs;

@@ -237,6 +237,26 @@ const MIGRATIONS: &[&str] = &[
     CREATE UNIQUE INDEX approval_rules_live ON approval_rules (conversation_id, proposal_hash)
         WHERE revoked_at IS NULL;
     "#,
+    // 6: each runner's Docker engines and whether they answer, for
+    // `bridge health`, `bridge list` and the console (the bridge never asks
+    // an engine itself).
+    r#"
+    CREATE TABLE engines (
+        runner_id       TEXT NOT NULL REFERENCES runners(id) ON DELETE CASCADE,
+        name            TEXT NOT NULL,
+        endpoint        TEXT NOT NULL,
+        local           INTEGER NOT NULL,
+        up              INTEGER NOT NULL,
+        since           INTEGER NOT NULL,
+        error           TEXT,
+        next_retry_at   INTEGER,
+        running         INTEGER NOT NULL,
+        max_parallel    INTEGER NOT NULL,
+        warm            INTEGER NOT NULL,
+        updated_at      INTEGER NOT NULL,
+        PRIMARY KEY (runner_id, name)
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 /// This database's random identity (see migration 3).

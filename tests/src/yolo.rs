@@ -387,10 +387,17 @@ pub fn spawn_call(
 /// How many times a runner started `proposal` in a container (`job.start`
 /// audit rows).
 pub fn job_starts(db: &Path, proposal: &str) -> anyhow::Result<usize> {
-    let mut n = 0;
+    Ok(job_engines(db, proposal)?.len())
+}
+
+/// The engine of each start of `proposal` (`job.start` audit rows).
+pub fn job_engines(db: &Path, proposal: &str) -> anyhow::Result<Vec<String>> {
+    let mut engines = Vec::new();
     for row in crate::audit_rows_for(db, "job.start")? {
         let detail: serde_json::Value = serde_json::from_str(&row.detail)?;
-        n += usize::from(detail["proposal_id"] == proposal);
+        if detail["proposal_id"] == proposal {
+            engines.push(detail["engine"].as_str().unwrap_or_default().to_owned());
+        }
     }
-    Ok(n)
+    Ok(engines)
 }

@@ -252,13 +252,36 @@ fn too_large() -> Response {
         .into_response()
 }
 
+/// `ok`, and which runner engines are up (names only: the URLs and errors
+/// are for the operator's `bridge list`, not for any HTTP client).
 async fn health(State(bridge): State<Bridge>) -> Response {
+    use bridge_state::clock::{Clock, SystemClock};
+    let now = SystemClock.now_ms();
     match bridge
         .db()
-        .call(|c| Ok(bridge_state::store::ping(c)?))
+        .call(move |c| {
+            bridge_state::store::ping(c)?;
+            Ok(bridge_state::engines::statuses(c, now)?)
+        })
         .await
     {
-        Ok(_) => (StatusCode::OK, "ok\n").into_response(),
+        Ok(engines) => {
+            let mut body = "ok\n".to_owned();
+            if !engines.is_empty() {
+                let up = engines.iter().filter(|e| e.up).count();
+                let down: Vec<&str> = engines
+                    .iter()
+                    .filter(|e| !e.up)
+                    .map(|e| e.name.as_str())
+                    .collect();
+                body += &format!("engines: {up} of {} up", engines.len());
+                if !down.is_empty() {
+                    body += &format!(" (down: {}; `bridge list` says why)", down.join(", "));
+                }
+                body += "\n";
+            }
+            (StatusCode::OK, body).into_response()
+        }
         Err(e) => (
             StatusCode::SERVICE_UNAVAILABLE,
             format!("database unavailable: {e}\n"),

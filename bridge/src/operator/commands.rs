@@ -24,7 +24,10 @@ pub fn run(command: Command, settings: &Settings, json: bool) -> anyhow::Result<
     let red = &settings.redactor;
     match command {
         Command::List => {
-            let rows = db.call_blocking(|c| operator::list(c, now))?;
+            let (rows, engines) = db.call_blocking(|c| {
+                let engines = bridge_state::engines::statuses(c, now)?;
+                Ok::<_, rusqlite::Error>((operator::list(c, now)?, engines))
+            })?;
             emit(json, &rows, || {
                 let mut t = Table::new(&[
                     "conversation",
@@ -49,7 +52,11 @@ pub fn run(command: Command, settings: &Settings, json: bool) -> anyhow::Result<
                         r.unread.to_string(),
                     ]);
                 }
-                format!("{t}\n{} conversation(s)", rows.len())
+                let mut out = format!("{t}\n{} conversation(s)", rows.len());
+                for line in engine_lines(&engines, now) {
+                    out = out + "\n" + &line;
+                }
+                out
             })
         }
         Command::Show {
@@ -307,4 +314,19 @@ pub fn run(command: Command, settings: &Settings, json: bool) -> anyhow::Result<
             unreachable!("handled by run")
         }
     }
+}
+
+/// The runners' engines, one line each (the runner wrote them, redacted;
+/// shown escaped all the same).
+fn engine_lines(engines: &[bridge_state::engines::EngineStatus], now: i64) -> Vec<String> {
+    engines
+        .iter()
+        .map(|e| {
+            format!(
+                "engine {} (runner {})",
+                Escaped(&bridge_state::engines::summary(e, now)),
+                Escaped(&e.runner_id)
+            )
+        })
+        .collect()
 }

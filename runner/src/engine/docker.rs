@@ -1,4 +1,5 @@
-//! The real [`Engine`]: a local Docker engine through bollard.
+//! The real [`Engine`]: a Docker engine through bollard, over its unix
+//! socket or over TCP with TLS.
 //!
 //! This is the only module that holds a `bollard::Docker`, and its
 //! [`Engine::create`] is the only call of `create_container` in the runner
@@ -20,9 +21,11 @@ use bollard::query_parameters::{
 use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
 
+use bridge_state::engines::Transport;
+
 use super::{Engine, EngineError, HardenedSpec};
 
-/// A Docker engine reached through its local socket.
+/// A Docker engine reached through a unix socket or over TCP with TLS.
 #[derive(Debug, Clone)]
 pub struct DockerEngine(Docker);
 
@@ -36,12 +39,56 @@ fn is_not_found(e: &Error) -> bool {
     )
 }
 
+/// Seconds one engine request may take (bollard's own default).
+const REQUEST_TIMEOUT_SECS: u64 = 120;
+
 impl DockerEngine {
-    /// Connects to the local engine and agrees on an API version it speaks
-    /// (Debian's 20.10 engine speaks 1.41).
+    /// Connects to this host's engine and agrees on an API version it
+    /// speaks (Debian's 20.10 engine speaks 1.41).
     pub async fn connect() -> Result<Self, ConnectError> {
-        let docker = Docker::connect_with_local_defaults()
-            .map_err(ConnectError::Unreachable)?
+        let docker = Docker::connect_with_local_defaults().map_err(ConnectError::Unreachable)?;
+        Self::negotiated(docker).await
+    }
+
+    /// Connects to a configured engine. A client that cannot even be built
+    /// (an unreadable certificate) is an error; an engine that does not
+    /// answer yet is too, and the caller decides whether to wait for it.
+    pub fn open(transport: &Transport) -> Result<Self, ConnectError> {
+        let docker = match transport {
+            Transport::Unix(path) => Docker::connect_with_unix(
+                &path.to_string_lossy(),
+                REQUEST_TIMEOUT_SECS,
+                bollard::API_DEFAULT_VERSION,
+            ),
+            Transport::Tls {
+                addr,
+                ca,
+                cert,
+                key,
+            } => {
+                transport
+                    .check_files()
+                    .map_err(|(path, source)| ConnectError::TlsFile { path, source })?;
+                Docker::connect_with_ssl(
+                    addr,
+                    key,
+                    cert,
+                    ca,
+                    REQUEST_TIMEOUT_SECS,
+                    bollard::API_DEFAULT_VERSION,
+                )
+            }
+        };
+        docker.map(Self).map_err(ConnectError::Unreachable)
+    }
+
+    /// Agrees on an API version with an opened engine and checks it answers.
+    pub async fn negotiate(self) -> Result<Self, ConnectError> {
+        Self::negotiated(self.0).await
+    }
+
+    async fn negotiated(docker: Docker) -> Result<Self, ConnectError> {
+        let docker = docker
             .negotiate_version()
             .await
             .map_err(ConnectError::Negotiate)?;
@@ -63,9 +110,24 @@ pub enum ConnectError {
     Negotiate(#[source] Error),
     #[error("the Docker engine does not answer ping (is the daemon healthy?): {0}")]
     Ping(#[source] Error),
+    #[error("{0}")]
+    Config(String),
+    #[error("no configured Docker engine answers within a few seconds; check each engine's url")]
+    NoneAnswers,
+    #[error(
+        "cannot read the TLS file {path} (ca, cert and key must be readable PEM files): {source}"
+    )]
+    TlsFile {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
 }
 
 impl Engine for DockerEngine {
+    fn ping(&self) -> BoxFuture<'_, Result<(), EngineError>> {
+        Box::pin(async move { self.0.ping().await.map(drop) })
+    }
+
     fn inspect_image<'a>(
         &'a self,
         image: &'a str,

@@ -20,6 +20,7 @@ use super::{Engine, EngineError, HardenedSpec};
 /// An engine operation, to make it fail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Op {
+    Ping,
     InspectImage,
     Create,
     Start,
@@ -32,6 +33,7 @@ pub enum Op {
 /// What the engine was asked to do (successful or not), in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
+    Ping,
     InspectImage(String),
     Create(String),
     Start(String),
@@ -249,6 +251,10 @@ async fn play(
 type Fut<'a, T> = BoxFuture<'a, Result<T, EngineError>>;
 
 impl Engine for Arc<FakeEngine> {
+    fn ping(&self) -> Fut<'_, ()> {
+        Box::pin(async move { self.call(Op::Ping, Event::Ping) })
+    }
+
     fn inspect_image<'a>(&'a self, image: &'a str) -> Fut<'a, Option<String>> {
         Box::pin(async move {
             self.call(Op::InspectImage, Event::InspectImage(image.to_owned()))?;
@@ -405,6 +411,7 @@ pub fn owner() -> crate::sandbox::Owner {
     crate::sandbox::Owner {
         runner: "run_me".into(),
         db: "db1".into(),
+        engine: "local".into(),
     }
 }
 

@@ -35,7 +35,10 @@ pub async fn start_container(
         check_workspace(w)?;
     }
     let Some(image_id) = engine.inspect_image(&p.image).await? else {
-        return Err(SandboxError::ImageMissing(p.image.clone()));
+        return Err(SandboxError::ImageMissing {
+            image: p.image.clone(),
+            engine: owner.engine.clone(),
+        });
     };
     let key = config_key(p);
     let name = format!(
@@ -280,7 +283,7 @@ mod tests {
         let fake = FakeEngine::with_image("other");
         let e = start(&fake).await.unwrap_err();
         assert!(
-            matches!(&e, SandboxError::ImageMissing(i) if i == "img"),
+            matches!(&e, SandboxError::ImageMissing { image, engine } if image == "img" && engine == "local"),
             "{e}"
         );
         assert_eq!(fake.events(), [Event::InspectImage("img".into())]);

@@ -24,12 +24,17 @@ pub const LABEL_RUNNER: &str = "mcp-bridge.runner";
 pub const LABEL_POOL: &str = "mcp-bridge.pool";
 /// The database the owning runner serves; sweeps only ever look at these.
 pub const LABEL_DB: &str = "mcp-bridge.db";
+/// The configured engine (its name) the container was created through.
+/// One daemon may be reached as two engines; each reaps only its own.
+pub const LABEL_ENGINE: &str = "mcp-bridge.engine";
 
-/// Who owns a container: a runner, serving one database.
+/// Who owns a container: a runner, serving one database, through one of
+/// its engines.
 #[derive(Debug, Clone)]
 pub struct Owner {
     pub runner: String,
     pub db: String,
+    pub engine: String,
 }
 /// The unprivileged user every command runs as (nobody:nogroup).
 pub const USER: &str = "65534:65534";
@@ -183,6 +188,7 @@ pub fn container_spec(
             (LABEL_MANAGED.into(), "1".into()),
             (LABEL_RUNNER.into(), owner.runner.clone()),
             (LABEL_DB.into(), owner.db.clone()),
+            (LABEL_ENGINE.into(), owner.engine.clone()),
             (LABEL_POOL.into(), key.into()),
         ])),
         host_config: Some(host),
@@ -200,6 +206,7 @@ mod tests {
         Owner {
             runner: "r1".into(),
             db: "d1".into(),
+            engine: "e1".into(),
         }
     }
 
@@ -232,6 +239,8 @@ mod tests {
         assert_eq!(h.security_opt, Some(vec!["no-new-privileges".to_string()]));
         assert_eq!(s.user.as_deref(), Some("65534:65534"));
         assert_eq!(h.pids_limit, Some(128));
+        let labels = s.labels.clone().unwrap();
+        assert_eq!(labels[LABEL_ENGINE], "e1", "reaping finds it by engine");
         assert_eq!(h.memory, Some(512 << 20));
         assert_eq!(h.memory_swap, h.memory);
         assert_eq!(h.nano_cpus, Some(1_000_000_000));

@@ -23,6 +23,7 @@ mod bridge_redaction;
 mod bridge_tools;
 mod bridge_validation;
 mod compose_stack;
+mod engines;
 mod first_run;
 mod fixture_migration;
 mod host_isolation;

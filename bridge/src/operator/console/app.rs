@@ -445,6 +445,7 @@ mod tests {
             jobs: Vec::new(),
             messages: Vec::new(),
             pending_since: Default::default(),
+            engines: Vec::new(),
             taken_at: 0,
         }
     }

@@ -288,10 +288,14 @@ fn proposals(frame: &mut Frame<'_>, area: Rect, app: &App, snap: &Snapshot, poli
 
 fn recent_jobs(frame: &mut Frame<'_>, area: Rect, snap: &Snapshot) {
     let width = usize::from(area.width.saturating_sub(2));
-    let lines: Vec<Line<'_>> = snap
-        .jobs
-        .iter()
-        .map(|p| {
+    // A down engine first, in bold: its jobs fail or wait until it is back.
+    let down = snap.engines.iter().filter(|e| !e.up).map(|e| {
+        let text = bridge_state::engines::summary(e, snap.taken_at);
+        Line::from(escaped_shortened(&format!("engine {text}"), width))
+            .style(Style::new().add_modifier(Modifier::BOLD))
+    });
+    let lines: Vec<Line<'_>> = down
+        .chain(snap.jobs.iter().map(|p| {
             let outcome = match &p.result {
                 Some(r) => {
                     let code = r
@@ -318,12 +322,18 @@ fn recent_jobs(frame: &mut Frame<'_>, area: Rect, snap: &Snapshot) {
                 head
             };
             Line::from(escaped_shortened(&line, width))
-        })
+        }))
         .collect();
-    frame.render_widget(
-        Paragraph::new(lines).block(pane("Jobs and results".into(), false)),
-        area,
-    );
+    let mut title = "Jobs and results".to_owned();
+    if !snap.engines.is_empty() {
+        let states: Vec<String> = snap
+            .engines
+            .iter()
+            .map(|e| format!("{} {}", Escaped(&e.name), if e.up { "up" } else { "DOWN" }))
+            .collect();
+        title = format!("{title} · engines: {}", states.join(", "));
+    }
+    frame.render_widget(Paragraph::new(lines).block(pane(title, false)), area);
 }
 
 fn review(frame: &mut Frame<'_>, area: Rect, app: &App, r: &Review) {

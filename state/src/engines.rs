@@ -1,0 +1,409 @@
+//! The Docker engines a runner uses: how the operator names them (the
+//! config file's `[[engine]]` list or the runner's `--engine` flags), and
+//! the state each runner reports for them in the database, where
+//! `bridge health`, `bridge list` and the console read it. The bridge never
+//! talks to an engine; it only shows what the runner wrote.
+
+use std::path::PathBuf;
+
+use rusqlite::{Connection, params};
+use serde::{Deserialize, Serialize};
+
+use crate::clock::Millis;
+use crate::jobs::LEASE_MS;
+use crate::redact::Redacted;
+
+/// The engine a runner uses when none is configured: this host's socket.
+pub const DEFAULT_NAME: &str = "local";
+
+/// One `[[engine]]` entry (or one `--engine` flag).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EngineConfig {
+    /// Shown to the operator and put on every container as the
+    /// `mcp-bridge.engine` label: 1-32 of `a-z`, `0-9`, `-`, `_`.
+    pub name: String,
+    /// `unix:///var/run/docker.sock`, `tcp://HOST:PORT` (TLS required) or
+    /// `ssh://USER@HOST`.
+    pub url: String,
+    /// The engine shares this host's filesystem, so it may bind-mount a
+    /// workspace. Default: true for a unix socket, false otherwise.
+    pub local: Option<bool>,
+    /// Jobs run at the same time on this engine [default: the runner's
+    /// `--max-parallel`].
+    pub max_parallel: Option<usize>,
+    /// Warm containers kept per configuration on this engine [default: the
+    /// runner's `--pool-size`].
+    pub pool_size: Option<usize>,
+    /// TLS for `tcp://`: the CA that signed the engine's certificate, and
+    /// this client's certificate and key (PEM files).
+    pub ca: Option<PathBuf>,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
+
+/// How the runner reaches an engine, decided from its URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transport {
+    Unix(PathBuf),
+    Tls {
+        addr: String,
+        ca: PathBuf,
+        cert: PathBuf,
+        key: PathBuf,
+    },
+}
+
+impl EngineConfig {
+    /// This host's engine, as a runner without configuration uses it.
+    pub fn default_local() -> Self {
+        Self {
+            name: DEFAULT_NAME.into(),
+            url: "unix:///var/run/docker.sock".into(),
+            local: Some(true),
+            max_parallel: None,
+            pool_size: None,
+            ca: None,
+            cert: None,
+            key: None,
+        }
+    }
+
+    /// Parses one `--engine` flag: comma-separated `key=value` pairs with
+    /// the config file's keys, e.g.
+    /// `name=b,url=tcp://10.0.0.2:2376,ca=ca.pem,cert=cert.pem,key=key.pem`.
+    pub fn parse_flag(s: &str) -> Result<Self, String> {
+        let mut table = toml::Table::new();
+        for pair in s.split(',').filter(|p| !p.trim().is_empty()) {
+            let Some((k, v)) = pair.split_once('=') else {
+                return Err(format!(
+                    "--engine `{s}`: `{pair}` is not key=value; write e.g. `name=b,url=tcp://HOST:2376,ca=ca.pem,cert=cert.pem,key=key.pem`"
+                ));
+            };
+            let (k, v) = (k.trim(), v.trim());
+            let value = match k {
+                "local" => toml::Value::Boolean(v.parse().map_err(|_| {
+                    format!("--engine `{s}`: local must be true or false, not `{v}`")
+                })?),
+                "max_parallel" | "pool_size" => toml::Value::Integer(v.parse().map_err(|_| {
+                    format!("--engine `{s}`: {k} must be a whole number, not `{v}`")
+                })?),
+                _ => toml::Value::String(v.into()),
+            };
+            if table.insert(k.into(), value).is_some() {
+                return Err(format!("--engine `{s}`: `{k}` is given twice"));
+            }
+        }
+        table
+            .try_into()
+            .map_err(|e: toml::de::Error| format!("--engine `{s}`: {}", e.message()))
+    }
+
+    /// Whether workspaces may be bind-mounted from this host.
+    pub fn is_local(&self) -> bool {
+        self.local.unwrap_or(self.url.starts_with("unix://"))
+    }
+
+    /// Checks the entry and says how to reach the engine. Plain `tcp://`
+    /// is refused: anyone who can reach that port could run containers.
+    pub fn transport(&self) -> Result<Transport, String> {
+        let who = format!("engine `{}`", self.name);
+        let tls = [&self.ca, &self.cert, &self.key];
+        if let Some(path) = self.url.strip_prefix("unix://") {
+            if tls.iter().any(|f| f.is_some()) {
+                return Err(format!(
+                    "{who}: ca, cert and key are for tcp:// engines; a unix socket takes none"
+                ));
+            }
+            if !path.starts_with('/') {
+                return Err(format!(
+                    "{who}: url `{}` needs an absolute socket path, e.g. unix:///var/run/docker.sock",
+                    self.url
+                ));
+            }
+            return Ok(Transport::Unix(path.into()));
+        }
+        if let Some(addr) = self.url.strip_prefix("tcp://") {
+            let (Some(ca), Some(cert), Some(key)) = (&self.ca, &self.cert, &self.key) else {
+                return Err(format!(
+                    "{who}: a tcp:// engine needs TLS: set ca, cert and key (PEM files; see `dockerd --tlsverify`)"
+                ));
+            };
+            if addr.is_empty() || addr.contains('/') {
+                return Err(format!("{who}: url `{}` must be tcp://HOST:PORT", self.url));
+            }
+            return Ok(Transport::Tls {
+                addr: addr.into(),
+                ca: ca.clone(),
+                cert: cert.clone(),
+                key: key.clone(),
+            });
+        }
+        if self.url.starts_with("ssh://") {
+            return Err(format!(
+                "{who}: ssh:// engines are not supported by this runner yet; expose the engine over tcp:// with TLS (`dockerd --tlsverify`) instead"
+            ));
+        }
+        Err(format!(
+            "{who}: url `{}` must start with unix://, tcp:// (with TLS) or ssh://",
+            self.url
+        ))
+    }
+}
+
+impl Transport {
+    /// The TLS files can be read (the client reads them when it connects):
+    /// `Err((path, why))` names the first that cannot.
+    pub fn check_files(&self) -> Result<(), (PathBuf, std::io::Error)> {
+        if let Transport::Tls { ca, cert, key, .. } = self {
+            for file in [ca, cert, key] {
+                std::fs::File::open(file).map_err(|e| (file.clone(), e))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Checks a runner's engine list: valid names, each once, usable URLs.
+pub fn validate(engines: &[EngineConfig]) -> Result<(), String> {
+    if engines.is_empty() {
+        return Err(
+            "no engine configured: remove the empty engine list or add an `[[engine]]`".into(),
+        );
+    }
+    for (i, e) in engines.iter().enumerate() {
+        let ok = (1..=32).contains(&e.name.len())
+            && e.name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+        if !ok {
+            return Err(format!(
+                "engine name `{}` is invalid: use 1-32 of a-z, 0-9, - and _",
+                e.name.escape_debug()
+            ));
+        }
+        if engines[..i].iter().any(|o| o.name == e.name) {
+            return Err(format!("engine name `{}` is used twice", e.name));
+        }
+        if e.max_parallel == Some(0) {
+            return Err(format!(
+                "engine `{}`: max_parallel must be at least 1",
+                e.name
+            ));
+        }
+        e.transport()?;
+    }
+    Ok(())
+}
+
+/// What one runner last reported about one of its engines.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EngineStatus {
+    pub runner_id: String,
+    pub name: String,
+    /// The URL, redacted.
+    pub endpoint: String,
+    pub local: bool,
+    pub up: bool,
+    /// When it last went up or down.
+    pub since: Millis,
+    /// Why it is down (redacted), while it is.
+    pub error: Option<String>,
+    /// When the runner tries a down engine again.
+    pub next_retry_at: Option<Millis>,
+    pub running: i64,
+    pub max_parallel: i64,
+    pub warm: i64,
+    pub updated_at: Millis,
+}
+
+/// What a runner writes about one engine; the text fields are redacted.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub name: String,
+    pub endpoint: Redacted,
+    pub local: bool,
+    pub up: bool,
+    pub since: Millis,
+    pub error: Option<Redacted>,
+    pub next_retry_at: Option<Millis>,
+    pub running: usize,
+    pub max_parallel: usize,
+    pub warm: usize,
+}
+
+/// Replaces `runner_id`'s rows with `reports` (one transaction).
+pub fn report(
+    conn: &mut Connection,
+    runner_id: &str,
+    reports: &[Report],
+    now: Millis,
+) -> rusqlite::Result<()> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    tx.execute("DELETE FROM engines WHERE runner_id = ?1", [runner_id])?;
+    for r in reports {
+        tx.execute(
+            "INSERT INTO engines (runner_id, name, endpoint, local, up, since, error, next_retry_at,
+                                  running, max_parallel, warm, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            params![
+                runner_id,
+                r.name,
+                r.endpoint.as_str(),
+                r.local,
+                r.up,
+                r.since,
+                r.error.as_ref().map(|e| e.as_str()),
+                r.next_retry_at,
+                r.running as i64,
+                r.max_parallel as i64,
+                r.warm as i64,
+                now
+            ],
+        )?;
+    }
+    tx.commit()
+}
+
+/// The engines of runners whose heartbeat is fresh, by runner then name.
+pub fn statuses(conn: &Connection, now: Millis) -> rusqlite::Result<Vec<EngineStatus>> {
+    conn.prepare(
+        "SELECT e.runner_id, e.name, e.endpoint, e.local, e.up, e.since, e.error, e.next_retry_at,
+                e.running, e.max_parallel, e.warm, e.updated_at
+         FROM engines e JOIN runners r ON r.id = e.runner_id
+         WHERE r.heartbeat_at > ?1 ORDER BY e.runner_id, e.name",
+    )?
+    .query_map([now - LEASE_MS], |r| {
+        Ok(EngineStatus {
+            runner_id: r.get(0)?,
+            name: r.get(1)?,
+            endpoint: r.get(2)?,
+            local: r.get(3)?,
+            up: r.get(4)?,
+            since: r.get(5)?,
+            error: r.get(6)?,
+            next_retry_at: r.get(7)?,
+            running: r.get(8)?,
+            max_parallel: r.get(9)?,
+            warm: r.get(10)?,
+            updated_at: r.get(11)?,
+        })
+    })?
+    .collect()
+}
+
+/// One line per engine for the operator, e.g. `b down 12 s (retry in 4 s): …`.
+pub fn summary(s: &EngineStatus, now: Millis) -> String {
+    let secs = |ms: Millis| (ms.max(0) + 999) / 1000;
+    if s.up {
+        format!(
+            "{} up · {}/{} running · {} warm · {}{}",
+            s.name,
+            s.running,
+            s.max_parallel,
+            s.warm,
+            s.endpoint,
+            if s.local { " (local)" } else { "" }
+        )
+    } else {
+        let retry = s
+            .next_retry_at
+            .map(|t| format!(", retry in {} s", secs(t - now)))
+            .unwrap_or_default();
+        format!(
+            "{} DOWN for {} s{retry} · {}: {}",
+            s.name,
+            secs(now - s.since),
+            s.endpoint,
+            s.error.as_deref().unwrap_or("no reason recorded")
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(url: &str) -> EngineConfig {
+        EngineConfig {
+            url: url.into(),
+            name: "b".into(),
+            ..EngineConfig::default_local()
+        }
+    }
+
+    #[test]
+    fn a_flag_reads_like_a_config_entry() {
+        let e = EngineConfig::parse_flag(
+            "name=b,url=tcp://127.0.0.1:2376,ca=/c/ca.pem,cert=/c/cert.pem,key=/c/key.pem,local=true,max_parallel=3",
+        )
+        .unwrap();
+        assert_eq!(e.name, "b");
+        assert_eq!(e.max_parallel, Some(3));
+        assert!(e.is_local());
+        assert!(
+            matches!(e.transport(), Ok(Transport::Tls { addr, .. }) if addr == "127.0.0.1:2376")
+        );
+    }
+
+    #[test]
+    fn bad_flags_say_what_is_wrong() {
+        for (flag, says) in [
+            ("name=b,url", "not key=value"),
+            ("name=b,url=unix:///s,name=c", "given twice"),
+            ("name=b,url=unix:///s,local=yes", "true or false"),
+            ("name=b,url=unix:///s,max_parallel=x", "whole number"),
+            ("name=b,url=unix:///s,colour=red", "unknown field"),
+            ("url=unix:///s", "missing field `name`"),
+        ] {
+            let err = EngineConfig::parse_flag(flag).unwrap_err();
+            assert!(err.contains(says), "{flag}: {err}");
+        }
+    }
+
+    #[test]
+    fn plain_tcp_and_ssh_are_refused_with_the_fix() {
+        let err = cfg("tcp://10.0.0.2:2375").transport().unwrap_err();
+        assert!(err.contains("needs TLS: set ca, cert and key"), "{err}");
+        let err = cfg("ssh://me@host").transport().unwrap_err();
+        assert!(err.contains("tcp:// with TLS"), "{err}");
+        let err = cfg("http://host").transport().unwrap_err();
+        assert!(err.contains("must start with unix://"), "{err}");
+        let mut with_tls = cfg("unix:///var/run/docker.sock");
+        with_tls.ca = Some("/ca.pem".into());
+        assert!(with_tls.transport().unwrap_err().contains("takes none"));
+    }
+
+    #[test]
+    fn only_sockets_are_local_unless_said_otherwise() {
+        assert!(cfg("unix:///var/run/docker.sock").is_local());
+        let mut remote = cfg("tcp://h:2376");
+        remote.local = None;
+        assert!(!remote.is_local());
+        remote.local = Some(true);
+        assert!(remote.is_local());
+    }
+
+    #[test]
+    fn names_are_checked_and_unique() {
+        let a = EngineConfig::default_local();
+        assert!(validate(std::slice::from_ref(&a)).is_ok());
+        assert!(
+            validate(&[a.clone(), a.clone()])
+                .unwrap_err()
+                .contains("used twice")
+        );
+        for bad in ["", "Big", "a b", "x\u{1b}[2J", &"n".repeat(33)] {
+            let e = EngineConfig {
+                name: bad.into(),
+                ..a.clone()
+            };
+            let err = validate(&[e]).unwrap_err();
+            assert!(
+                err.contains("is invalid") && !err.contains('\u{1b}'),
+                "{err}"
+            );
+        }
+        assert!(validate(&[]).unwrap_err().contains("no engine"));
+    }
+}

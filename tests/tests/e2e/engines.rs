@@ -1,0 +1,245 @@
+//! A runner spanning two Docker engines: this host's socket, and the same
+//! daemon reached again over TCP with mutual TLS through a loopback proxy
+//! (`bridge_tests::tls_engine`, certificates made in the test). Jobs are
+//! spread over both; the TLS engine is stopped mid-run and brought back:
+//! its running job fails once with the reason, nothing is run twice, new
+//! jobs go to the engine that answers, the operator sees the engine down
+//! and up again, and each engine's leftovers are swept by that engine.
+//! Real binaries, a real MCP client, a real Docker engine.
+
+use std::path::Path;
+use std::time::Duration;
+
+use bridge_tests::tls_engine::TlsEngine;
+use bridge_tests::yolo::{self, World};
+
+/// Proposes each command and approves it on the operator's terminal:
+/// (proposal, token) pairs.
+async fn approve_all(w: &World, commands: &[&str]) -> anyhow::Result<Vec<(String, String)>> {
+    let mut approved = Vec::new();
+    for c in commands {
+        let p = w.propose(c).await?;
+        let token = yolo::approve(&w.db, &p, &[])?;
+        approved.push((p, token));
+    }
+    Ok(approved)
+}
+
+/// Executes every approved proposal at once (`execute_command` waits for
+/// the result, so they overlap) and waits for the replies.
+async fn execute_all(
+    w: &World,
+    approved: &[(String, String)],
+) -> Vec<anyhow::Result<serde_json::Value>> {
+    let calls = approved.iter().map(|(p, token)| w.execute(p, token));
+    futures_util::future::join_all(calls).await
+}
+
+/// Approves and executes `commands` at once; their proposal ids.
+async fn run_all(w: &World, commands: &[&str]) -> anyhow::Result<Vec<String>> {
+    let approved = approve_all(w, commands).await?;
+    for reply in execute_all(w, &approved).await {
+        reply?;
+    }
+    Ok(approved.into_iter().map(|(p, _)| p).collect())
+}
+
+/// The single engine each job started on (each started exactly once).
+fn engine_of(db: &Path, proposal: &str) -> anyhow::Result<String> {
+    let engines = yolo::job_engines(db, proposal)?;
+    anyhow::ensure!(
+        engines.len() == 1,
+        "{proposal} started {} times: {engines:?}",
+        engines.len()
+    );
+    Ok(engines[0].clone())
+}
+
+/// `bridge list`'s line for engine `name`.
+fn engine_line(db: &Path, name: &str) -> anyhow::Result<String> {
+    let out = bridge_tests::operator(db, &["list"])?;
+    anyhow::ensure!(out.status.success(), "bridge list failed: {out:?}");
+    let text = String::from_utf8(out.stdout)?;
+    Ok(text
+        .lines()
+        .find(|l| l.starts_with(&format!("engine {name} ")))
+        .unwrap_or_default()
+        .to_owned())
+}
+
+fn local_engine(name: &str) -> String {
+    let socket = std::env::var("DOCKER_HOST")
+        .ok()
+        .filter(|h| h.starts_with("unix://"))
+        .unwrap_or_else(|| "unix:///var/run/docker.sock".into());
+    format!("name={name},url={socket},max_parallel=2")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn jobs_spread_over_two_engines_and_a_lost_engine_fails_its_job_once() -> anyhow::Result<()> {
+    if !yolo::docker_or_skip("jobs_spread_over_two_engines_and_a_lost_engine_fails_its_job_once") {
+        return Ok(());
+    }
+    let tls = TlsEngine::start().await?;
+    let remote = format!("{},max_parallel=2", tls.engine_flag("tls"));
+    let local = local_engine("local");
+    let runner_args = ["--engine", &local, "--engine", &remote, "--pool-size", "1"];
+    // Thirteen proposals from one session: past the default send limit.
+    let w = World::start_serving(&["--rate-limit", "off"], &runner_args, &[]).await?;
+    let within = Duration::from_secs(60);
+
+    // Placement: four jobs that overlap, two slots per engine.
+    let jobs = run_all(&w, &["sleep 2; echo spread"; 4]).await?;
+    let mut on = Vec::new();
+    for p in &jobs {
+        let job = yolo::wait_final(&w.db, p, within)?;
+        assert_eq!(job.state, "done", "{p}: {job:?}");
+        on.push(engine_of(&w.db, p)?);
+    }
+    on.sort();
+    assert_eq!(on, ["local", "local", "tls", "tls"], "two on each engine");
+    assert!(engine_line(&w.db, "tls")?.contains("tls up"));
+
+    // Four long jobs, two on each engine; then the TLS engine goes away.
+    let approved = approve_all(&w, &["sleep 6; echo survived"; 4]).await?;
+    let jobs: Vec<String> = approved.iter().map(|(p, _)| p.clone()).collect();
+    let (db, running) = (w.db.clone(), jobs.clone());
+    let stop_mid_run = async {
+        tokio::task::spawn_blocking(move || {
+            for p in &running {
+                yolo::wait_running(&db, p, within)?;
+            }
+            anyhow::Ok(())
+        })
+        .await??;
+        tls.stop();
+        anyhow::Ok(())
+    };
+    // The lost jobs' replies say they failed; the rows are checked below.
+    let (_, stopped) = tokio::join!(execute_all(&w, &approved), stop_mid_run);
+    stopped?;
+    let mut lost = Vec::new();
+    for p in &jobs {
+        let job = yolo::wait_final(&w.db, p, within)?;
+        match engine_of(&w.db, p)?.as_str() {
+            "local" => {
+                assert_eq!(job.state, "done", "{p}: {job:?}");
+                assert_eq!(job.result["stdout"], "survived\n");
+            }
+            _ => {
+                let why = job.failure.clone().unwrap_or_default();
+                assert_eq!(job.state, "failed", "{p}: {job:?}");
+                assert!(
+                    why.contains("Docker engine `tls` stopped answering")
+                        && why.contains("not retried"),
+                    "{why}"
+                );
+                lost.push(job);
+            }
+        }
+    }
+    assert_eq!(lost.len(), 2, "the TLS engine's two jobs were lost");
+    let down = engine_line(&w.db, "tls")?;
+    assert!(
+        down.contains("tls DOWN") && down.contains("retry in"),
+        "{down}"
+    );
+
+    // While it is down, jobs go to the engine that answers.
+    let after = w.run("echo placed").await?;
+    assert_eq!(after.stdout(), "placed\n");
+    assert_eq!(engine_of(&w.db, &after.proposal)?, "local");
+
+    // Back up: the operator sees it, the lost jobs' containers (left on
+    // the daemon while it was unreachable) are swept through it, and it
+    // takes jobs again.
+    tls.restart().await?;
+    yolo::wait_until("the TLS engine to be up again", within, || {
+        Ok(engine_line(&w.db, "tls")?.contains("tls up"))
+    })?;
+    for job in &lost {
+        let id = job.container_id.clone().unwrap_or_default();
+        yolo::wait_until(
+            &format!("lost container {id} to be removed"),
+            within,
+            || Ok(!yolo::container_exists(&id)?),
+        )?;
+    }
+    let jobs = run_all(&w, &["sleep 1; echo back"; 4]).await?;
+    let mut on = Vec::new();
+    for p in &jobs {
+        assert_eq!(yolo::wait_final(&w.db, p, within)?.state, "done");
+        on.push(engine_of(&w.db, p)?);
+    }
+    assert!(
+        on.iter().any(|e| e == "tls"),
+        "the TLS engine runs jobs again: {on:?}"
+    );
+    w.finish().await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_workspace_job_is_refused_by_a_runner_without_a_local_engine() -> anyhow::Result<()> {
+    if !yolo::docker_or_skip("a_workspace_job_is_refused_by_a_runner_without_a_local_engine") {
+        return Ok(());
+    }
+    let tls = TlsEngine::start().await?;
+    let ws = tempfile::tempdir()?;
+    let ws_arg = ws.path().to_str().unwrap().to_owned();
+    let remote = tls.engine_flag("remote");
+    let w = World::start_with(&["--engine", &remote], &["--workspace", &ws_arg]).await?;
+    let p = w.propose("ls /workspace").await?;
+    let token = yolo::approve(&w.db, &p, &[])?;
+    w.execute(&p, &token).await?;
+    let job = yolo::wait_final(&w.db, &p, Duration::from_secs(60))?;
+    assert_eq!(job.state, "failed");
+    let why = job.failure.unwrap_or_default();
+    assert!(
+        why.contains("no local Docker engine") && why.contains("local = true"),
+        "{why}"
+    );
+    assert_eq!(
+        yolo::job_starts(&w.db, &p)?,
+        0,
+        "it never reached a container"
+    );
+    // The sessions were told why.
+    let inbox = yolo::inbox(&w.server, &w.conv, "a").await?;
+    let told = serde_json::Value::from(inbox).to_string();
+    assert!(told.contains("no local Docker engine"), "{told}");
+    w.finish().await
+}
+
+#[test]
+fn bad_engine_settings_stop_the_runner_with_the_fix() {
+    for (flag, says) in [
+        (
+            "name=plain,url=tcp://127.0.0.1:2375",
+            "needs TLS: set ca, cert and key",
+        ),
+        ("url=unix:///var/run/docker.sock", "missing field `name`"),
+        (
+            "name=Bad,url=unix:///var/run/docker.sock",
+            "is invalid: use 1-32 of a-z",
+        ),
+        (
+            "name=s,url=ssh://me@127.0.0.1",
+            "expose the engine over tcp:// with TLS",
+        ),
+        (
+            "name=t,url=tcp://127.0.0.1:9,ca=/nonexistent/ca.pem,cert=/c,key=/k",
+            "cannot read the TLS file /nonexistent/ca.pem",
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = std::process::Command::new(bridge_tests::bin("runner"))
+            .arg("--db")
+            .arg(dir.path().join("b.db"))
+            .args(["--engine", flag])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{flag}: the runner started");
+        assert!(err.contains(says), "{flag}: {err}");
+    }
+}
