@@ -255,7 +255,7 @@ fn too_large() -> Response {
 async fn health(State(bridge): State<Bridge>) -> Response {
     match bridge
         .db()
-        .call(|c| Ok(bridge_state::store::ping(c)?))
+        .read(|c| Ok(bridge_state::store::ping(c)?))
         .await
     {
         Ok(_) => (StatusCode::OK, "ok\n").into_response(),
