@@ -294,6 +294,7 @@ pub fn statuses(conn: &Connection, now: Millis) -> rusqlite::Result<Vec<EngineSt
 
 /// One line per engine for the operator, e.g. `b down 12 s (retry in 4 s): …`.
 pub fn summary(s: &EngineStatus, now: Millis) -> String {
+    // Down for whole seconds elapsed; a retry in seconds rounded up.
     let secs = |ms: Millis| (ms.max(0) + 999) / 1000;
     if s.up {
         format!(
@@ -313,7 +314,7 @@ pub fn summary(s: &EngineStatus, now: Millis) -> String {
         format!(
             "{} DOWN for {} s{retry} · {}: {}",
             s.name,
-            secs(now - s.since),
+            (now - s.since).max(0) / 1000,
             s.endpoint,
             s.error.as_deref().unwrap_or("no reason recorded")
         )

@@ -9,15 +9,24 @@
 //! fsync per commit and is available with `--sync full`.
 //!
 //! rusqlite's `Connection` is `Send` but not `Sync`, and SQLite calls block,
-//! so async code never touches it directly: [`Db::call`] runs a closure on
-//! tokio's blocking pool while holding the connection's mutex. The mutex is
-//! a std one and is never held across an `.await`.
+//! so async code never touches it directly. A process has one write
+//! connection: [`Db::write`] queues a closure for the writer thread, which
+//! runs the writes waiting together in one transaction (`writer.rs`), and
+//! [`Db::call`] runs a closure that manages its own transaction on tokio's
+//! blocking pool. Both hold the connection's mutex while they run (a std
+//! one, never held across an `.await`). [`Db::read`] runs on one of a few
+//! read-only connections (`readers.rs`), so reads never queue behind writes.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rusqlite::Connection;
+
+mod db;
+mod readers;
+mod writer;
+
+pub use db::Db;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -390,73 +399,6 @@ pub fn open(path: &Path, sync: Sync) -> Result<Connection, StoreError> {
     }
     migrate(&mut conn)?;
     Ok(conn)
-}
-
-/// A cheap-to-clone handle to one connection.
-#[derive(Clone)]
-pub struct Db {
-    conn: Arc<Mutex<Connection>>,
-    path: Arc<PathBuf>,
-    /// Rung after every call that committed a change.
-    bell: Option<Arc<crate::wake::Bell>>,
-}
-
-/// Runs `f` on the connection; rings `bell` when it committed a change.
-fn run_and_ring<T, E>(
-    conn: &mut Connection,
-    bell: Option<&crate::wake::Bell>,
-    f: impl FnOnce(&mut Connection) -> Result<T, E>,
-) -> Result<T, E> {
-    let before = conn.total_changes();
-    let out = f(conn);
-    if let Some(bell) = bell
-        && conn.total_changes() != before
-        && conn.is_autocommit()
-    {
-        bell.ring();
-    }
-    out
-}
-
-impl Db {
-    pub fn open(path: &Path, sync: Sync) -> Result<Self, StoreError> {
-        let conn = open(path, sync)?;
-        Ok(Self {
-            conn: Arc::new(Mutex::new(conn)),
-            path: Arc::new(path.to_path_buf()),
-            bell: crate::wake::Bell::open(path).map(Arc::new),
-        })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Runs blocking database work off the async threads.
-    pub async fn call<T, F>(&self, f: F) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
-    {
-        let (conn, bell) = (self.conn.clone(), self.bell.clone());
-        tokio::task::spawn_blocking(move || {
-            // A panic in another closure poisons the mutex but leaves the
-            // connection usable: SQLite rolled back any open transaction.
-            let mut guard = conn.lock().unwrap_or_else(|p| p.into_inner());
-            run_and_ring(&mut guard, bell.as_deref(), f)
-        })
-        .await
-        .map_err(|e| StoreError::Join(e.to_string()))?
-    }
-
-    /// Runs blocking database work on the current thread (CLI use).
-    pub fn call_blocking<T, E>(
-        &self,
-        f: impl FnOnce(&mut Connection) -> Result<T, E>,
-    ) -> Result<T, E> {
-        let mut guard = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        run_and_ring(&mut guard, self.bell.as_deref(), f)
-    }
 }
 
 #[cfg(test)]

@@ -46,6 +46,11 @@ pub fn target_dir() -> PathBuf {
 /// run the current code (the tests crate cannot depend on another
 /// package's binary directly).
 pub fn bin(name: &str) -> PathBuf {
+    // A same-run comparison with another build (a baseline's binaries
+    // copied aside): use them as they are, build nothing.
+    if let Some(dir) = std::env::var_os("BRIDGE_BENCH_BIN_DIR") {
+        return PathBuf::from(dir).join(name);
+    }
     static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
     let profile = if cfg!(debug_assertions) {
         "debug"

@@ -259,7 +259,7 @@ async fn health(State(bridge): State<Bridge>) -> Response {
     let now = SystemClock.now_ms();
     match bridge
         .db()
-        .call(move |c| {
+        .read(move |c| {
             bridge_state::store::ping(c)?;
             Ok(bridge_state::engines::statuses(c, now)?)
         })

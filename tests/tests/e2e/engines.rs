@@ -243,3 +243,86 @@ fn bad_engine_settings_stop_the_runner_with_the_fix() {
         assert!(err.contains(says), "{flag}: {err}");
     }
 }
+
+/// What the operator sees of a runner's engines, written as a runner
+/// writes them (no Docker needed): `bridge list` gives each engine's state
+/// and the last error, `/healthz` (via `bridge health`) only names which are
+/// up, and the console puts a down engine at the top of its jobs pane. The
+/// error text is shown escaped, wherever it came from.
+#[tokio::test]
+async fn the_operator_sees_which_engines_are_down_and_why() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let db = dir.path().join("b.db");
+    let http = bridge_tests::http_bridge::HttpBridge::start(&db, &[], &[])?;
+    let now = chrono::Utc::now().timestamp_millis();
+    let conn = bridge_tests::sql(&db)?;
+    conn.execute(
+        // Its heartbeat stays fresh for the whole test.
+        "INSERT INTO runners (id, pid, started_at, heartbeat_at) VALUES ('run_a1', 1, ?1, ?2)",
+        [now, now + 3_600_000],
+    )?;
+    for (name, up, error) in [
+        ("here", true, None),
+        (
+            "build-02",
+            false,
+            Some("ping failed: connect refused\u{1b}[2J"),
+        ),
+    ] {
+        conn.execute(
+            "INSERT INTO engines (runner_id, name, endpoint, local, up, since, error, next_retry_at,
+                                  running, max_parallel, warm, updated_at)
+             VALUES ('run_a1', ?1, 'tcp://10.0.0.12:2376', 0, ?2, ?3, ?4, ?5, 1, 8, 2, ?3)",
+            rusqlite::params![name, up, now - 12_000, error, now + 4_000],
+        )?;
+    }
+
+    let out = bridge_tests::operator(&db, &["list"])?;
+    let text = String::from_utf8(out.stdout)?;
+    assert!(
+        text.contains("engine here up · 1/8 running · 2 warm"),
+        "{text}"
+    );
+    let down = text
+        .lines()
+        .find(|l| l.contains("build-02"))
+        .unwrap_or_default();
+    assert!(down.contains("build-02 DOWN for 12 s, retry in "), "{down}");
+    assert!(
+        down.contains("connect refused\\e[2J") && !down.contains('\u{1b}'),
+        "{down}"
+    );
+
+    let health = std::process::Command::new(bridge_tests::bin("bridge"))
+        .args(["health", &format!("http://{}/healthz", http.addr)])
+        .output()?;
+    let said = String::from_utf8(health.stdout)?;
+    let err = String::from_utf8_lossy(&health.stderr);
+    assert!(health.status.success(), "{said}{err}");
+    assert!(
+        said.contains("engines: 1 of 2 up (down: build-02;"),
+        "{said}"
+    );
+    assert!(
+        !said.contains("10.0.0.12"),
+        "no addresses to HTTP clients: {said}"
+    );
+
+    let mut cmd = std::process::Command::new(bridge_tests::bin("bridge"));
+    cmd.arg("--db").arg(&db).args(["console", "--watch"]);
+    let mut c = bridge_tests::console::Console::spawn(cmd, 30, 240)?;
+    let screen = c.shows(
+        "the engines in the jobs pane",
+        "engines: build-02 DOWN, here up",
+    )?;
+    let line = screen
+        .iter()
+        .find(|l| l.contains("engine build-02 DOWN"))
+        .cloned();
+    assert!(
+        line.is_some_and(|l| l.contains("connect refused\\e[2J")),
+        "{screen:#?}"
+    );
+    c.quit()?;
+    Ok(())
+}

@@ -19,7 +19,7 @@ impl Bridge {
         Ok(self
             .0
             .db
-            .call(move |conn| this.authenticate_quiet(conn, &caller, this.now()))
+            .read(move |conn| this.authenticate_quiet(conn, &caller, this.now()))
             .await?)
     }
 

@@ -26,7 +26,7 @@ impl Bridge {
                 let mut last: i64 = self
                     .0
                     .db
-                    .call(|c| Ok(messages::newest_id(c)?))
+                    .read(|c| Ok(messages::newest_id(c)?))
                     .await?;
                 let (db, bells) = (self.0.db.clone(), self.0.doorbells.clone());
                 // Holds no reference to the bridge: it ends when the wake
@@ -49,7 +49,7 @@ impl Bridge {
                         };
                         changes.borrow_and_update();
                         let since = last;
-                        match db.call(move |c| Ok(messages::inboxes_since(c, since)?)).await {
+                        match db.read(move |c| Ok(messages::inboxes_since(c, since)?)).await {
                             Ok((newest, inboxes)) => {
                                 recheck = event && inboxes.is_empty();
                                 last = newest;

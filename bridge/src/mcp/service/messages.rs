@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use rusqlite::{Connection, TransactionBehavior};
+use rusqlite::Connection;
 use tokio_util::sync::CancellationToken;
 
 use bridge_state::audit::{self, Entry, Outcome};
@@ -47,27 +47,46 @@ impl Drop for Waiting<'_> {
     }
 }
 
+/// One look at an inbox, as the long poll's loop asks for it.
+#[derive(Clone)]
+struct Attempt {
+    caller: Caller,
+    peek: bool,
+    since_id: Option<i64>,
+    /// The wait is over: answer even with nothing.
+    last_try: bool,
+    waited_ms: u64,
+}
+
+/// What one look found.
+enum Found {
+    /// Nothing yet: keep waiting.
+    Nothing,
+    /// The answer.
+    Inbox(Inbox),
+    /// Unread messages to return and mark read: look again in a write
+    /// transaction.
+    Unread,
+}
+
 impl Bridge {
     pub async fn send(&self, caller: Caller, out: Outgoing) -> Result<Sent, ToolError> {
         let this = self.clone();
         let sent = self
             .0
             .db
-            .call(move |conn| {
+            .write(move |tx| {
                 let inner = &this.0;
                 let now = this.now();
-                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                if !this.authenticate(&tx, &caller, now, "send_to_partner")? {
-                    tx.commit()?;
+                if !this.authenticate(tx, &caller, now, "send_to_partner")? {
                     return Ok(Err(ToolError::Unauthorized));
                 }
                 let (cid, sid) = (&caller.conversation_id, &caller.session_id);
-                let others = messages::others(&tx, cid, sid)?;
+                let others = messages::others(tx, cid, sid)?;
                 let to = match recipients(&others, out.to.as_deref()) {
                     Ok(to) => to,
                     Err(e) => {
-                        tx.commit()?;
-                        return Ok(Err(e));
+                            return Ok(Err(e));
                     }
                 };
                 // A retry is answered from the first send, before the quota:
@@ -80,9 +99,8 @@ impl Bridge {
                     )
                 });
                 if let Some((key, content)) = &idempotency
-                    && let Some(first) = messages::by_idempotency_key(&tx, cid, sid, key)?
+                    && let Some(first) = messages::by_idempotency_key(tx, cid, sid, key)?
                 {
-                    tx.commit()?;
                     if &first.content_hash != content {
                         return Ok(Err(ToolError::invalid(
                             "idempotency_key",
@@ -108,9 +126,8 @@ impl Bridge {
                         duplicate: true,
                     }));
                 }
-                if let Err(exceeded) = this.take_quota(&tx, cid, sid, "send", now)? {
+                if let Err(exceeded) = this.take_quota(tx, cid, sid, "send", now)? {
                     // Audited by the tool layer (itemized or counted).
-                    tx.commit()?;
                     return Ok(Err(ToolError::RateLimited(exceeded)));
                 }
                 let (body, mut classes) = inner.redactor.redacted_report(&out.message);
@@ -123,7 +140,7 @@ impl Bridge {
                 }
                 let redacted = !classes.is_empty();
                 let id = messages::insert(
-                    &tx,
+                    tx,
                     cid,
                     &NewMessage {
                         sender: sid,
@@ -138,7 +155,7 @@ impl Bridge {
                     now,
                 )?;
                 audit::append(
-                    &tx,
+                    tx,
                     &inner.redactor,
                     now,
                     Entry {
@@ -149,7 +166,6 @@ impl Bridge {
                         detail: serde_json::json!({ "message_id": id, "to": to, "action_type": out.action_type.as_str(), "chars": out.message.chars().count(), "files": out.files_involved.len(), "redacted_classes": classes, "idempotent": idempotency.is_some() }),
                     },
                 )?;
-                tx.commit()?;
                 Ok(Ok(Sent {
                     status: "sent".into(),
                     message_id: id,
@@ -199,18 +215,32 @@ impl Bridge {
                 });
             }
             let last_try = tokio::time::Instant::now() >= deadline;
-            let this = self.clone();
-            let caller2 = caller.clone();
             let waited_ms = started.elapsed().as_millis() as u64;
-            let found = self
+            let attempt = Attempt {
+                caller: caller.clone(),
+                peek,
+                since_id,
+                last_try,
+                waited_ms,
+            };
+            // Looked at on a read connection first: an empty inbox, a peek
+            // or a re-read never waits for the write connection.
+            let (this, a) = (self.clone(), attempt.clone());
+            let mut found = self
                 .0
                 .db
-                .call(move |conn| {
-                    this.check_once(conn, &caller2, peek, since_id, last_try, waited_ms)
-                })
+                .read(move |conn| this.check_once(conn, &a, false))
                 .await??;
+            if let Found::Unread = found {
+                let this = self.clone();
+                found = self
+                    .0
+                    .db
+                    .write(move |tx| this.check_once(tx, &attempt, true))
+                    .await??;
+            }
             first = false;
-            if let Some(inbox) = found {
+            if let Found::Inbox(inbox) = found {
                 if !peek && !inbox.messages.is_empty() {
                     self.0.wake.notify();
                 }
@@ -228,33 +258,32 @@ impl Bridge {
         }
     }
 
-    /// One attempt: `Ok(None)` means "nothing yet, keep waiting".
+    /// One look at the caller's inbox. Without `write` (a read
+    /// connection) it answers only what consumes nothing, and says
+    /// [`Found::Unread`] when the answer would mark messages read; with
+    /// `write` (inside a write transaction) it marks them and audits that.
     fn check_once(
         &self,
-        conn: &mut Connection,
-        caller: &Caller,
-        peek: bool,
-        since_id: Option<i64>,
-        last_try: bool,
-        waited_ms: u64,
-    ) -> Result<Result<Option<Inbox>, ToolError>, StoreError> {
+        conn: &Connection,
+        a: &Attempt,
+        write: bool,
+    ) -> Result<Result<Found, ToolError>, StoreError> {
         let inner = &self.0;
         let now = self.now();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let caller = &a.caller;
         // Re-authenticate every round so a conversation that expires or has
         // its tokens rotated mid-wait stops being served.
         // A failure is audited by the tool layer, once per call.
-        if !self.authenticate_quiet(&tx, caller, now)? {
-            tx.commit()?;
+        if !self.authenticate_quiet(conn, caller, now)? {
             return Ok(Err(ToolError::Unauthorized));
         }
         let (cid, sid) = (&caller.conversation_id, &caller.session_id);
-        let which = match since_id {
+        let which = match a.since_id {
             Some(id) => Selection::After(id),
             None => Selection::Unread,
         };
         let mut rows: Vec<(Message, bool)> =
-            messages::for_recipient(&tx, cid, sid, which, CHECK_BATCH + 1)?
+            messages::for_recipient(conn, cid, sid, which, CHECK_BATCH + 1)?
                 .into_iter()
                 .map(|m| {
                     let message = Message {
@@ -272,31 +301,32 @@ impl Bridge {
                 .collect();
         let has_more = rows.len() > CHECK_BATCH;
         rows.truncate(CHECK_BATCH);
-        if rows.is_empty() && !last_try {
-            tx.commit()?;
-            return Ok(Ok(None));
+        if rows.is_empty() && !a.last_try {
+            return Ok(Ok(Found::Nothing));
         }
-        if !peek {
+        let consumed = !a.peek && rows.iter().any(|(_, unread)| *unread);
+        if consumed && !write {
+            return Ok(Ok(Found::Unread));
+        }
+        if consumed {
             let unread = rows.iter().filter(|(_, unread)| *unread);
-            messages::mark_read(&tx, cid, sid, unread.map(|(m, _)| m.id), now)?;
+            messages::mark_read(conn, cid, sid, unread.map(|(m, _)| m.id), now)?;
         }
-        let consumed = !peek && rows.iter().any(|(_, unread)| *unread);
         let messages: Vec<Message> = rows.into_iter().map(|(m, _)| m).collect();
         if !consumed {
             // A read that consumed nothing (empty, a peek, a re-read)
             // changes nothing: counted, not audited one row each, or a
             // polling loop would fill the disk.
-            tx.commit()?;
             let action = if messages.is_empty() {
                 "message.check.empty"
             } else {
                 "message.check.reread"
             };
             self.count_read(caller, action, "check_messages", now);
-            return Ok(Ok(Some(Inbox { messages, has_more })));
+            return Ok(Ok(Found::Inbox(Inbox { messages, has_more })));
         }
         audit::append(
-            &tx,
+            conn,
             &inner.redactor,
             now,
             Entry {
@@ -304,11 +334,10 @@ impl Bridge {
                 session_id: Some(sid),
                 action: "message.check",
                 outcome: Outcome::Ok,
-                detail: serde_json::json!({ "returned": messages.iter().map(|m| m.id).collect::<Vec<_>>(), "peek": peek, "since_id": since_id, "waited_ms": waited_ms }),
+                detail: serde_json::json!({ "returned": messages.iter().map(|m| m.id).collect::<Vec<_>>(), "peek": a.peek, "since_id": a.since_id, "waited_ms": a.waited_ms }),
             },
         )?;
-        tx.commit()?;
-        Ok(Ok(Some(Inbox { messages, has_more })))
+        Ok(Ok(Found::Inbox(Inbox { messages, has_more })))
     }
 
     /// Marks the caller's messages up to `up_to_id` read: the second half
@@ -317,22 +346,19 @@ impl Bridge {
         let this = self.clone();
         self.0
             .db
-            .call(move |conn| {
+            .write(move |tx| {
                 let now = this.now();
-                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                if !this.authenticate(&tx, &caller, now, "ack_messages")? {
-                    tx.commit()?;
+                if !this.authenticate(tx, &caller, now, "ack_messages")? {
                     return Ok(Err(ToolError::Unauthorized));
                 }
                 let (cid, sid) = (&caller.conversation_id, &caller.session_id);
-                let acked = messages::ack(&tx, cid, sid, up_to_id, now)?;
+                let acked = messages::ack(tx, cid, sid, up_to_id, now)?;
                 if acked == 0 {
                     // Changed nothing: counted, like an empty check.
-                    tx.commit()?;
                     this.count_read(&caller, "message.ack.none", "ack_messages", now);
                 } else {
                     audit::append(
-                        &tx,
+                        tx,
                         &this.0.redactor,
                         now,
                         Entry {
@@ -343,7 +369,6 @@ impl Bridge {
                             detail: serde_json::json!({ "up_to_id": up_to_id, "acked": acked }),
                         },
                     )?;
-                    tx.commit()?;
                 }
                 Ok(Ok(Acked { acked, up_to_id }))
             })

@@ -19,8 +19,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rusqlite::TransactionBehavior;
-
 use crate::mcp::tally::{Counter, Tally};
 use crate::mcp::throttle::{Quotas, Throttle};
 use bridge_state::audit::{self, Entry, Outcome};
@@ -158,11 +156,10 @@ impl Bridge {
         let res = self
             .0
             .db
-            .call(move |conn| {
-                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            .write(move |tx| {
                 let (c, s) = caller.unzip();
                 audit::append(
-                    &tx,
+                    tx,
                     &this.0.redactor,
                     now,
                     Entry {
@@ -173,7 +170,6 @@ impl Bridge {
                         detail,
                     },
                 )?;
-                tx.commit()?;
                 Ok(())
             })
             .await;
@@ -195,12 +191,11 @@ impl Bridge {
         let res = self
             .0
             .db
-            .call(move |conn| {
+            .write(move |tx| {
                 let now = this.now();
-                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
                 for (counter, count) in &counts {
                     audit::append(
-                        &tx,
+                        tx,
                         &this.0.redactor,
                         now,
                         Entry {
@@ -216,7 +211,6 @@ impl Bridge {
                         },
                     )?;
                 }
-                tx.commit()?;
                 Ok(())
             })
             .await;

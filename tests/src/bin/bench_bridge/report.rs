@@ -84,11 +84,12 @@ pub fn report(r: &Results, k: &Counts, opts: &Options, machine: &str) -> String 
         status(pp.p(50.0) < Duration::from_millis(2)),
     ));
     line(format!(
-        "| long-poll delivery (B waiting, A sends), p50 / p95 of {} | {} / {} | p50 < 5 ms | {} | — |",
+        "| long-poll delivery across processes (B waiting, A sends), p50 / p95 / p99 of {} | {} / {} / {} | p50 < 5 ms, p99 ≤ 10 ms (issue 15) | {} | — |",
         dl.len(),
         fmt_ms(dl.p(50.0)),
         fmt_ms(dl.p(95.0)),
-        status(dl.p(50.0) < Duration::from_millis(5)),
+        fmt_ms(dl.p(99.0)),
+        status(dl.p(50.0) < Duration::from_millis(5) && dl.p(99.0) <= Duration::from_millis(10)),
     ));
     line(format!(
         "| idle RSS (startup, one exchange, {:.1} s idle) | {} | ≤ 12 MB (issue 15; this is the `release` build, `dist` is smaller) | {} | 56 MB |",

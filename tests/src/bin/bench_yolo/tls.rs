@@ -63,6 +63,17 @@ pub async fn compare(
     };
     let remote = side(st, runs, pause).await?;
 
+    // Stopped while the proxy still runs: it removes its warm containers
+    // through the TLS engine.
+    st.runner.stop(Duration::from_secs(20))?;
+    let left = yolo::containers_with_label(&format!("mcp-bridge.runner={}", st.runner_id))?;
+    anyhow::ensure!(
+        left.is_empty(),
+        "the TLS runner left {} container(s) behind",
+        left.len()
+    );
+    drop(tls);
+
     eprintln!("[docker] {runs} × docker run --rm with the same hardening");
     let docker_run = time_many(&docker_run_args(image), Some("hi\n"), 1, runs).await?;
     let mut out = format!(
