@@ -228,8 +228,20 @@ impl Pool {
 
     /// Sets the configurations to keep warm; containers of others are removed.
     pub async fn want(&self, configs: Vec<ExecParams>) {
-        let wanted: HashMap<String, ExecParams> =
-            configs.into_iter().map(|p| (config_key(&p), p)).collect();
+        self.want_with_known(configs.into_iter().map(|p| (p, 0)).collect())
+            .await;
+    }
+
+    /// Like [`Pool::want`], with the jobs already approved or queued for
+    /// each configuration (kept warm, up to the maximum).
+    pub async fn want_with_known(&self, configs: Vec<(ExecParams, usize)>) {
+        let mut known: HashMap<String, usize> = HashMap::new();
+        let mut wanted: HashMap<String, ExecParams> = HashMap::new();
+        for (p, n) in configs {
+            let key = config_key(&p);
+            *known.entry(key.clone()).or_default() += n;
+            wanted.insert(key, p);
+        }
         let now = Instant::now();
         let dropped: Vec<Warm> = {
             let mut slots = self.lock();
@@ -242,7 +254,8 @@ impl Pool {
                 keep
             });
             for (k, p) in wanted {
-                slots.entry(k).or_insert_with(|| Slot::new(p, now));
+                let n = known.get(&k).copied().unwrap_or(0);
+                slots.entry(k).or_insert_with(|| Slot::new(p, now)).known = n;
             }
             dropped
         };

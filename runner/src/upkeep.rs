@@ -11,8 +11,9 @@ use tokio_util::sync::CancellationToken;
 use crate::fleet::Member;
 use crate::{Ctx, reap, to_store};
 
-/// Keeps the pool matched to the active enablements and stops jobs whose
-/// conversation had YOLO disabled.
+/// Keeps each engine's pool matched to the active enablements (and to the
+/// jobs already approved for them) and stops jobs whose conversation had
+/// YOLO disabled.
 pub(crate) async fn refresh(ctx: &Ctx, running: &mut HashMap<String, (String, CancellationToken)>) {
     running.retain(|_, (_, cancel)| !cancel.is_cancelled());
     let now = ctx.now();
@@ -21,9 +22,13 @@ pub(crate) async fn refresh(ctx: &Ctx, running: &mut HashMap<String, (String, Ca
         .db
         .call(move |c| {
             let active = yolo::active_enablements(c, now).map_err(to_store)?;
+            let known = jobs::awaiting_run(c)?;
             let settings = active
                 .iter()
-                .map(|en| ExecParams::from_settings(&en.settings, en.settings.timeout_secs))
+                .map(|en| {
+                    let p = ExecParams::from_settings(&en.settings, en.settings.timeout_secs);
+                    (p, known.get(&en.conversation_id).copied().unwrap_or(0))
+                })
                 .collect::<Vec<_>>();
             let ended = convs
                 .into_iter()
@@ -40,11 +45,21 @@ pub(crate) async fn refresh(ctx: &Ctx, running: &mut HashMap<String, (String, Ca
                     cancel.cancel();
                 }
             }
+            // Known demand is shared among the engines that answer.
+            let up = ctx.fleet.members().iter().filter(|m| m.is_up()).count();
             for m in ctx.fleet.members() {
                 // A down engine keeps no warm containers: they may be gone
                 // when it returns.
-                let want = if m.is_up() { settings.clone() } else { vec![] };
-                m.pool.want(want).await;
+                let want = if m.is_up() {
+                    let share = |n: usize| n.div_ceil(up.max(1));
+                    settings
+                        .iter()
+                        .map(|(p, n)| (p.clone(), share(*n)))
+                        .collect()
+                } else {
+                    vec![]
+                };
+                m.pool.want_with_known(want).await;
             }
         }
         Err(e) => tracing::error!(error = %e, "cannot read enablements"),

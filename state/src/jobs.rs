@@ -6,6 +6,8 @@
 //! a job back to queued. A runner that dies mid-job leaves it running with a
 //! lease nobody renews; whoever sees the lease expire fails it with a reason.
 
+use std::collections::HashMap;
+
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use crate::audit::{self, Entry, Outcome as AuditOutcome};
@@ -250,6 +252,18 @@ pub fn register(conn: &mut Connection, runner_id: &str, now: Millis) -> rusqlite
 pub fn deregister(conn: &mut Connection, runner_id: &str) -> rusqlite::Result<()> {
     conn.execute("DELETE FROM runners WHERE id = ?1", [runner_id])?;
     Ok(())
+}
+
+/// Approved or queued jobs per conversation: commands the operator has
+/// let through that will want a container soon (the runner keeps that many
+/// warm, up to its limit).
+pub fn awaiting_run(conn: &Connection) -> rusqlite::Result<HashMap<String, usize>> {
+    conn.prepare_cached(
+        "SELECT conversation_id, count(*) FROM proposals
+         WHERE state IN ('approved', 'queued') GROUP BY conversation_id",
+    )?
+    .query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as usize)))?
+    .collect()
 }
 
 /// Runner ids whose heartbeat is fresh (they may own containers).

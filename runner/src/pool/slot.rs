@@ -65,6 +65,9 @@ pub(super) struct Slot {
     /// The highest demand seen, and when it was last reached.
     pub(super) peak: usize,
     pub(super) peak_at: Instant,
+    /// Jobs already approved or queued for this configuration: demand
+    /// known ahead, kept warm however long ago the last burst was.
+    pub(super) known: usize,
 }
 
 impl Slot {
@@ -80,6 +83,7 @@ impl Slot {
             start_time: FIRST_START_GUESS,
             peak: 0,
             peak_at: now,
+            known: 0,
         }
     }
 
@@ -133,6 +137,32 @@ impl Slot {
         } else {
             self.peak
         };
-        peak.clamp(sizing.min, sizing.max.max(sizing.min))
+        peak.max(self.known)
+            .clamp(sizing.min, sizing.max.max(sizing.min))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_demand_holds_the_pool_up_after_the_idle_time() {
+        let t0 = Instant::now();
+        let sizing = Sizing {
+            min: 2,
+            max: 8,
+            idle: Duration::from_secs(60),
+        };
+        let mut slot = Slot::new(crate::engine::fake::params(), t0);
+        slot.ran_dry(t0, sizing.max);
+        slot.ran_dry(t0, sizing.max);
+        assert_eq!(slot.target(sizing, t0), 4);
+        let later = t0 + Duration::from_secs(61);
+        assert_eq!(slot.target(sizing, later), 2, "shrinks once idle");
+        slot.known = 5;
+        assert_eq!(slot.target(sizing, later), 5, "approved jobs keep it up");
+        slot.known = 50;
+        assert_eq!(slot.target(sizing, later), 8, "never past max");
     }
 }
