@@ -28,6 +28,24 @@ pub use crate::sandbox::spec::HardenedSpec;
 /// What an engine call fails with: the engine's own answer.
 pub type EngineError = bollard::errors::Error;
 
+/// An engine error with the causes bollard's own text leaves out, e.g.
+/// `… client error (Connect): ssh: Permission denied (publickey)` where
+/// bollard alone says `client error (Connect)`.
+pub fn describe(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        let more = more.trim();
+        if !more.is_empty() && !text.contains(more) {
+            text.push_str(": ");
+            text.push_str(more);
+        }
+        cause = c.source();
+    }
+    text
+}
+
 /// An engine shared by the runner's tasks.
 pub type SharedEngine = Arc<dyn Engine>;
 

@@ -245,7 +245,7 @@ impl Fleet {
     pub async fn check(&self, m: &Member) -> bool {
         let answer = match tokio::time::timeout(PING_TIMEOUT, m.engine.ping()).await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(format!("ping failed: {e}")),
+            Ok(Err(e)) => Err(format!("ping failed: {}", crate::engine::describe(&e))),
             Err(_) => Err(format!(
                 "no answer to ping within {} s",
                 PING_TIMEOUT.as_secs()

@@ -55,7 +55,8 @@ struct Args {
     /// A Docker engine to run jobs on, repeatable; replaces the config
     /// file's `[[engine]]` list. Comma-separated keys, e.g.
     /// `name=b,url=tcp://HOST:2376,ca=ca.pem,cert=cert.pem,key=key.pem,max_parallel=4`
-    /// (also `local=true|false`, `pool_size=N`) [default: this host's socket]
+    /// or `name=c,url=ssh://USER@HOST,identity=KEY` (also `local=true|false`,
+    /// `pool_size=N`) [default: this host's socket]
     #[arg(long = "engine", value_name = "KEYS", value_parser = EngineConfig::parse_flag)]
     engines: Vec<EngineConfig>,
     /// Check health and exit: an engine answers and a runner heartbeat is fresh

@@ -33,7 +33,7 @@ pub enum SandboxError {
     ImageMissing { image: String, engine: String },
     #[error("workspace {0} is refused: {1}")]
     Workspace(String, String),
-    #[error("Docker engine error: {0}")]
+    #[error("Docker engine error: {}", crate::engine::describe(.0))]
     Docker(#[from] crate::engine::EngineError),
     #[error("could not hand the command to the sandbox: {0}")]
     Stdin(std::io::Error),

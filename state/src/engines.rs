@@ -24,7 +24,8 @@ pub struct EngineConfig {
     /// `mcp-bridge.engine` label: 1-32 of `a-z`, `0-9`, `-`, `_`.
     pub name: String,
     /// `unix:///var/run/docker.sock`, `tcp://HOST:PORT` (TLS required) or
-    /// `ssh://USER@HOST`.
+    /// `ssh://USER@HOST` (the system `ssh` with the user's ssh config; the
+    /// engine host needs the `docker` CLI).
     pub url: String,
     /// The engine shares this host's filesystem, so it may bind-mount a
     /// workspace. Default: true for a unix socket, false otherwise.
@@ -40,6 +41,9 @@ pub struct EngineConfig {
     pub ca: Option<PathBuf>,
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
+    /// For `ssh://`: the private key to log in with, and no other
+    /// [default: whatever the user's ssh config and agent offer].
+    pub identity: Option<PathBuf>,
 }
 
 /// How the runner reaches an engine, decided from its URL.
@@ -51,6 +55,13 @@ pub enum Transport {
         ca: PathBuf,
         cert: PathBuf,
         key: PathBuf,
+    },
+    /// Through the system `ssh` (bollard's `ssh` feature), which runs
+    /// `docker system dial-stdio` on the engine host.
+    Ssh {
+        /// `ssh://USER@HOST` or `ssh://HOST`, as given.
+        url: String,
+        identity: Option<PathBuf>,
     },
 }
 
@@ -66,6 +77,7 @@ impl EngineConfig {
             ca: None,
             cert: None,
             key: None,
+            identity: None,
         }
     }
 
@@ -109,6 +121,9 @@ impl EngineConfig {
     pub fn transport(&self) -> Result<Transport, String> {
         let who = format!("engine `{}`", self.name);
         let tls = [&self.ca, &self.cert, &self.key];
+        if self.identity.is_some() && !self.url.starts_with("ssh://") {
+            return Err(format!("{who}: identity is for ssh:// engines"));
+        }
         if let Some(path) = self.url.strip_prefix("unix://") {
             if tls.iter().any(|f| f.is_some()) {
                 return Err(format!(
@@ -139,10 +154,17 @@ impl EngineConfig {
                 key: key.clone(),
             });
         }
-        if self.url.starts_with("ssh://") {
-            return Err(format!(
-                "{who}: ssh:// engines are not supported by this runner yet; expose the engine over tcp:// with TLS (`dockerd --tlsverify`) instead"
-            ));
+        if let Some(dest) = self.url.strip_prefix("ssh://") {
+            if tls.iter().any(|f| f.is_some()) {
+                return Err(format!(
+                    "{who}: ca, cert and key are for tcp:// engines; an ssh:// engine logs in with `identity` or your ssh config"
+                ));
+            }
+            check_ssh_destination(&who, dest)?;
+            return Ok(Transport::Ssh {
+                url: self.url.clone(),
+                identity: self.identity.clone(),
+            });
         }
         Err(format!(
             "{who}: url `{}` must start with unix://, tcp:// (with TLS) or ssh://",
@@ -151,14 +173,47 @@ impl EngineConfig {
     }
 }
 
+/// `USER@HOST` or `HOST` of an `ssh://` URL: plain names only. The host
+/// reaches `ssh`'s command line, so nothing there may read as an option
+/// (`-oProxyCommand=…`); and `ssh` takes no `HOST:PORT` (bollard hands it
+/// the URL's authority as is), so a port belongs in the ssh config.
+fn check_ssh_destination(who: &str, dest: &str) -> Result<(), String> {
+    let (user, host) = match dest.rsplit_once('@') {
+        Some((user, host)) => (Some(user), host),
+        None => (None, dest),
+    };
+    let plain = |s: &str| {
+        !s.is_empty()
+            && !s.starts_with('-')
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+    };
+    if host.contains(':') && !host.contains('/') {
+        return Err(format!(
+            "{who}: ssh:// takes no port; give the host a `Host` entry with `Port` in your ssh config (~/.ssh/config) and use ssh://USER@THAT-NAME"
+        ));
+    }
+    if !plain(host) || !user.is_none_or(plain) {
+        return Err(format!(
+            "{who}: url `ssh://{}` must be ssh://USER@HOST or ssh://HOST (letters, digits, `.`, `-`, `_`; not starting with `-`)",
+            dest.escape_debug()
+        ));
+    }
+    Ok(())
+}
+
 impl Transport {
-    /// The TLS files can be read (the client reads them when it connects):
-    /// `Err((path, why))` names the first that cannot.
+    /// The files the client reads when it connects (TLS certificates, an
+    /// ssh identity) can be read: `Err((path, why))` names the first that
+    /// cannot.
     pub fn check_files(&self) -> Result<(), (PathBuf, std::io::Error)> {
-        if let Transport::Tls { ca, cert, key, .. } = self {
-            for file in [ca, cert, key] {
-                std::fs::File::open(file).map_err(|e| (file.clone(), e))?;
-            }
+        let files: Vec<&PathBuf> = match self {
+            Transport::Unix(_) => vec![],
+            Transport::Tls { ca, cert, key, .. } => vec![ca, cert, key],
+            Transport::Ssh { identity, .. } => identity.iter().collect(),
+        };
+        for file in files {
+            std::fs::File::open(file).map_err(|e| (file.clone(), e))?;
         }
         Ok(())
     }
@@ -363,11 +418,49 @@ mod tests {
     }
 
     #[test]
-    fn plain_tcp_and_ssh_are_refused_with_the_fix() {
+    fn ssh_urls_are_plain_names_without_a_port() {
+        assert_eq!(
+            cfg("ssh://deploy@build-02.example").transport(),
+            Ok(Transport::Ssh {
+                url: "ssh://deploy@build-02.example".into(),
+                identity: None
+            })
+        );
+        assert!(cfg("ssh://build-02").transport().is_ok());
+        let remote = EngineConfig {
+            local: None,
+            ..cfg("ssh://build-02")
+        };
+        assert!(!remote.is_local(), "ssh engines are not local by default");
+        for (url, says) in [
+            ("ssh://me@host:2222", "takes no port"),
+            ("ssh://-oProxyCommand=touch%20x", "must be ssh://USER@HOST"),
+            ("ssh://-oProxyCommand=x@host", "must be ssh://USER@HOST"),
+            ("ssh://me@-host", "must be ssh://USER@HOST"),
+            ("ssh://", "must be ssh://USER@HOST"),
+            ("ssh://me@host/path", "must be ssh://USER@HOST"),
+            ("ssh://me @host", "must be ssh://USER@HOST"),
+        ] {
+            let err = cfg(url).transport().unwrap_err();
+            assert!(err.contains(says), "{url}: {err}");
+        }
+        let mut with_tls = cfg("ssh://host");
+        with_tls.cert = Some("/cert.pem".into());
+        assert!(with_tls.transport().unwrap_err().contains("are for tcp://"));
+        let mut identity_elsewhere = cfg("unix:///var/run/docker.sock");
+        identity_elsewhere.identity = Some("/id".into());
+        assert!(
+            identity_elsewhere
+                .transport()
+                .unwrap_err()
+                .contains("identity is for ssh://")
+        );
+    }
+
+    #[test]
+    fn plain_tcp_is_refused_with_the_fix() {
         let err = cfg("tcp://10.0.0.2:2375").transport().unwrap_err();
         assert!(err.contains("needs TLS: set ca, cert and key"), "{err}");
-        let err = cfg("ssh://me@host").transport().unwrap_err();
-        assert!(err.contains("tcp:// with TLS"), "{err}");
         let err = cfg("http://host").transport().unwrap_err();
         assert!(err.contains("must start with unix://"), "{err}");
         let mut with_tls = cfg("unix:///var/run/docker.sock");

@@ -30,6 +30,7 @@ pub mod images;
 pub mod logs;
 pub mod procstat;
 pub mod pty;
+pub mod ssh_engine;
 pub mod tls_engine;
 pub mod yolo;
 

@@ -84,10 +84,20 @@ pub struct Runner {
 
 impl Runner {
     pub fn start(db: &Path, extra: &[&str]) -> anyhow::Result<Self> {
+        Self::start_with_env(db, extra, &[])
+    }
+
+    /// Like [`Runner::start`], with extra environment variables.
+    pub fn start_with_env(
+        db: &Path,
+        extra: &[&str],
+        env: &[(String, String)],
+    ) -> anyhow::Result<Self> {
         let child = Command::new(bin("runner"))
             .arg("--db")
             .arg(db)
             .args(extra)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .env(
                 "RUNNER_LOG",
                 std::env::var("RUNNER_LOG").unwrap_or_else(|_| "warn".into()),

@@ -1,5 +1,5 @@
 //! The real [`Engine`]: a Docker engine through bollard, over its unix
-//! socket or over TCP with TLS.
+//! socket, over TCP with TLS, or through the system `ssh`.
 //!
 //! This is the only module that holds a `bollard::Docker`, and its
 //! [`Engine::create`] is the only call of `create_container` in the runner
@@ -23,9 +23,10 @@ use futures_util::future::BoxFuture;
 
 use bridge_state::engines::Transport;
 
-use super::{Engine, EngineError, HardenedSpec};
+use super::{Engine, EngineError, HardenedSpec, describe};
 
-/// A Docker engine reached through a unix socket or over TCP with TLS.
+/// A Docker engine reached through a unix socket, over TCP with TLS, or
+/// over ssh.
 #[derive(Debug, Clone)]
 pub struct DockerEngine(Docker);
 
@@ -68,7 +69,7 @@ impl DockerEngine {
             } => {
                 transport
                     .check_files()
-                    .map_err(|(path, source)| ConnectError::TlsFile { path, source })?;
+                    .map_err(|(path, source)| ConnectError::File { path, source })?;
                 Docker::connect_with_ssl(
                     addr,
                     key,
@@ -76,6 +77,20 @@ impl DockerEngine {
                     ca,
                     REQUEST_TIMEOUT_SECS,
                     bollard::API_DEFAULT_VERSION,
+                )
+            }
+            // Each connection bollard opens starts an ssh master (a login)
+            // and `docker system dial-stdio` on the engine host; hyper keeps
+            // idle ones for the next call.
+            Transport::Ssh { url, identity } => {
+                transport
+                    .check_files()
+                    .map_err(|(path, source)| ConnectError::File { path, source })?;
+                Docker::connect_with_ssh(
+                    url,
+                    REQUEST_TIMEOUT_SECS,
+                    bollard::API_DEFAULT_VERSION,
+                    identity.as_ref().map(|p| p.to_string_lossy().into_owned()),
                 )
             }
         };
@@ -101,23 +116,23 @@ impl DockerEngine {
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
     #[error(
-        "cannot reach the Docker engine (is it running, and may this user use its socket?): {0}"
+        "cannot reach the Docker engine (is it running, and may this user use its socket?): {}", describe(.0)
     )]
     Unreachable(#[source] Error),
     #[error(
-        "cannot negotiate an API version with the Docker engine (the runner needs API 1.41 or later): {0}"
+        "cannot negotiate an API version with the Docker engine (the runner needs API 1.41 or later; over ssh, check that `ssh USER@HOST docker version` works): {}", describe(.0)
     )]
     Negotiate(#[source] Error),
-    #[error("the Docker engine does not answer ping (is the daemon healthy?): {0}")]
+    #[error("the Docker engine does not answer ping (is the daemon healthy?): {}", describe(.0))]
     Ping(#[source] Error),
     #[error("{0}")]
     Config(String),
     #[error("no configured Docker engine answers within a few seconds; check each engine's url")]
     NoneAnswers,
     #[error(
-        "cannot read the TLS file {path} (ca, cert and key must be readable PEM files): {source}"
+        "cannot read {path} (an engine's ca, cert and key must be readable PEM files, its identity a readable ssh private key): {source}"
     )]
-    TlsFile {
+    File {
         path: std::path::PathBuf,
         source: std::io::Error,
     },

@@ -64,11 +64,22 @@ impl World {
         runner_args: &[&str],
         enable_extra: &[&str],
     ) -> anyhow::Result<Self> {
+        Self::start_serving_env(serve_args, runner_args, &[], enable_extra).await
+    }
+
+    /// Like [`World::start_serving`], with extra environment variables for
+    /// the runner.
+    pub async fn start_serving_env(
+        serve_args: &[&str],
+        runner_args: &[&str],
+        runner_env: &[(String, String)],
+        enable_extra: &[&str],
+    ) -> anyhow::Result<Self> {
         let image = sandbox_image();
         let dir = tempfile::tempdir()?;
         let db = dir.path().join("b.db");
         let server = crate::Server::start_with_env(&db, serve_args, &[("YOLO_MODE", "1")]).await?;
-        let runner = Runner::start(&db, runner_args)?;
+        let runner = Runner::start_with_env(&db, runner_args, runner_env)?;
         let runner_id = runner_id(&db)?;
         let conv = crate::Conv::create(&server).await?;
         let mut args = vec!["--mode", "yolo", "--image", image];

@@ -10,6 +10,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use bridge_tests::ssh_engine::{self, SshEngine};
 use bridge_tests::tls_engine::TlsEngine;
 use bridge_tests::yolo::{self, World};
 
@@ -178,6 +179,45 @@ async fn jobs_spread_over_two_engines_and_a_lost_engine_fails_its_job_once() -> 
     w.finish().await
 }
 
+/// The same daemon as a remote engine over ssh (a loopback sshd): jobs at
+/// once all run there, each once; an engine whose login is refused is
+/// shown down with ssh's reason and takes no job.
+#[tokio::test(flavor = "multi_thread")]
+async fn jobs_run_on_an_engine_reached_over_ssh() -> anyhow::Result<()> {
+    let test = "jobs_run_on_an_engine_reached_over_ssh";
+    if !yolo::docker_or_skip(test) || !ssh_engine::sshd_or_skip(test) {
+        return Ok(());
+    }
+    let ssh = SshEngine::start()?;
+    let good = format!("{},max_parallel=3", ssh.engine_flag("viassh"));
+    let refused = ssh.unauthorized_flag("nologin");
+    let runner_args = ["--engine", &good, "--engine", &refused, "--pool-size", "1"];
+    let w = World::start_serving_env(
+        &["--rate-limit", "off"],
+        &runner_args,
+        &ssh.runner_env(),
+        &[],
+    )
+    .await?;
+    let within = Duration::from_secs(60);
+
+    let jobs = run_all(&w, &["sleep 1; echo over-ssh"; 3]).await?;
+    for p in &jobs {
+        let job = yolo::wait_final(&w.db, p, within)?;
+        assert_eq!(job.state, "done", "{p}: {job:?}");
+        assert_eq!(job.result["stdout"], "over-ssh\n");
+        assert_eq!(engine_of(&w.db, p)?, "viassh");
+    }
+    let up = engine_line(&w.db, "viassh")?;
+    assert!(up.contains("viassh up") && up.contains("ssh://"), "{up}");
+    let down = engine_line(&w.db, "nologin")?;
+    assert!(
+        down.contains("nologin DOWN") && down.contains("Permission denied (publickey)"),
+        "ssh's own reason reaches the operator: {down}"
+    );
+    w.finish().await
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_workspace_job_is_refused_by_a_runner_without_a_local_engine() -> anyhow::Result<()> {
     if !yolo::docker_or_skip("a_workspace_job_is_refused_by_a_runner_without_a_local_engine") {
@@ -223,12 +263,20 @@ fn bad_engine_settings_stop_the_runner_with_the_fix() {
             "is invalid: use 1-32 of a-z",
         ),
         (
-            "name=s,url=ssh://me@127.0.0.1",
-            "expose the engine over tcp:// with TLS",
+            "name=s,url=ssh://me@127.0.0.1:2222",
+            "ssh:// takes no port; give the host a `Host` entry",
+        ),
+        (
+            "name=s,url=ssh://-oProxyCommand=sh",
+            "must be ssh://USER@HOST or ssh://HOST",
         ),
         (
             "name=t,url=tcp://127.0.0.1:9,ca=/nonexistent/ca.pem,cert=/c,key=/k",
-            "cannot read the TLS file /nonexistent/ca.pem",
+            "cannot read /nonexistent/ca.pem",
+        ),
+        (
+            "name=s,url=ssh://me@host,identity=/nonexistent/id",
+            "cannot read /nonexistent/id",
         ),
     ] {
         let dir = tempfile::tempdir().unwrap();

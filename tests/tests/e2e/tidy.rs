@@ -61,6 +61,10 @@ const PRINTS: &[(&str, &str)] = &[
         "benchmark helper: reports a failed read to the benchmark's stderr",
     ),
     (
+        "tests/src/ssh_engine.rs",
+        "test helper: the loud skip line when sshd is not installed",
+    ),
+    (
         "tests/src/yolo.rs",
         "test helper: the loud skip line when no Docker engine answers",
     ),

@@ -1,7 +1,7 @@
 //! Benchmarks the YOLO execution path on a real Docker engine: approved-to-result latency of `echo hi` through the release `bridge serve` and `runner` (warm pool), next to `docker run --rm` with the same hardening flags in the same run, plus 8 jobs in parallel, the first burst of 8 after idle, steady bursts of 8 every 2 s, a sustained run with 8 in flight, and the memory an idle warm container costs; prints a Markdown section for BENCHMARKS.md.
 //!
 //! Run: `cargo run --release -p bridge-tests --bin bench_yolo -- [--quick]
-//! [--pause-ms N] [--pool-size N] [--tls]`. `--tls` instead compares the local socket with the same engine over TCP + TLS (see `tls`). `--quick` uses small counts (a CI smoke run of well
+//! [--pause-ms N] [--pool-size N] [--tls | --ssh]`. `--tls` and `--ssh` instead compare the local socket with the same engine over TCP + TLS or over ssh (see `remote`). `--quick` uses small counts (a CI smoke run of well
 //! under a minute once built); `--pause-ms` sets the pause between the
 //! headline's sequential executions (default 300 ms).
 //!
@@ -17,8 +17,8 @@ mod docker;
 mod flow;
 mod load;
 mod phases;
+mod remote;
 mod report;
-mod tls;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -95,24 +95,26 @@ struct Options {
     pause: Duration,
     /// The runner's `--pool-size`.
     pool_size: usize,
-    /// Only compare the local socket with the same engine over TLS.
-    tls: bool,
+    /// Only compare the local socket with the same engine reached over
+    /// TLS or ssh.
+    remote: Option<remote::Kind>,
     command: String,
 }
 
-const USAGE: &str = "usage: bench_yolo [--quick] [--pause-ms N] [--pool-size N] [--tls]";
+const USAGE: &str = "usage: bench_yolo [--quick] [--pause-ms N] [--pool-size N] [--tls | --ssh]";
 
 fn options() -> anyhow::Result<Options> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut quick = false;
     let mut pause_ms = DEFAULT_PAUSE_MS;
     let mut pool_size = POOL_SIZE;
-    let mut tls = false;
+    let mut remote = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--quick" => quick = true,
-            "--tls" => tls = true,
+            "--tls" => remote = Some(remote::Kind::Tls),
+            "--ssh" => remote = Some(remote::Kind::Ssh),
             "--pause-ms" => {
                 pause_ms = it.next().and_then(|v| v.parse().ok()).with_context(|| {
                     format!("--pause-ms needs a number of milliseconds; {USAGE}")
@@ -138,7 +140,7 @@ fn options() -> anyhow::Result<Options> {
         quick,
         pause: Duration::from_millis(pause_ms),
         pool_size,
-        tls,
+        remote,
         command,
     })
 }
@@ -168,8 +170,8 @@ async fn run() -> anyhow::Result<()> {
 
     eprintln!("[yolo] starting bridge serve, enabling YOLO on a pty, starting the runner");
     let mut st = setup(image, opts.pool_size).await?;
-    if opts.tls {
-        let section = tls::compare(&mut st, k.runs.max(20), opts.pause, image).await;
+    if let Some(kind) = opts.remote {
+        let section = remote::compare(&mut st, kind, k.runs.max(20), opts.pause, image).await;
         let stopped = st.runner.stop(Duration::from_secs(20));
         print!("{}", section?);
         return stopped;
