@@ -22,6 +22,8 @@ use std::time::Duration;
 use bridge::mcp::http::{HttpOptions, SessionLimits};
 use bridge::mcp::http_conn::ConnLimits;
 use bridge_fuzz::Fixture;
+// Not in `fuzz/tests/replay.rs`, which defines its own `fuzz_target!`.
+#[cfg(not(test))]
 use libfuzzer_sys::fuzz_target;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

@@ -19,6 +19,8 @@ use std::sync::Mutex;
 use bridge_state::policy::Policy;
 
 use bridge_fuzz::{Fixture, YOLO_MODE, check_answer, contract_refuses, first_text};
+// Not in `fuzz/tests/replay.rs`, which defines its own `fuzz_target!`.
+#[cfg(not(test))]
 use libfuzzer_sys::fuzz_target;
 use rmcp::model::{ClientJsonRpcMessage, ClientRequest, JsonObject, JsonRpcMessage};
 use rmcp::transport::async_rw::JsonRpcMessageCodec;

@@ -18,6 +18,8 @@ use std::sync::LazyLock;
 
 use bridge_state::policy::hazards::{self, HAZARDS};
 use bridge_state::policy::{Mode, Policy, Verdict};
+// Not in `fuzz/tests/replay.rs`, which defines its own `fuzz_target!`.
+#[cfg(not(test))]
 use libfuzzer_sys::fuzz_target;
 
 /// Rules that apply in every mode, yolo included (policy/blocked.rs ALWAYS_BLOCKED).

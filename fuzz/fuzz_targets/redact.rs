@@ -17,6 +17,8 @@ use std::borrow::Cow;
 use std::sync::LazyLock;
 
 use bridge_state::redact::{Redactor, corpus_examples};
+// Not in `fuzz/tests/replay.rs`, which defines its own `fuzz_target!`.
+#[cfg(not(test))]
 use libfuzzer_sys::fuzz_target;
 use serde_json::{Value, json};
 

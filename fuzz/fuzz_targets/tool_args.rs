@@ -18,6 +18,8 @@ use arbitrary::Arbitrary;
 use bridge_fuzz::{
     Fixture, TOOLS, UNAUTHORIZED, arguments_of, check_answer, contract_refuses, first_text,
 };
+// Not in `fuzz/tests/replay.rs`, which defines its own `fuzz_target!`.
+#[cfg(not(test))]
 use libfuzzer_sys::fuzz_target;
 use rmcp::model::JsonObject;
 use serde_json::Value;
