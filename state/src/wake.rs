@@ -3,15 +3,16 @@
 //!
 //! Writes from this process bump a `watch` counter directly. Writes from other
 //! processes (another `bridge serve`, the runner) are seen through a
-//! filesystem watch on the database's directory. A commit in WAL mode writes
-//! the `-wal` file, but its event can arrive before the commit is visible to
-//! readers (SQLite publishes it in the `-shm` index afterwards, through
-//! shared memory, which makes no event): a reader woken by it may find
-//! nothing and sleep until the backstop. So every writer also rings a
-//! [`Bell`] after its commit returns: one 8-byte write to `<db>-doorbell`,
-//! whose event always comes after the commit is visible. Waiters also
+//! filesystem watch. A commit in WAL mode writes the `-wal` file, but its
+//! event can arrive before the commit is visible to readers (SQLite
+//! publishes it in the `-shm` index afterwards, through shared memory, which
+//! makes no event), and a commit writes several pages, each an event. So
+//! every writer rings a [`Bell`] after its commit returns: one 8-byte write
+//! to `<db>-doorbell`, whose event always comes after the commit is visible,
+//! and the watch is on that file alone: one wake-up per commit. Waiters also
 //! re-check on a slow backstop timer, so a filesystem that does not deliver
-//! events (some network mounts) costs latency, never a lost message.
+//! events (some network mounts), or a writer that cannot ring, costs
+//! latency, never a lost message.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -41,7 +42,39 @@ impl Wake {
         }
     }
 
+    /// Watches `<db>-doorbell` itself, so this process wakes for commits
+    /// only, not for each page SQLite writes to the `-wal` (several per
+    /// commit, each of which used to wake every waiter for a query that
+    /// finds nothing new). When the doorbell cannot be watched, the
+    /// directory is, with any database file's change counted as before.
     fn start_watcher(db: &Path, tx: watch::Sender<u64>) -> Option<notify::RecommendedWatcher> {
+        let bell = bell_path(db);
+        // Created (owner-only, never through a symlink) if no writer has yet.
+        drop(Bell::open(db));
+        let on_bell = {
+            let tx = tx.clone();
+            move |res: notify::Result<notify::Event>| {
+                if matches!(res, Ok(e) if matches!(e.kind, notify::EventKind::Modify(_))) {
+                    tx.send_modify(|n| *n = n.wrapping_add(1));
+                }
+            }
+        };
+        match notify::recommended_watcher(on_bell) {
+            Ok(mut w) => match w.watch(&bell, RecursiveMode::NonRecursive) {
+                Ok(()) => return Some(w),
+                Err(e) => {
+                    tracing::warn!(path = %bell.display(), error = %e, "cannot watch the doorbell; watching the database directory instead");
+                }
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "no filesystem watcher; cross-process wake-ups fall back to a {} ms re-check", BACKSTOP.as_millis());
+                return None;
+            }
+        }
+        Self::watch_directory(db, tx)
+    }
+
+    fn watch_directory(db: &Path, tx: watch::Sender<u64>) -> Option<notify::RecommendedWatcher> {
         let dir = db
             .parent()
             .filter(|d| !d.as_os_str().is_empty())?
@@ -103,8 +136,8 @@ pub struct Bell {
 
 impl Bell {
     /// Opens (creating, owner-only) `<db>-doorbell`; never follows a
-    /// symlink. `None`, with a warning, when it cannot: wake-ups then rely
-    /// on the WAL events and the backstop.
+    /// symlink. `None`, with a warning, when it cannot: other processes
+    /// then see this one's commits on their backstop re-check.
     pub fn open(db: &Path) -> Option<Self> {
         use std::os::unix::fs::OpenOptionsExt;
         let path = bell_path(db);
@@ -182,6 +215,42 @@ impl Doorbells {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Waits up to `within` for `rx` to see a change.
+    fn changes(rx: &mut watch::Receiver<u64>, within: Duration) -> bool {
+        let deadline = std::time::Instant::now() + within;
+        while std::time::Instant::now() < deadline {
+            if rx.has_changed().unwrap_or(false) {
+                rx.mark_unchanged();
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        false
+    }
+
+    #[test]
+    fn another_process_wakes_this_one_once_per_commit_not_per_wal_page() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("b.db");
+        let wake = Wake::watching(&db);
+        let mut rx = wake.subscribe();
+        // What SQLite does during a commit: page writes to the WAL and the
+        // database file. None of them is a commit anyone can see yet.
+        for file in ["b.db-wal", "b.db", "b.db-journal"] {
+            std::fs::write(dir.path().join(file), [0u8; 4096]).unwrap();
+        }
+        assert!(
+            !changes(&mut rx, Duration::from_millis(300)),
+            "a WAL page write woke the waiters"
+        );
+        // Another process's writer, after its commit returned.
+        Bell::open(&db).unwrap().ring();
+        assert!(
+            changes(&mut rx, Duration::from_secs(5)),
+            "the doorbell did not wake the waiters"
+        );
+    }
 
     #[test]
     fn a_bell_rings_only_its_own_inbox() {
