@@ -307,9 +307,16 @@ mod tests {
         );
         assert!(s.engines.is_empty(), "the default is this host's socket");
         let names: Vec<&str> = u.engines.iter().map(|e| e.name.as_str()).collect();
-        assert_eq!(names, ["here", "build-02"]);
+        assert_eq!(names, ["here", "build-02", "build-03"]);
         crate::engines::validate(&u.engines).unwrap();
-        assert!(u.engines[0].is_local() && !u.engines[1].is_local());
+        assert!(u.engines[0].is_local() && !u.engines[1].is_local() && !u.engines[2].is_local());
+        assert!(matches!(
+            u.engines[2].transport(),
+            Ok(crate::engines::Transport::Ssh {
+                identity: Some(_),
+                ..
+            })
+        ));
     }
 
     #[test]
