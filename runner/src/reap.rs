@@ -178,7 +178,17 @@ mod tests {
         let fake = leftovers();
         fake.fail(Op::Remove);
         reap(&[vec![], vec![], vec![]], false).run(&fake).await;
-        // Every gone runner's container of db1 on engine a was tried.
-        assert_eq!(removed(&fake).len(), 4);
+        // Every gone runner's container of db1 on engine a was tried, each
+        // three times (a removal is repeated twice before it is given up).
+        let tried = removed(&fake);
+        assert_eq!(tried.len(), 12);
+        let distinct: std::collections::BTreeSet<String> = tried
+            .iter()
+            .filter_map(|e| match e {
+                Event::Remove(id) => Some(id.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(distinct.len(), 4);
     }
 }

@@ -56,7 +56,7 @@ pub enum Transport {
         cert: PathBuf,
         key: PathBuf,
     },
-    /// Through the system `ssh` (bollard's `ssh` feature), which runs
+    /// Through the system `ssh` (the runner's Docker client's `ssh` feature), which runs
     /// `docker system dial-stdio` on the engine host.
     Ssh {
         /// `ssh://USER@HOST` or `ssh://HOST`, as given.
@@ -175,7 +175,7 @@ impl EngineConfig {
 
 /// `USER@HOST` or `HOST` of an `ssh://` URL: plain names only. The host
 /// reaches `ssh`'s command line, so nothing there may read as an option
-/// (`-oProxyCommand=…`); and `ssh` takes no `HOST:PORT` (bollard hands it
+/// (`-oProxyCommand=…`); and `ssh` takes no `HOST:PORT` (the Docker client hands it
 /// the URL's authority as is), so a port belongs in the ssh config.
 fn check_ssh_destination(who: &str, dest: &str) -> Result<(), String> {
     let (user, host) = match dest.rsplit_once('@') {

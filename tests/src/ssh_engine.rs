@@ -86,7 +86,8 @@ impl SshEngine {
                 "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\nPidFile {d}/sshd.pid\n\
                  AuthorizedKeysFile {d}/authorized_keys\nAllowUsers {user}\nPubkeyAuthentication yes\n\
                  PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n\
-                 PermitRootLogin prohibit-password\nStrictModes no\nLogLevel ERROR\n"
+                 PermitRootLogin prohibit-password\nStrictModes no\nLogLevel ERROR\n\
+                 MaxStartups 200\nMaxSessions 200\n"
             ),
             0o600,
         )?;

@@ -55,10 +55,22 @@ pub async fn start_container(
     Ok(Started { id, image_id })
 }
 
-/// Removes a container and its anonymous volumes; errors are logged.
+/// Removes a container and its anonymous volumes; errors are logged. A
+/// failed attempt is repeated twice (after 0.2 s and 1 s): removing is
+/// idempotent, and a remote engine's transport can fail one connection
+/// (an ssh login refused under load) while the engine is fine.
 pub async fn remove(engine: &dyn Engine, id: &str) {
-    if let Err(e) = engine.remove(id).await {
-        tracing::warn!(container = id, error = %e, "could not remove container");
+    let mut delays = [200, 1000].into_iter();
+    loop {
+        let Err(e) = engine.remove(id).await else {
+            return;
+        };
+        let Some(ms) = delays.next() else {
+            tracing::warn!(container = id, error = %crate::engine::describe(&e), "could not remove container");
+            return;
+        };
+        tracing::debug!(container = id, error = %crate::engine::describe(&e), "removing a container failed; trying again");
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
     }
 }
 
