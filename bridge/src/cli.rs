@@ -46,6 +46,9 @@ pub enum Command {
     Serve(Box<ServeArgs>),
     /// List conversations
     List,
+    /// The runners' Docker engines as the runners last reported them: up or
+    /// down (why, next retry), jobs running, warm containers
+    Engines,
     /// Show one conversation: sessions and recent messages
     Show {
         conversation: String,

@@ -11,20 +11,29 @@
 //! rusqlite's `Connection` is `Send` but not `Sync`, and SQLite calls block,
 //! so async code never touches it directly. A process has one write
 //! connection: [`Db::write`] queues a closure for the writer thread, which
-//! runs the writes waiting together in one transaction (`writer.rs`), and
+//! runs the writes waiting together in one transaction (`writer.rs`; on a
+//! current-thread runtime a write that would not wait for a lock runs in
+//! place instead), and
 //! [`Db::call`] runs a closure that manages its own transaction on tokio's
 //! blocking pool. Both hold the connection's mutex while they run (a std
 //! one, never held across an `.await`). [`Db::read`] runs on one of a few
 //! read-only connections (`readers.rs`), so reads never queue behind writes.
+//! WAL checkpoints run on a thread of their own (`checkpoint.rs`), so no
+//! commit pays for copying the WAL back into the database.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rusqlite::Connection;
 
+mod checkpoint;
 mod db;
 mod readers;
 mod writer;
+
+/// How long a connection waits for another process's write lock before
+/// failing with `SQLITE_BUSY`.
+pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub use db::Db;
 
@@ -364,8 +373,7 @@ pub fn open(path: &Path, sync: Sync) -> Result<Connection, StoreError> {
     };
     let mut conn = Connection::open(path).map_err(open_err)?;
     // Several processes share the file; wait for a writer instead of failing.
-    conn.busy_timeout(Duration::from_secs(10))
-        .map_err(open_err)?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
     conn.pragma_update(None, "journal_mode", "WAL")
         .map_err(open_err)?;
     conn.pragma_update(

@@ -59,6 +59,17 @@ pub fn run(command: Command, settings: &Settings, json: bool) -> anyhow::Result<
                 out
             })
         }
+        Command::Engines => {
+            let engines = db.call_blocking(|c| bridge_state::engines::statuses(c, now))?;
+            emit(json, &engines, || {
+                let lines = engine_lines(&engines, now);
+                if lines.is_empty() {
+                    "no engines reported: no runner has started against this database".to_owned()
+                } else {
+                    lines.join("\n")
+                }
+            })
+        }
         Command::Show {
             conversation,
             limit,

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use rusqlite::Connection;
 
-use super::{StoreError, Sync, open, readers, writer};
+use super::{StoreError, Sync, checkpoint, open, readers, writer};
 
 /// A cheap-to-clone handle to the database: the write connection (with
 /// its writer thread) and the read connections.
@@ -39,8 +39,11 @@ fn run_and_ring<T, E>(
 }
 
 impl Db {
+    /// Opens the database; its WAL is checkpointed by a thread of its own
+    /// (`checkpoint.rs`), never inside a commit.
     pub fn open(path: &Path, sync: Sync) -> Result<Self, StoreError> {
-        let conn = open(path, sync)?;
+        let mut conn = open(path, sync)?;
+        checkpoint::install(&mut conn, path)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
             path: Arc::new(path.to_path_buf()),

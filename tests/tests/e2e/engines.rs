@@ -215,6 +215,26 @@ async fn jobs_run_on_an_engine_reached_over_ssh() -> anyhow::Result<()> {
         down.contains("nologin DOWN") && down.contains("Permission denied (publickey)"),
         "ssh's own reason reaches the operator: {down}"
     );
+    // The same, as data: `bridge engines --json`.
+    let engines = bridge_tests::operator_json(&w.db, &["engines"])?;
+    let by_name = |name: &str| {
+        engines
+            .as_array()
+            .and_then(|a| a.iter().find(|e| e["name"] == name))
+            .cloned()
+            .unwrap_or_default()
+    };
+    let (up, down) = (by_name("viassh"), by_name("nologin"));
+    assert_eq!(up["up"], true, "{engines}");
+    assert_eq!(up["local"], false, "{engines}");
+    assert_eq!(down["up"], false, "{engines}");
+    assert!(down["next_retry_at"].is_i64(), "{engines}");
+    assert!(
+        down["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("Permission denied (publickey)")),
+        "{engines}"
+    );
     w.finish().await
 }
 
