@@ -253,12 +253,49 @@ pub(crate) fn http_options(args: &ServeArgs) -> anyhow::Result<Option<http::Http
 }
 
 async fn serve_stdio(bridge: Bridge) -> anyhow::Result<()> {
-    let service = BridgeServer::new(bridge)
-        .serve(rmcp::transport::stdio())
-        .await?;
+    let service = BridgeServer::new(bridge).serve(stdio_channel()).await?;
     tokio::select! {
         r = service.waiting() => { r?; }
         _ = shutdown_signal() => { tracing::info!("signal received, shutting down"); }
     }
     Ok(())
+}
+
+type Input = Box<dyn tokio::io::AsyncRead + Send + Unpin>;
+type Output = Box<dyn tokio::io::AsyncWrite + Send + Unpin>;
+
+/// The MCP channel on stdin and stdout.
+///
+/// tokio's `Stdin` and `Stdout` run every read and write on the blocking
+/// pool: two thread hops per message each way, most of an MCP `ping`'s
+/// cost on a 2-core machine. MCP clients start servers with pipes, and a
+/// pipe can be read and written without blocking, on the runtime's own
+/// thread, woken by epoll. So each end that is a pipe is opened that way
+/// (which sets `O_NONBLOCK` on it: nothing else in this process reads stdin
+/// or writes stdout, `#![deny(clippy::print_stdout)]`); any other (a
+/// terminal, a file, a socket) keeps tokio's blocking-pool version.
+fn stdio_channel() -> (Input, Output) {
+    use std::os::fd::AsFd;
+    use tokio::net::unix::pipe;
+    let input: Input = match std::io::stdin()
+        .as_fd()
+        .try_clone_to_owned()
+        .and_then(pipe::Receiver::from_owned_fd)
+    {
+        Ok(r) => Box::new(r),
+        Err(_) => Box::new(tokio::io::stdin()),
+    };
+    // Only its descriptor: this is the MCP channel, not the operator's
+    // terminal that the lint guards.
+    #[allow(clippy::disallowed_methods)]
+    let stdout = std::io::stdout();
+    let output: Output = match stdout
+        .as_fd()
+        .try_clone_to_owned()
+        .and_then(pipe::Sender::from_owned_fd)
+    {
+        Ok(w) => Box::new(w),
+        Err(_) => Box::new(tokio::io::stdout()),
+    };
+    (input, output)
 }
