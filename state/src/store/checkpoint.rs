@@ -29,6 +29,12 @@ use super::StoreError;
 /// own default for its automatic checkpoint.
 pub const WAL_PAGES: i32 = 1000;
 
+/// A `RESTART` checkpoint runs only when the `PASSIVE` one left at most
+/// this many pages to copy: it holds writes off while it copies them, so a
+/// burst of writes (a cleanup deleting thousands of rows) waits for another
+/// `PASSIVE` pass instead.
+const RESTART_REMAINDER: i32 = WAL_PAGES / 4;
+
 /// How long a `RESTART` checkpoint waits for a reader or writer to finish.
 const RESTART_WAIT: Duration = Duration::from_millis(50);
 
@@ -130,7 +136,8 @@ fn start(path: PathBuf) -> std::io::Result<SyncSender<()>> {
 /// moment never comes and each commit would ask for another pass. So the
 /// `PASSIVE` pass copies the bulk without holding anyone up, and a
 /// `RESTART` pass then holds new writes off while it copies the few frames
-/// appended meanwhile, after which the next write starts the WAL over. It
+/// appended meanwhile (when they are few: [`RESTART_REMAINDER`]), after
+/// which the next write starts the WAL over. It
 /// waits at most [`RESTART_WAIT`] for a reader or writer to finish (so a
 /// long-lived reader delays writes by that much at most) and is tried
 /// again at the next request. A request that finds the WAL already started
@@ -152,7 +159,7 @@ fn checkpoint(conn: &mut Option<Connection>, path: &Path) -> rusqlite::Result<()
     };
     let (busy, log, done) = run("PASSIVE")?;
     tracing::trace!(busy, log, done, "passive checkpoint");
-    if log >= i64::from(WAL_PAGES) {
+    if log >= i64::from(WAL_PAGES) && log - done <= i64::from(RESTART_REMAINDER) {
         let (busy, log, done) = run("RESTART")?;
         tracing::trace!(busy, log, done, "restart checkpoint");
     }
