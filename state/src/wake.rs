@@ -13,10 +13,14 @@
 //! re-check on a slow backstop timer, so a filesystem that does not deliver
 //! events (some network mounts), or a writer that cannot ring, costs
 //! latency, never a lost message.
+//!
+//! The watch starts with the first subscriber (the first long poll, the
+//! console): until something waits, this process's own commits ring the
+//! bell for other processes without waking a watcher thread of its own.
 
 use std::collections::HashMap;
-use std::path::Path;
-use std::sync::Mutex;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use notify::{RecursiveMode, Watcher};
@@ -27,18 +31,21 @@ pub const BACKSTOP: Duration = Duration::from_millis(500);
 
 pub struct Wake {
     tx: watch::Sender<u64>,
-    // Kept alive for its background thread; dropped with the Wake.
-    _watcher: Option<notify::RecommendedWatcher>,
+    db: PathBuf,
+    /// Started by the first [`Wake::subscribe`]; kept alive for its
+    /// background thread and dropped with the Wake.
+    watcher: OnceLock<Option<notify::RecommendedWatcher>>,
 }
 
 impl Wake {
-    /// Watches the directory of `db` for changes to the database files.
+    /// Wakes subscribers on changes to the database at `db`, by this
+    /// process or (through its doorbell) another.
     pub fn watching(db: &Path) -> Self {
         let (tx, _) = watch::channel(0u64);
-        let watcher = Self::start_watcher(db, tx.clone());
         Self {
             tx,
-            _watcher: watcher,
+            db: db.to_path_buf(),
+            watcher: OnceLock::new(),
         }
     }
 
@@ -116,8 +123,13 @@ impl Wake {
         self.tx.send_modify(|n| *n = n.wrapping_add(1));
     }
 
+    /// A receiver that changes on every commit from here on: the watch on
+    /// other processes' commits is running before this returns.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
-        self.tx.subscribe()
+        let rx = self.tx.subscribe();
+        self.watcher
+            .get_or_init(|| Self::start_watcher(&self.db, self.tx.clone()));
+        rx
     }
 }
 
@@ -249,6 +261,27 @@ mod tests {
         assert!(
             changes(&mut rx, Duration::from_secs(5)),
             "the doorbell did not wake the waiters"
+        );
+    }
+
+    /// No watcher thread until something waits; then other processes'
+    /// commits wake the subscriber.
+    #[test]
+    fn the_watch_starts_with_the_first_subscriber() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("b.db");
+        let wake = Wake::watching(&db);
+        Bell::open(&db).unwrap().ring();
+        assert!(
+            wake.watcher.get().is_none(),
+            "a watcher started before anyone waited"
+        );
+        let mut rx = wake.subscribe();
+        assert!(matches!(wake.watcher.get(), Some(Some(_))));
+        Bell::open(&db).unwrap().ring();
+        assert!(
+            changes(&mut rx, Duration::from_secs(5)),
+            "the doorbell did not wake the first subscriber"
         );
     }
 

@@ -27,8 +27,8 @@
 //! On a current-thread runtime (`bridge serve` over stdio: one client) a
 //! write first tries to run right where it was asked, on the runtime's own
 //! thread: the hop to the writer thread and back (two cross-thread
-//! wake-ups) cost ~50 µs of a ~210 µs `send_to_partner`, more than the
-//! transaction. It runs there only when it cannot wait: the connection is
+//! wake-ups) cost ~50 µs of a ~210 µs `send_to_partner`. It runs there
+//! only when it will not wait: the connection is
 //! free in this process and `BEGIN IMMEDIATE`, tried without a busy
 //! timeout, got the write lock at once. Otherwise (another process is
 //! writing, or this one's writer thread is) it queues for the writer
