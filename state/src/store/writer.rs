@@ -128,9 +128,7 @@ impl Writer {
             .map_err(|_| stopped())?;
         rx.await.map_err(|_| stopped())?
     }
-}
 
-impl Writer {
     /// On a current-thread runtime, runs `job` on this thread when that
     /// cannot wait for a lock (see the module's documentation); gives it
     /// back otherwise.
@@ -155,14 +153,9 @@ impl Writer {
             }
             return Err(job);
         }
-        let before = conn.total_changes();
-        let committed = run_begun(&conn, vec![job].drain(..));
-        if committed
-            && conn.total_changes() != before
-            && let Some(bell) = &self.bell
-        {
-            bell.ring();
-        }
+        ringing(&conn, self.bell.as_deref(), |c| {
+            run_begun(c, std::iter::once(job))
+        });
         Ok(())
     }
 }
@@ -196,14 +189,19 @@ fn run(conn: &Mutex<Connection>, jobs: &mpsc::Receiver<Job>, bell: Option<&Bell>
         // A panic in `Db::call` poisons the mutex but leaves the connection
         // usable: SQLite rolled back its transaction.
         let conn = conn.lock().unwrap_or_else(|p| p.into_inner());
-        let before = conn.total_changes();
-        let committed = run_group(&conn, &mut group);
-        if committed
-            && conn.total_changes() != before
-            && let Some(bell) = bell
-        {
-            bell.ring();
-        }
+        ringing(&conn, bell, |c| run_group(c, &mut group));
+    }
+}
+
+/// Runs `f` (which ends a transaction and says whether it committed) and
+/// rings `bell` when that commit changed anything.
+fn ringing(conn: &Connection, bell: Option<&Bell>, f: impl FnOnce(&Connection) -> bool) {
+    let before = conn.total_changes();
+    if f(conn)
+        && conn.total_changes() != before
+        && let Some(bell) = bell
+    {
+        bell.ring();
     }
 }
 
@@ -219,7 +217,7 @@ fn run_group(conn: &Connection, group: &mut Vec<Job>) -> bool {
 
 /// Runs `jobs` in the transaction just begun, and ends it; returns whether
 /// it committed.
-fn run_begun(conn: &Connection, mut jobs: std::vec::Drain<'_, Job>) -> bool {
+fn run_begun(conn: &Connection, mut jobs: impl ExactSizeIterator<Item = Job>) -> bool {
     let mut ran: Vec<Ran> = Vec::with_capacity(jobs.len());
     if jobs.len() == 1 {
         ran.extend(jobs.next().and_then(|job| job(Turn::Run(conn))));
