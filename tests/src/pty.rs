@@ -4,6 +4,7 @@
 
 use std::fs::File;
 use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
@@ -11,9 +12,39 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use nix::pty::{Winsize, openpty};
+use rustix::fs::{Mode, OFlags};
+use rustix::pty::OpenptFlags;
+use rustix::termios::Winsize;
 
 pub const WAIT: Duration = Duration::from_secs(30);
+
+/// A pseudo-terminal of `rows`×`cols`: (master, slave), both close-on-exec.
+/// `openpty(3)` leaves both ends inheritable, and the tests spawn processes
+/// from many threads at once: a server another test started at that moment
+/// would keep this terminal open for its whole life, and a reader waiting
+/// for the child's exit (EIO on the master) would wait for that stranger.
+pub fn open_pty(rows: u16, cols: u16) -> anyhow::Result<(OwnedFd, OwnedFd)> {
+    let master =
+        rustix::pty::openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC)
+            .context("opening /dev/ptmx")?;
+    rustix::pty::grantpt(&master).context("grantpt")?;
+    rustix::pty::unlockpt(&master).context("unlockpt")?;
+    let name = rustix::pty::ptsname(&master, Vec::new()).context("ptsname")?;
+    let slave = rustix::fs::open(
+        name.as_c_str(),
+        OFlags::RDWR | OFlags::NOCTTY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .with_context(|| format!("opening {name:?}"))?;
+    let size = Winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    rustix::termios::tcsetwinsize(&slave, size).context("setting the window size")?;
+    Ok((master, slave))
+}
 
 /// A child process whose stdin, stdout and stderr are one pseudo-terminal.
 pub struct Pty {
@@ -34,14 +65,7 @@ impl Pty {
     }
 
     pub fn spawn(mut cmd: Command, rows: u16, cols: u16) -> anyhow::Result<Self> {
-        let size = Winsize {
-            ws_row: rows,
-            ws_col: cols,
-            ws_xpixel: 0,
-            ws_ypixel: 0,
-        };
-        let pty = openpty(&size, None).context("openpty")?;
-        let slave = pty.slave;
+        let (master, slave) = open_pty(rows, cols)?;
         cmd.stdin(Stdio::from(slave.try_clone()?))
             .stdout(Stdio::from(slave.try_clone()?))
             .stderr(Stdio::from(slave))
@@ -51,7 +75,7 @@ impl Pty {
         // `cmd` still holds the slave copies; dropping it leaves the child
         // the only holder, so its exit ends our reads.
         drop(cmd);
-        let master = File::from(pty.master);
+        let master = File::from(master);
         let output = Arc::new(Mutex::new(Vec::new()));
         let reader = {
             let mut master = master.try_clone()?;

@@ -21,6 +21,56 @@ fn kill_9(pid: u32) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The pipe behind a process's stdout, as `/proc` names it (`pipe:[N]`).
+fn stdout_pipe(pid: u32) -> anyhow::Result<String> {
+    let link = std::fs::read_link(format!("/proc/{pid}/fd/1"))?;
+    Ok(link.to_string_lossy().into_owned())
+}
+
+/// Why a killed server's stdout has not reached EOF: each of its threads'
+/// state and kernel wait channel (a `D` in an fsync means the kernel has
+/// not let it die yet; `Z` means it is dead and something else holds the
+/// pipe), and every other process with a descriptor on that pipe.
+fn why_no_eof(pid: u32, pipe: &str) -> String {
+    let mut out = Vec::new();
+    let read = |p: String| std::fs::read_to_string(p).unwrap_or_default();
+    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for task in tasks.flatten() {
+            let t = task.path();
+            let stat = read(format!("{}/stat", t.display()));
+            // The state follows the parenthesised command name.
+            let state = stat.rsplit_once(") ").map_or("?", |(_, r)| &r[..1]);
+            let comm = read(format!("{}/comm", t.display()));
+            let wchan = read(format!("{}/wchan", t.display()));
+            out.push(format!(
+                "server thread {} ({}): state {state}, waiting in {wchan:?}",
+                task.file_name().to_string_lossy(),
+                comm.trim()
+            ));
+        }
+    } else {
+        out.push(format!("server {pid}: gone from /proc (reaped)"));
+    }
+    for proc_dir in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(other) = proc_dir.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let fds = std::fs::read_dir(proc_dir.path().join("fd"))
+            .into_iter()
+            .flatten();
+        for fd in fds.flatten() {
+            if std::fs::read_link(fd.path()).is_ok_and(|l| l.to_string_lossy() == pipe) {
+                let cmd = read(format!("/proc/{other}/cmdline")).replace('\0', " ");
+                out.push(format!(
+                    "process {other} holds {pipe} as fd {}: {cmd}",
+                    fd.file_name().to_string_lossy()
+                ));
+            }
+        }
+    }
+    out.join("\n")
+}
+
 /// Reads b's whole inbox in batches; returns message number -> (id, count).
 async fn drain_b(s: &Server, c: &Conv) -> anyhow::Result<BTreeMap<usize, (i64, usize)>> {
     let mut got: BTreeMap<usize, (i64, usize)> = BTreeMap::new();
@@ -214,12 +264,34 @@ async fn kill_9_at_random_moments_loses_no_acknowledged_send() -> anyhow::Result
         let delay = moments.next_ms(0, 300);
         delays.push(delay);
         tokio::time::sleep(Duration::from_millis(delay)).await;
+        let pipe = stdout_pipe(s.pid)?;
         kill_9(s.pid)?;
+        let killed = Instant::now();
 
-        for (from, sender) in ["a", "b"].into_iter().zip(senders) {
-            let (done, pending) = tokio::time::timeout(Duration::from_secs(30), sender)
-                .await
-                .context("a sender did not notice the server die")??;
+        for (from, mut sender) in ["a", "b"].into_iter().zip(senders) {
+            // A sender notices through EOF on the server's stdout. On a busy
+            // machine the kernel can hold a killed process's exit until a
+            // disk write it was in completes: slow is reported, and only a
+            // death never noticed fails.
+            let done = match tokio::time::timeout(Duration::from_secs(10), &mut sender).await {
+                Ok(done) => done,
+                Err(_) => {
+                    eprintln!(
+                        "cycle {cycle}: a sender has not noticed the kill after {:?}:\n{}",
+                        killed.elapsed(),
+                        why_no_eof(s.pid, &pipe)
+                    );
+                    tokio::time::timeout(Duration::from_secs(110), sender)
+                        .await
+                        .with_context(|| {
+                            format!(
+                                "cycle {cycle}: a sender did not notice the server die in 120 s:\n{}",
+                                why_no_eof(s.pid, &pipe)
+                            )
+                        })?
+                }
+            };
+            let (done, pending) = done?;
             acked.extend(done);
             in_flight.insert(pending.clone());
             to_retry.push((from, pending));

@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use bridge_tests::{bin, images, yolo};
-use nix::pty::{Winsize, openpty};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -28,14 +27,7 @@ impl OnPty {
     /// `streams` (stdin, stdout, stderr): which of the child's streams are
     /// the terminal; the others stay as `cmd` sets them.
     fn spawn(mut cmd: Command, streams: [bool; 3]) -> anyhow::Result<Self> {
-        let size = Winsize {
-            ws_row: 40,
-            ws_col: 500,
-            ws_xpixel: 0,
-            ws_ypixel: 0,
-        };
-        let pty = openpty(&size, None).context("openpty")?;
-        let slave = pty.slave;
+        let (master, slave) = bridge_tests::pty::open_pty(40, 500)?;
         if streams[0] {
             cmd.stdin(Stdio::from(slave.try_clone()?));
         }
@@ -50,7 +42,7 @@ impl OnPty {
         drop(cmd);
         drop(slave);
         let output = Arc::new(Mutex::new(Vec::new()));
-        let mut master = std::fs::File::from(pty.master);
+        let mut master = std::fs::File::from(master);
         let out = output.clone();
         std::thread::spawn(move || {
             let mut buf = [0u8; 4096];
