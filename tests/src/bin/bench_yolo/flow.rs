@@ -45,6 +45,11 @@ pub struct Setup {
     pub _dir: tempfile::TempDir,
     pub db: std::path::PathBuf,
     pub server: Arc<Server>,
+    /// The agents that run jobs at once, each its own `bridge serve`
+    /// process on the same database (as 8 Claude Code or Codex sessions
+    /// are): a result reaches each through the cross-process wake-up, not
+    /// within one process. The first is `server`.
+    pub agents: Vec<Arc<Server>>,
     pub conv: Conv,
     pub runner: Runner,
     pub runner_id: String,
@@ -52,7 +57,7 @@ pub struct Setup {
     pub pool_size: usize,
 }
 
-pub async fn setup(image: &str, pool_size: usize) -> anyhow::Result<Setup> {
+pub async fn setup(image: &str, pool_size: usize, agents: usize) -> anyhow::Result<Setup> {
     let dir = tempfile::tempdir()?;
     let db = dir.path().join("bench.db");
     // BRIDGE_LOG as in production, without the test harness's debug lines.
@@ -75,10 +80,19 @@ pub async fn setup(image: &str, pool_size: usize) -> anyhow::Result<Setup> {
         let db = db.clone();
         tokio::task::spawn_blocking(move || yolo::runner_id(&db)).await??
     };
+    let server = Arc::new(server);
+    let mut all = vec![server.clone()];
+    for n in 1..agents.max(1) {
+        let agent = Server::start_with_env(&db, &["--rate-limit", "off"], &env)
+            .await
+            .with_context(|| format!("starting agent {n}'s `bridge serve`"))?;
+        all.push(Arc::new(agent));
+    }
     Ok(Setup {
         _dir: dir,
         db,
-        server: Arc::new(server),
+        server,
+        agents: all,
         conv,
         runner,
         runner_id,
@@ -235,15 +249,24 @@ pub struct Parallel {
     pub runs: Vec<Exec>,
 }
 
-/// All jobs at once, each its own task on the one MCP connection.
+impl Setup {
+    /// The agent that runs job `i` of a batch: one job per agent process
+    /// while a batch is no larger than the number of agents.
+    pub fn agent(&self, i: usize) -> Arc<Server> {
+        self.agents[i % self.agents.len()].clone()
+    }
+}
+
+/// All jobs at once, each from its own agent process (see [`Setup::agents`]).
 pub async fn parallel(st: &Setup, batch: &[Approved]) -> anyhow::Result<Parallel> {
     let existing = running_containers(&st.runner_id).await?;
     let start = Instant::now();
     let tasks: Vec<_> = batch
         .iter()
         .cloned()
-        .map(|a| {
-            let (server, conv) = (st.server.clone(), st.conv.clone());
+        .enumerate()
+        .map(|(i, a)| {
+            let (server, conv) = (st.agent(i), st.conv.clone());
             tokio::spawn(async move { execute(&server, &conv, &a).await })
         })
         .collect();

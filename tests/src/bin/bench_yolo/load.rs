@@ -45,13 +45,15 @@ pub struct Sustained {
     pub latencies: Samples,
 }
 
-/// `total` jobs, `in_flight` at a time, as fast as they complete.
+/// `total` jobs, `in_flight` at a time, as fast as they complete, spread
+/// over the agent processes in turn.
 pub async fn sustained(st: &Setup, total: usize, in_flight: usize) -> anyhow::Result<Sustained> {
     let approved: Vec<Approved> = approve_batch(st, total).await?;
     let start = Instant::now();
     let runs: Vec<anyhow::Result<Exec>> = futures_util::stream::iter(approved)
-        .map(|a| {
-            let (server, conv) = (st.server.clone(), st.conv.clone());
+        .enumerate()
+        .map(|(i, a)| {
+            let (server, conv) = (st.agent(i), st.conv.clone());
             async move { execute(&server, &conv, &a).await }
         })
         .buffer_unordered(in_flight)

@@ -95,13 +95,18 @@ struct Options {
     pause: Duration,
     /// The runner's `--pool-size`.
     pool_size: usize,
+    /// How many `bridge serve` processes (agents) share the parallel jobs:
+    /// `PARALLEL` by default, one per job; 1 sends them all down one MCP
+    /// connection.
+    agents: usize,
     /// Only compare the local socket with the same engine reached over
     /// TLS or ssh.
     remote: Option<remote::Kind>,
     command: String,
 }
 
-const USAGE: &str = "usage: bench_yolo [--quick] [--pause-ms N] [--pool-size N] [--tls | --ssh]";
+const USAGE: &str =
+    "usage: bench_yolo [--quick] [--pause-ms N] [--pool-size N] [--agents N] [--tls | --ssh]";
 
 fn options() -> anyhow::Result<Options> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -109,6 +114,7 @@ fn options() -> anyhow::Result<Options> {
     let mut pause_ms = DEFAULT_PAUSE_MS;
     let mut pool_size = POOL_SIZE;
     let mut remote = None;
+    let mut agents = PARALLEL;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -125,6 +131,15 @@ fn options() -> anyhow::Result<Options> {
                     format!("--pool-size needs a number of containers; {USAGE}")
                 })?;
             }
+            "--agents" => {
+                agents = it
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .filter(|&n| n > 0)
+                    .with_context(|| {
+                        format!("--agents needs a number of agent processes, at least 1; {USAGE}")
+                    })?;
+            }
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -140,6 +155,7 @@ fn options() -> anyhow::Result<Options> {
         quick,
         pause: Duration::from_millis(pause_ms),
         pool_size,
+        agents,
         remote,
         command,
     })
@@ -169,7 +185,7 @@ async fn run() -> anyhow::Result<()> {
     let image = tokio::task::spawn_blocking(yolo::sandbox_image).await?;
 
     eprintln!("[yolo] starting bridge serve, enabling YOLO on a pty, starting the runner");
-    let mut st = setup(image, opts.pool_size).await?;
+    let mut st = setup(image, opts.pool_size, opts.agents).await?;
     if let Some(kind) = opts.remote {
         let section = remote::compare(&mut st, kind, k.runs.max(20), opts.pause, image).await;
         let stopped = st.runner.stop(Duration::from_secs(20));
@@ -179,6 +195,12 @@ async fn run() -> anyhow::Result<()> {
     let result = scenarios(&st, k, opts.pause, image).await;
     let rid = st.runner_id.clone();
     let stopped = st.runner.stop(Duration::from_secs(20));
+    // Each agent's reference first (the first agent is `server` itself).
+    for agent in std::mem::take(&mut st.agents) {
+        if let Some(s) = Arc::into_inner(agent) {
+            s.stop().await?;
+        }
+    }
     if let Some(s) = Arc::into_inner(st.server) {
         s.stop().await?;
     }

@@ -74,7 +74,8 @@ pub fn report(r: &Results, k: &Counts, engine: &str, opts: &Options, image: &str
     ));
     line(format!("- Command: `{}`", opts.command));
     line(format!(
-        "- Method: `bridge serve --rate-limit off` (YOLO_MODE=1) and `runner` (`--pool-size {pool}`, default `--max-parallel {PARALLEL}`) on one temporary database; YOLO enabled in safe mode with image `{image}` (offline busybox image) through the operator CLI on a pty. Each sample is one `{COMMAND}` proposal, proposed and approved on a pty beforehand (untimed); only the `execute_command` call is timed, from sending the token to the result (state `done`, stdout `hi`) returned over MCP stdio. The runner was warm: its pool held at least {pool} started containers before each scenario (it grows with demand, see below). The headline runs leave {} ms between executions so the pool refills; \"warm\" counts jobs whose container was already running when the call was made.",
+        "- Method: `bridge serve --rate-limit off` (YOLO_MODE=1; {} such processes, one per agent, for the parallel, burst and sustained scenarios) and `runner` (`--pool-size {pool}`, default `--max-parallel {PARALLEL}`) on one temporary database; YOLO enabled in safe mode with image `{image}` (offline busybox image) through the operator CLI on a pty. Each sample is one `{COMMAND}` proposal, proposed and approved on a pty beforehand (untimed); only the `execute_command` call is timed, from sending the token to the result (state `done`, stdout `hi`) returned over MCP stdio. The runner was warm: its pool held at least {pool} started containers before each scenario (it grows with demand, see below). The headline runs leave {} ms between executions so the pool refills; \"warm\" counts jobs whose container was already running when the call was made.",
+        opts.agents,
         r.pause.as_millis()
     ));
     line(format!(
@@ -150,8 +151,16 @@ pub fn report(r: &Results, k: &Counts, engine: &str, opts: &Options, image: &str
             )
         })
         .collect();
+    let agents = if opts.agents == 1 {
+        "one MCP connection, concurrent `execute_command` calls".to_owned()
+    } else {
+        format!(
+            "{} agents: `bridge serve` processes on one database, jobs dealt out in turn",
+            opts.agents
+        )
+    };
     line(format!(
-        "| {PARALLEL} jobs in parallel (one MCP connection, {PARALLEL} concurrent `execute_command` calls) | result |"
+        "| {PARALLEL} jobs in parallel ({agents}) | result |"
     ));
     line("|---|---|".into());
     line(format!(
