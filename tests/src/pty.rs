@@ -18,6 +18,15 @@ use rustix::termios::Winsize;
 
 pub const WAIT: Duration = Duration::from_secs(30);
 
+fn winsize(rows: u16, cols: u16) -> Winsize {
+    Winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    }
+}
+
 /// A pseudo-terminal of `rows`×`cols`: (master, slave), both close-on-exec.
 /// `openpty(3)` leaves both ends inheritable, and the tests spawn processes
 /// from many threads at once: a server another test started at that moment
@@ -36,13 +45,8 @@ pub fn open_pty(rows: u16, cols: u16) -> anyhow::Result<(OwnedFd, OwnedFd)> {
         Mode::empty(),
     )
     .with_context(|| format!("opening {name:?}"))?;
-    let size = Winsize {
-        ws_row: rows,
-        ws_col: cols,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    rustix::termios::tcsetwinsize(&slave, size).context("setting the window size")?;
+    rustix::termios::tcsetwinsize(&slave, winsize(rows, cols))
+        .context("setting the window size")?;
     Ok((master, slave))
 }
 
@@ -103,13 +107,7 @@ impl Pty {
     /// Gives the terminal a new size and tells the program (SIGWINCH), as
     /// a window manager does.
     pub fn resize(&mut self, rows: u16, cols: u16) -> anyhow::Result<()> {
-        let size = rustix::termios::Winsize {
-            ws_row: rows,
-            ws_col: cols,
-            ws_xpixel: 0,
-            ws_ypixel: 0,
-        };
-        rustix::termios::tcsetwinsize(&self.master, size)?;
+        rustix::termios::tcsetwinsize(&self.master, winsize(rows, cols))?;
         let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id())?);
         nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGWINCH)?;
         Ok(())

@@ -44,11 +44,11 @@ pub struct Exec {
 pub struct Setup {
     pub _dir: tempfile::TempDir,
     pub db: std::path::PathBuf,
-    pub server: Arc<Server>,
     /// The agents that run jobs at once, each its own `bridge serve`
     /// process on the same database (as 8 Claude Code or Codex sessions
     /// are): a result reaches each through the cross-process wake-up, not
-    /// within one process. The first is `server`.
+    /// within one process. The first also proposes, and runs the
+    /// sequential scenarios ([`Setup::server`]).
     pub agents: Vec<Arc<Server>>,
     pub conv: Conv,
     pub runner: Runner,
@@ -80,8 +80,7 @@ pub async fn setup(image: &str, pool_size: usize, agents: usize) -> anyhow::Resu
         let db = db.clone();
         tokio::task::spawn_blocking(move || yolo::runner_id(&db)).await??
     };
-    let server = Arc::new(server);
-    let mut all = vec![server.clone()];
+    let mut all = vec![Arc::new(server)];
     for n in 1..agents.max(1) {
         let agent = Server::start_with_env(&db, &["--rate-limit", "off"], &env)
             .await
@@ -91,7 +90,6 @@ pub async fn setup(image: &str, pool_size: usize, agents: usize) -> anyhow::Resu
     Ok(Setup {
         _dir: dir,
         db,
-        server,
         agents: all,
         conv,
         runner,
@@ -106,7 +104,7 @@ pub async fn approve_batch(st: &Setup, n: usize) -> anyhow::Result<Vec<Approved>
     let mut out = Vec::with_capacity(n);
     for _ in 0..n {
         let p = st
-            .server
+            .server()
             .ok(
                 "propose_command",
                 st.conv
@@ -235,7 +233,7 @@ pub async fn sequential(
         }
         // Untimed: which containers exist before the call.
         before.push(running_containers(&st.runner_id).await?);
-        runs.push(execute(&st.server, &st.conv, a).await?);
+        runs.push(execute(st.server(), &st.conv, a).await?);
     }
     let used = job_containers(&st.db)?;
     for (r, existing) in runs.iter_mut().zip(before) {
@@ -250,6 +248,11 @@ pub struct Parallel {
 }
 
 impl Setup {
+    /// The first agent: it proposes, and runs the sequential scenarios.
+    pub fn server(&self) -> &Server {
+        &self.agents[0]
+    }
+
     /// The agent that runs job `i` of a batch: one job per agent process
     /// while a batch is no larger than the number of agents.
     pub fn agent(&self, i: usize) -> Arc<Server> {

@@ -195,14 +195,10 @@ async fn run() -> anyhow::Result<()> {
     let result = scenarios(&st, k, opts.pause, image).await;
     let rid = st.runner_id.clone();
     let stopped = st.runner.stop(Duration::from_secs(20));
-    // Each agent's reference first (the first agent is `server` itself).
-    for agent in std::mem::take(&mut st.agents) {
+    for agent in st.agents {
         if let Some(s) = Arc::into_inner(agent) {
             s.stop().await?;
         }
-    }
-    if let Some(s) = Arc::into_inner(st.server) {
-        s.stop().await?;
     }
     let leftovers = yolo::containers_with_label(&format!("mcp-bridge.runner={rid}"))?;
     let r = result?;
