@@ -13,6 +13,7 @@
 
 mod agent_hooks;
 mod bridge_auth;
+mod bridge_binary;
 mod bridge_durability;
 mod bridge_files;
 mod bridge_messaging;
