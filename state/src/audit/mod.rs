@@ -268,20 +268,77 @@ pub fn tail(
     conversation: Option<&str>,
     limit: u32,
 ) -> rusqlite::Result<Vec<Row>> {
-    let mut stmt = conn.prepare(
-        "SELECT * FROM (
-           SELECT id, ts, conversation_id, session_id, action, outcome, detail, prev_hash, hash
-           FROM audit WHERE (?1 IS NULL OR conversation_id = ?1) ORDER BY id DESC LIMIT ?2
-         ) ORDER BY id",
-    )?;
-    let rows = stmt.query_map(params![conversation, limit], read_row)?;
-    rows.collect()
+    // Two statements, not one `(?1 IS NULL OR conversation_id = ?1)`: with
+    // that, SQLite cannot use `audit_conversation` and walks the whole
+    // chain from its newest row to find an old conversation's rows.
+    match conversation {
+        Some(c) => conn
+            .prepare(TAIL_ONE)?
+            .query_map(params![c, limit], read_row)?
+            .collect(),
+        None => conn
+            .prepare(TAIL_ALL)?
+            .query_map(params![limit], read_row)?
+            .collect(),
+    }
 }
+
+const TAIL_ONE: &str = "SELECT * FROM (
+       SELECT id, ts, conversation_id, session_id, action, outcome, detail, prev_hash, hash
+       FROM audit WHERE conversation_id = ?1 ORDER BY id DESC LIMIT ?2
+     ) ORDER BY id";
+
+const TAIL_ALL: &str = "SELECT * FROM (
+       SELECT id, ts, conversation_id, session_id, action, outcome, detail, prev_hash, hash
+       FROM audit ORDER BY id DESC LIMIT ?1
+     ) ORDER BY id";
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::store::migrate;
+
+    #[test]
+    fn a_conversations_tail_is_its_newest_rows_found_through_its_index() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn).unwrap();
+        let red = Redactor::builtin();
+        let (a, b) = ("conv_aaaaaaaaaaaaaaaa", "conv_bbbbbbbbbbbbbbbb");
+        for i in 0..10 {
+            let entry = Entry {
+                conversation_id: Some(if i % 3 == 0 { a } else { b }),
+                session_id: Some("a"),
+                action: "message.send",
+                outcome: Outcome::Ok,
+                detail: serde_json::json!({ "i": i }),
+            };
+            append(&conn, &red, 1000 + i, entry).unwrap();
+        }
+        let ids = |rows: Vec<Row>| rows.iter().map(|r| r.id).collect::<Vec<_>>();
+        // Rows 1, 4, 7, 10 are a's; the newest two, oldest first.
+        assert_eq!(ids(tail(&conn, Some(a), 2).unwrap()), [7, 10]);
+        assert_eq!(ids(tail(&conn, Some(b), 100).unwrap()), [2, 3, 5, 6, 8, 9]);
+        assert_eq!(ids(tail(&conn, None, 3).unwrap()), [8, 9, 10]);
+        assert!(
+            tail(&conn, Some("conv_cccccccccccccccc"), 5)
+                .unwrap()
+                .is_empty()
+        );
+        // An old conversation's rows are found through the index, not by
+        // walking the chain back from its newest row.
+        let plan: Vec<String> = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {TAIL_ONE}"))
+            .unwrap()
+            .query_map(params![a, 2], |r| r.get(3))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert!(
+            plan.iter()
+                .any(|p| p.contains("USING INDEX audit_conversation")),
+            "{plan:?}"
+        );
+    }
 
     fn db_with_rows(n: usize) -> (Connection, Redactor) {
         let mut conn = Connection::open_in_memory().unwrap();
