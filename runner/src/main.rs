@@ -56,7 +56,9 @@ struct Args {
     /// file's `[[engine]]` list. Comma-separated keys, e.g.
     /// `name=b,url=tcp://HOST:2376,ca=ca.pem,cert=cert.pem,key=key.pem,max_parallel=4`
     /// or `name=c,url=ssh://USER@HOST,identity=KEY` (also `local=true|false`,
-    /// `pool_size=N`) [default: this host's socket]
+    /// `pool_size=N`). A TLS engine's certificate must chain to the `ca`
+    /// file alone; `ca=system` trusts the system's roots instead [default:
+    /// this host's socket]
     #[arg(long = "engine", value_name = "KEYS", value_parser = EngineConfig::parse_flag)]
     engines: Vec<EngineConfig>,
     /// Check health and exit: an engine answers and a runner heartbeat is fresh

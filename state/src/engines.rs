@@ -36,7 +36,8 @@ pub struct EngineConfig {
     /// Warm containers kept per configuration on this engine [default: the
     /// runner's `--pool-size`].
     pub pool_size: Option<usize>,
-    /// TLS for `tcp://`: the CA that signed the engine's certificate, and
+    /// TLS for `tcp://`: the CA that signed the engine's certificate (a PEM
+    /// file, trusted alone; or `system` for the system's trusted roots), and
     /// this client's certificate and key (PEM files).
     pub ca: Option<PathBuf>,
     pub cert: Option<PathBuf>,
@@ -52,7 +53,7 @@ pub enum Transport {
     Unix(PathBuf),
     Tls {
         addr: String,
-        ca: PathBuf,
+        ca: CaRoots,
         cert: PathBuf,
         key: PathBuf,
     },
@@ -64,6 +65,23 @@ pub enum Transport {
         identity: Option<PathBuf>,
     },
 }
+
+/// Whom a `tcp://` engine's certificate must chain to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CaRoots {
+    /// The CA certificates in this PEM file and nothing else, as
+    /// `docker --tlsverify --tlscacert` trusts: a certificate any public CA
+    /// issued for the engine's address is refused.
+    File(PathBuf),
+    /// The system's trusted roots (`ca = "system"`; `SSL_CERT_FILE` and
+    /// `SSL_CERT_DIR` are honoured): for an engine whose certificate comes
+    /// from a public CA. Chosen explicitly, never a fallback.
+    System,
+}
+
+/// The `ca` value that selects [`CaRoots::System`] (a file of that name is
+/// `./system`).
+pub const CA_SYSTEM: &str = "system";
 
 impl EngineConfig {
     /// This host's engine, as a runner without configuration uses it.
@@ -147,9 +165,14 @@ impl EngineConfig {
             if addr.is_empty() || addr.contains('/') {
                 return Err(format!("{who}: url `{}` must be tcp://HOST:PORT", self.url));
             }
+            let ca = if ca.as_os_str() == CA_SYSTEM {
+                CaRoots::System
+            } else {
+                CaRoots::File(ca.clone())
+            };
             return Ok(Transport::Tls {
                 addr: addr.into(),
-                ca: ca.clone(),
+                ca,
                 cert: cert.clone(),
                 key: key.clone(),
             });
@@ -209,7 +232,10 @@ impl Transport {
     pub fn check_files(&self) -> Result<(), (PathBuf, std::io::Error)> {
         let files: Vec<&PathBuf> = match self {
             Transport::Unix(_) => vec![],
-            Transport::Tls { ca, cert, key, .. } => vec![ca, cert, key],
+            Transport::Tls { ca, cert, key, .. } => match ca {
+                CaRoots::File(ca) => vec![ca, cert, key],
+                CaRoots::System => vec![cert, key],
+            },
             Transport::Ssh { identity, .. } => identity.iter().collect(),
         };
         for file in files {
@@ -400,6 +426,39 @@ mod tests {
         assert!(
             matches!(e.transport(), Ok(Transport::Tls { addr, .. }) if addr == "127.0.0.1:2376")
         );
+    }
+
+    #[test]
+    fn a_tls_engine_trusts_its_ca_file_alone_unless_system_is_asked_for() {
+        let tls = |ca: &str| {
+            EngineConfig::parse_flag(&format!(
+                "name=b,url=tcp://h:2376,ca={ca},cert=/c/cert.pem,key=/c/key.pem"
+            ))
+            .unwrap()
+            .transport()
+            .unwrap()
+        };
+        let Transport::Tls { ca, .. } = tls("/c/ca.pem") else {
+            panic!()
+        };
+        assert_eq!(ca, CaRoots::File("/c/ca.pem".into()));
+        let Transport::Tls { ca, .. } = tls("./system") else {
+            panic!()
+        };
+        assert_eq!(ca, CaRoots::File("./system".into()));
+        let system = tls("system");
+        assert!(matches!(
+            system,
+            Transport::Tls {
+                ca: CaRoots::System,
+                ..
+            }
+        ));
+        // Only the client's own files must be readable then.
+        let Err((path, _)) = system.check_files() else {
+            panic!("/c/cert.pem does not exist")
+        };
+        assert_eq!(path, PathBuf::from("/c/cert.pem"));
     }
 
     #[test]

@@ -25,6 +25,8 @@ use bridge_state::engines::Transport;
 
 use super::{Engine, EngineError, HardenedSpec, describe};
 
+mod tls;
+
 /// A Docker engine reached through a unix socket, over TCP with TLS, or
 /// over ssh.
 #[derive(Debug, Clone)]
@@ -70,14 +72,15 @@ impl DockerEngine {
                 transport
                     .check_files()
                     .map_err(|(path, source)| ConnectError::File { path, source })?;
-                Docker::connect_with_ssl(
+                return tls::connect(
                     addr,
-                    key,
-                    cert,
                     ca,
+                    cert,
+                    key,
                     REQUEST_TIMEOUT_SECS,
                     bollard::API_DEFAULT_VERSION,
                 )
+                .map(Self);
             }
             // Each connection bollard opens starts an ssh master (a login)
             // and `docker system dial-stdio` on the engine host; hyper keeps

@@ -394,3 +394,58 @@ async fn the_operator_sees_which_engines_are_down_and_why() -> anyhow::Result<()
     c.quit()?;
     Ok(())
 }
+
+/// A TLS engine's certificate must chain to the `ca` file, and to nothing
+/// else: not to a root the system trusts (here `SSL_CERT_FILE`, which the
+/// system store honours, holds the engine's real CA while `ca` names
+/// another). Trusting the system's roots is the operator's explicit
+/// `ca=system`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tls_engine_is_trusted_through_its_ca_file_alone() -> anyhow::Result<()> {
+    if !yolo::docker_or_skip("a_tls_engine_is_trusted_through_its_ca_file_alone") {
+        return Ok(());
+    }
+    let tls = TlsEngine::start().await?;
+    let other = bridge_tests::tls_engine::Certs::make()?;
+    let system_store = vec![(
+        "SSL_CERT_FILE".to_owned(),
+        tls.certs.path("ca.pem").display().to_string(),
+    )];
+    let client = format!(
+        "cert={},key={}",
+        tls.certs.path("client-cert.pem").display(),
+        tls.certs.path("client-key.pem").display()
+    );
+    let flag = |ca: &str| format!("name=tls,url=tcp://127.0.0.1:{},ca={ca},{client}", tls.port);
+    let within = Duration::from_secs(30);
+    let dir = tempfile::tempdir()?;
+    let db = dir.path().join("b.db");
+    let local = local_engine("local");
+
+    let wrong_ca = flag(&other.path("ca.pem").display().to_string());
+    let mut runner = yolo::Runner::start_with_env(
+        &db,
+        &["--engine", &local, "--engine", &wrong_ca],
+        &system_store,
+    )?;
+    yolo::wait_until("the TLS engine to be recorded down", within, || {
+        Ok(engine_line(&db, "tls")?.contains("tls DOWN"))
+    })?;
+    let line = engine_line(&db, "tls")?;
+    assert!(
+        line.contains("tls DOWN") && line.contains("certificate"),
+        "an engine certificate from a CA other than `ca` is refused: {line}"
+    );
+    runner.stop(Duration::from_secs(20))?;
+
+    let mut runner = yolo::Runner::start_with_env(
+        &db,
+        &["--engine", &local, "--engine", &flag("system")],
+        &system_store,
+    )?;
+    yolo::wait_until("the TLS engine to be up with ca=system", within, || {
+        Ok(engine_line(&db, "tls")?.contains("tls up"))
+    })?;
+    runner.stop(Duration::from_secs(20))?;
+    Ok(())
+}
