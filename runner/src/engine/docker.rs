@@ -72,15 +72,13 @@ impl DockerEngine {
                 transport
                     .check_files()
                     .map_err(|(path, source)| ConnectError::File { path, source })?;
-                return tls::connect(
+                let config = tls::client_config(ca, cert, key)?;
+                tls::connect(
                     addr,
-                    ca,
-                    cert,
-                    key,
+                    config,
                     REQUEST_TIMEOUT_SECS,
                     bollard::API_DEFAULT_VERSION,
                 )
-                .map(Self);
             }
             // Each connection bollard opens starts an ssh master (a login)
             // and `docker system dial-stdio` on the engine host; hyper keeps

@@ -23,16 +23,14 @@ use super::ConnectError;
 /// Idle connections to an engine are closed after this long.
 const IDLE: Duration = Duration::from_secs(30);
 
-/// A client for the engine at `addr` (`HOST:PORT`).
+/// A client for the engine at `addr` (`HOST:PORT`), with the TLS settings
+/// of [`client_config`].
 pub fn connect(
     addr: &str,
-    ca: &CaRoots,
-    cert: &Path,
-    key: &Path,
+    config: rustls::ClientConfig,
     timeout_secs: u64,
     version: &ClientVersion,
-) -> Result<Docker, ConnectError> {
-    let config = client_config(ca, cert, key)?;
+) -> Result<Docker, bollard::errors::Error> {
     let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);
@@ -61,7 +59,6 @@ pub fn connect(
         timeout_secs,
         version,
     )
-    .map_err(ConnectError::Unreachable)
 }
 
 /// Trusts `ca`'s roots only, and presents `cert` with `key`.
