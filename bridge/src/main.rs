@@ -28,7 +28,7 @@ fn main() -> std::process::ExitCode {
             // An error can quote stored text (redacted for secrets) and reaches
             // the operator's terminal (escaped).
             let text = bridge_state::logging::redact_line(&format!("{e:#}"));
-            eprintln!("error: {}", bridge::untrusted::terminal::safe_layout(&text));
+            eprintln!("error: {}", bridge::untrusted::terminal::safe_error(&text));
             std::process::ExitCode::FAILURE
         }
     }

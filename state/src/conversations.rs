@@ -207,7 +207,9 @@ pub fn listing(participants: &[Participant]) -> String {
 /// Adds a participant with `role` and the keyed hash of its new token,
 /// tells everyone already there (a bridge notice) and audits it, all in the
 /// caller's transaction. `by` is who invited: a session id, or `None` for
-/// the operator. Returns the new session id.
+/// the operator. Returns the new session id. A refusal is audited here only
+/// for the operator; the MCP layer audits an agent's (itemized, then
+/// counted, since an agent can repeat one at will).
 pub fn invite(
     tx: &Connection,
     red: &crate::redact::Redactor,
@@ -220,7 +222,12 @@ pub fn invite(
     use crate::audit::{self, Entry, Outcome};
     use crate::messages::{self, NewMessage, sender};
     let role = red.redacted(role);
+    // The operator's refusals are audited here; an agent's by the MCP layer,
+    // which itemizes them and then counts them (an agent can repeat one at will).
     let refuse = |why: InviteRefusal| -> rusqlite::Result<Result<&'static str, InviteRefusal>> {
+        if by.is_some() {
+            return Ok(Err(why));
+        }
         audit::append(
             tx,
             red,

@@ -74,6 +74,28 @@ fn refused(e: YoloError) -> ToolError {
     }
 }
 
+/// At most this many characters of a refused command go into its audit
+/// row (with its length and digest), so a refusal repeated at the size
+/// limit cannot make every row kilobytes long.
+const COMMAND_EXCERPT_CHARS: usize = 256;
+
+/// A refused command as its audit row keeps it: the first
+/// [`COMMAND_EXCERPT_CHARS`] characters, and the whole command's length and
+/// SHA-256 (the same digest an approval binds), so a longer one can still be
+/// matched against what the agent sent.
+fn excerpt(command: &str) -> serde_json::Value {
+    let chars = command.chars().count();
+    if chars <= COMMAND_EXCERPT_CHARS {
+        return serde_json::json!(command);
+    }
+    let head: String = command.chars().take(COMMAND_EXCERPT_CHARS).collect();
+    serde_json::json!({
+        "head": head,
+        "chars": chars,
+        "sha256": hex::encode(<sha2::Sha256 as sha2::Digest>::digest(command.as_bytes())),
+    })
+}
+
 const BAD_APPROVAL: &str = "invalid, expired or already used approval token for this proposal; ask the operator to run `bridge yolo approve` again";
 
 impl Bridge {
@@ -96,14 +118,9 @@ impl Bridge {
                 let now = this.now();
                 let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
                 let (cid, sid) = (caller.conversation_id.clone(), caller.session_id.clone());
+                // An agent can repeat a refused proposal at will: itemized, then counted.
                 let refuse = |tx: &Connection, why: String, detail: serde_json::Value| -> Result<ToolError, StoreError> {
-                    audit::append(tx, this.redactor(), now, Entry {
-                        conversation_id: Some(&cid),
-                        session_id: Some(&sid),
-                        action: "yolo.propose",
-                        outcome: Outcome::Refused,
-                        detail,
-                    })?;
+                    this.audit_repeatable(tx, (&cid, &sid), "propose_command", now, ("yolo.propose", Outcome::Refused, detail))?;
                     Ok(ToolError::Refused(why))
                 };
                 if !this.authenticate(&tx, &caller, now, "propose_command")? {
@@ -130,7 +147,7 @@ impl Bridge {
                             "the command contains what looks like a secret ({}); secrets must not pass through the bridge. Put them in the workspace or the image instead",
                             classes.join(", ")
                         ),
-                        serde_json::json!({"reason": "secret in command", "classes": classes, "command": clean}),
+                        serde_json::json!({"reason": "secret in command", "classes": classes, "command": excerpt(clean.as_str())}),
                     )?;
                     tx.commit()?;
                     return Ok(Err(e));
@@ -144,7 +161,7 @@ impl Bridge {
                     let e = refuse(
                         &tx,
                         format!("blocked by policy rule `{rule}` in {} mode: {reason}", en.settings.mode.as_str()),
-                        serde_json::json!({"reason": "policy", "rule": rule, "command": command}),
+                        serde_json::json!({"reason": "policy", "rule": rule, "command": excerpt(&command)}),
                     )?;
                     tx.commit()?;
                     return Ok(Err(e));
@@ -246,11 +263,22 @@ impl Bridge {
                 }
                 let checked = check_approval(&this, &tx, &policy, &caller, &pid, &token, now);
                 let (why, public) = match checked {
+                    Ok(timeout) if dry_run => {
+                        // Spends nothing, so an agent can repeat it at will.
+                        let detail = serde_json::json!({"proposal_id": pid});
+                        this.audit_repeatable(
+                            &tx,
+                            (&cid, &sid),
+                            "execute_command",
+                            now,
+                            ("yolo.execute.dry_run", Outcome::Ok, detail),
+                        )?;
+                        tx.commit()?;
+                        return Ok(Ok(timeout));
+                    }
                     Ok(timeout) => {
-                        if !dry_run {
-                            yolo::spend_approval(&tx, &this.secret().hash_token(&token), now)?;
-                            yolo::transition(&tx, &pid, Event::Execute, now).map_err(yolo_store)?;
-                        }
+                        yolo::spend_approval(&tx, &this.secret().hash_token(&token), now)?;
+                        yolo::transition(&tx, &pid, Event::Execute, now).map_err(yolo_store)?;
                         audit::append(
                             &tx,
                             this.redactor(),
@@ -258,11 +286,7 @@ impl Bridge {
                             Entry {
                                 conversation_id: Some(&cid),
                                 session_id: Some(&sid),
-                                action: if dry_run {
-                                    "yolo.execute.dry_run"
-                                } else {
-                                    "yolo.execute"
-                                },
+                                action: "yolo.execute",
                                 outcome: Outcome::Ok,
                                 detail: serde_json::json!({"proposal_id": pid}),
                             },
@@ -273,17 +297,14 @@ impl Bridge {
                     Err(Check::Refused(why, public)) => (why, public),
                     Err(Check::Store(e)) => return Err(e),
                 };
-                audit::append(
+                // A wrong token can be presented again and again: itemized, then counted.
+                let detail = serde_json::json!({"proposal_id": pid, "reason": why});
+                this.audit_repeatable(
                     &tx,
-                    this.redactor(),
+                    (&cid, &sid),
+                    "execute_command",
                     now,
-                    Entry {
-                        conversation_id: Some(&cid),
-                        session_id: Some(&sid),
-                        action: "yolo.execute",
-                        outcome: Outcome::Refused,
-                        detail: serde_json::json!({"proposal_id": pid, "reason": why}),
-                    },
+                    ("yolo.execute", Outcome::Refused, detail),
                 )?;
                 tx.commit()?;
                 Ok(Err(ToolError::Refused(public)))

@@ -105,6 +105,43 @@ pub enum Gate {
     VerifyFirst { retry_after_secs: i64 },
 }
 
+/// A call let through [`Throttle::gate`]. [`Ticket::judge`] reports its
+/// outcome; a ticket dropped unjudged (the call ended without one: its HTTP
+/// client went away mid-call) takes its pending count back as no failure,
+/// so a pending count never outlives its call and weighs as a failure for
+/// good.
+pub struct Ticket<'a> {
+    throttle: &'a Throttle,
+    keys: &'a [Key],
+    now: Millis,
+    open: bool,
+}
+
+impl<'a> Ticket<'a> {
+    /// For a call [`Throttle::gate`] answered [`Gate::Pass`] at `now`.
+    pub fn new(throttle: &'a Throttle, keys: &'a [Key], now: Millis) -> Self {
+        Self {
+            throttle,
+            keys,
+            now,
+            open: true,
+        }
+    }
+
+    pub fn judge(mut self, now: Millis, failed: bool) {
+        self.open = false;
+        self.throttle.judged(self.keys, now, failed);
+    }
+}
+
+impl Drop for Ticket<'_> {
+    fn drop(&mut self) {
+        if self.open {
+            self.throttle.judged(self.keys, self.now, false);
+        }
+    }
+}
+
 impl Throttle {
     pub fn new(limits: ThrottleLimits) -> Self {
         Self {
@@ -258,6 +295,21 @@ mod tests {
             Gate::VerifyFirst { .. } => t.failed_at_gate(keys, now),
         }
         g
+    }
+
+    #[test]
+    fn a_call_dropped_before_its_outcome_leaves_no_pending_count() {
+        let t = throttle("5/1m");
+        let keys = [Key::Client(1)];
+        let t0 = 1_000_000;
+        for i in 0..10 {
+            assert_eq!(t.gate(&keys, t0 + i), Gate::Pass, "call {i}");
+            drop(Ticket::new(&t, &keys, t0 + i));
+        }
+        assert_eq!(t.gate(&keys, t0 + 10), Gate::Pass);
+        // A judged one counts as before.
+        Ticket::new(&t, &keys, t0 + 10).judge(t0 + 10, true);
+        assert_eq!(t.strikes.lock().unwrap()[&keys[0]].pending, 0);
     }
 
     #[test]

@@ -12,7 +12,7 @@
 use sha2::{Digest, Sha256};
 use unicode_width::UnicodeWidthStr;
 
-use crate::untrusted::{notable_chars, write_char_safely};
+use crate::untrusted::{notable_chars, write_char_safely, write_command_char};
 use bridge_state::yolo::Proposal;
 
 /// Fewer content columns than this and rows overflow the terminal instead
@@ -28,7 +28,7 @@ pub fn approve_rows(p: &Proposal, ttl_secs: u32, width: usize) -> Vec<String> {
     let field = |rows: &mut Vec<String>, name: &str, value: &str| {
         let first = format!("  {:<w$}", format!("{name}:"), w = LABEL - 2);
         let cont = format!("  {:<w$}", "+", w = LABEL - 2);
-        wrap(rows, &first, &cont, value, width, true);
+        wrap(rows, &first, &cont, value, width, Text::Prose);
     };
     prose(
         &mut rows,
@@ -95,8 +95,7 @@ pub fn approve_rows(p: &Proposal, ttl_secs: u32, width: usize) -> Vec<String> {
     for (i, line) in lines.iter().enumerate() {
         let first = format!("{:>digits$} | ", i + 1);
         let cont = format!("{:>digits$} + ", "");
-        // Command lines break at the width, not at spaces: every column shows.
-        wrap(&mut rows, &first, &cont, line, width, false);
+        wrap(&mut rows, &first, &cont, line, width, Text::Command);
     }
     rows.push("===== command: end =====".into());
     prose(&mut rows, &warning(&p.command), width);
@@ -114,7 +113,7 @@ pub fn approve_rows(p: &Proposal, ttl_secs: u32, width: usize) -> Vec<String> {
 
 /// A sentence of the review, continued on rows marked `+`.
 fn prose(rows: &mut Vec<String>, text: &str, width: usize) {
-    wrap(rows, "", "+ ", text, width, true);
+    wrap(rows, "", "+ ", text, width, Text::Prose);
 }
 
 /// The warning line: every escaped or non-ASCII character, with its place.
@@ -156,12 +155,23 @@ fn trailing_spaces(lines: &[&str]) -> Option<String> {
         .then(|| format!("Trailing spaces, not visible above: {}.", found.join(", ")))
 }
 
+/// How [`wrap`] lays a text out.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Text {
+    /// Breaks after a row's last space when it has one.
+    Prose,
+    /// Breaks at the width, so every column shows, and escapes right-to-left
+    /// letters too (see [`crate::untrusted::is_right_to_left`]), so the
+    /// terminal cannot reorder what runs.
+    Command,
+}
+
 /// Appends `raw`, escaped, as rows of at most `width` columns: the first
 /// starts with `first`, the others with `cont`. An escape is never split
-/// across rows; with `at_spaces`, a row breaks after its last space when it
-/// has one. Widths count East Asian ambiguous characters as two columns, so
-/// a row is never wider on the terminal than counted.
-fn wrap(rows: &mut Vec<String>, first: &str, cont: &str, raw: &str, width: usize, at_spaces: bool) {
+/// across rows. Widths count East Asian ambiguous characters as two
+/// columns, so a row is never wider on the terminal than counted.
+fn wrap(rows: &mut Vec<String>, first: &str, cont: &str, raw: &str, width: usize, text: Text) {
+    let at_spaces = text == Text::Prose;
     let room_after = |prefix: &str| width.saturating_sub(prefix.width_cjk()).max(MIN_ROOM);
     let mut room = room_after(first);
     let mut row = first.to_owned();
@@ -171,7 +181,10 @@ fn wrap(rows: &mut Vec<String>, first: &str, cont: &str, raw: &str, width: usize
     let mut piece = String::new();
     for c in raw.chars() {
         piece.clear();
-        let _ = write_char_safely(&mut piece, c);
+        let _ = match text {
+            Text::Prose => write_char_safely(&mut piece, c),
+            Text::Command => write_command_char(&mut piece, c),
+        };
         let w = piece.width_cjk();
         if used + w > room && used > 0 {
             let rest = match after_space {
@@ -265,6 +278,30 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains('\r') && !text.contains('\x1b'));
+    }
+
+    #[test]
+    fn right_to_left_letters_in_the_command_are_escaped_so_nothing_is_reordered() {
+        // On a terminal that applies the bidi algorithm, `>` between two
+        // Hebrew letters is drawn mirrored, as `<`.
+        let p = proposal("cp \u{5e9} >\u{5e9} # \u{627}\u{661}");
+        let text = approve_rows(&p, 300, 300).join("\n");
+        assert!(
+            text.contains(" 1 | cp \\u{5e9} >\\u{5e9} # \\u{627}\\u{661}\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("WARNING: the command has 4 character(s) shown as escapes and 0 other"),
+            "{text}"
+        );
+        // Prose (the reason) keeps them: it runs nowhere.
+        let mut p = proposal("ls");
+        p.reason = Some("\u{5e9}\u{5dc}\u{5d5}\u{5dd}".into());
+        let text = approve_rows(&p, 300, 300).join("\n");
+        assert!(
+            text.contains("reason:     \u{5e9}\u{5dc}\u{5d5}\u{5dd}"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -90,6 +90,34 @@ pub fn write_char_safely(out: &mut impl fmt::Write, c: char) -> fmt::Result {
     }
 }
 
+/// True for a letter or digit of a right-to-left script (Hebrew, Arabic,
+/// Syriac, Thaana, N'Ko and the rest of their blocks). A terminal that
+/// applies the Unicode bidirectional algorithm draws the text between two
+/// of them reversed, and mirrors `<>()[]{}` in it: `cp א >ב` can be drawn
+/// as an input redirect. Shell text never needs one unescaped.
+pub fn is_right_to_left(c: char) -> bool {
+    matches!(
+        u32::from(c),
+        0x0590..=0x08FF | 0xFB1D..=0xFDFF | 0xFE70..=0xFEFF | 0x10800..=0x10FFF | 0x1E800..=0x1EFFF
+    )
+}
+
+/// True if `c` is shown as an escape in a command: unprintable, or
+/// right-to-left (see [`is_right_to_left`]).
+pub fn escaped_in_command(c: char) -> bool {
+    is_unprintable(c) || is_right_to_left(c)
+}
+
+/// Writes `c` as a command shows it: escaped when
+/// [`escaped_in_command`], else as itself.
+pub fn write_command_char(out: &mut impl fmt::Write, c: char) -> fmt::Result {
+    if escaped_in_command(c) {
+        write_escape(out, c)
+    } else {
+        out.write_char(c)
+    }
+}
+
 /// Untrusted text for a terminal, on one line: every unprintable character,
 /// newline included, is escaped.
 #[derive(Debug, Clone, Copy)]
@@ -226,7 +254,7 @@ pub fn notable_chars(s: &str) -> Vec<Notable> {
             continue;
         }
         column += 1;
-        let escaped = is_unprintable(ch);
+        let escaped = escaped_in_command(ch);
         if escaped || !ch.is_ascii() {
             out.push(Notable {
                 ch,

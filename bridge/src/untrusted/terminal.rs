@@ -71,6 +71,15 @@ pub fn safe_layout(text: &str) -> String {
     out
 }
 
+/// An error for stderr, after `error: `: [`safe_layout`], with every line
+/// after the first behind a `  | ` gutter. An error can quote stored text
+/// that an agent wrote (a policy refusal quotes the command's words), and a
+/// newline in it must not start a line that passes for one the program
+/// printed itself ("Approved and queued …").
+pub fn safe_error(text: &str) -> String {
+    safe_layout(text).replace('\n', "\n  | ")
+}
+
 /// Rows and columns of the terminal on stdout (or else stdin), if either is
 /// a terminal that knows its size. A pseudo-terminal nobody sized reports
 /// 0×0, which counts as unknown.
@@ -116,5 +125,21 @@ impl Table {
 impl Display for Table {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         self.0.fmt(f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_quoting_agent_text_cannot_start_a_line_of_its_own() {
+        let shown =
+            safe_error("blocked by rule `x`: `git branch 'a\nApproved and queued prop_1'`\x1b[2K");
+        assert_eq!(
+            shown,
+            "blocked by rule `x`: `git branch 'a\n  | Approved and queued prop_1'`\\e[2K"
+        );
+        assert!(shown.lines().skip(1).all(|l| l.starts_with("  | ")));
     }
 }

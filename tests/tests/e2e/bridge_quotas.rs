@@ -228,3 +228,104 @@ async fn bad_limit_flags_are_refused_with_the_expected_form() -> anyhow::Result<
     }
     Ok(())
 }
+
+/// Refusals an agent can repeat at will, and errors that repeat what it
+/// sent, reach the audit log in bounded rows: each session's first refusals
+/// in a minute one row each, the rest as one aggregate.
+#[tokio::test(flavor = "multi_thread")]
+async fn repeated_refusals_and_echoed_input_cannot_grow_the_audit_log() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let db = dir.path().join("b.db");
+    let s = Server::start_with_env(&db, &[], &[("YOLO_MODE", "1")]).await?;
+    let c = Conv::create(&s).await?;
+    bridge_tests::yolo::enable(
+        &db,
+        &c.id,
+        &[
+            "--mode",
+            "yolo",
+            "--image",
+            bridge_tests::yolo::test_image(),
+        ],
+    )?;
+    // Only the creator may invite; session b tries again and again.
+    for i in 0..60 {
+        s.refused(
+            "invite_participant",
+            c.args("b", json!({ "role": format!("helper {i}") })),
+        )
+        .await?;
+    }
+    // A command the policy blocks, near the size limit, proposed again and again.
+    let blocked = format!("sudo ls {}", "x".repeat(6000));
+    for _ in 0..40 {
+        s.refused(
+            "propose_command",
+            c.args("b", json!({ "command": blocked })),
+        )
+        .await?;
+    }
+    // A wrong approval token, presented again and again, also as a dry run.
+    let p = s
+        .ok(
+            "propose_command",
+            c.args("a", json!({"command": "echo hi"})),
+        )
+        .await?["proposal_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let wrong = format!("apv_{}", "0".repeat(48));
+    for dry in [false, true].iter().cycle().take(80) {
+        s.refused(
+            "execute_command",
+            c.args(
+                "a",
+                json!({"proposal_id": p, "approval_token": wrong, "dry_run": dry}),
+            ),
+        )
+        .await?;
+    }
+    // A megabyte-long unknown argument, and a long string where a number belongs.
+    let mut huge = json!({"my_role": "backend", "partner_role": "frontend"});
+    huge["k".repeat(1 << 20)] = json!(1);
+    for _ in 0..5 {
+        let text = s.refused("create_conversation", huge.clone()).await?;
+        assert!(
+            text.len() < 400 && text.contains("unknown field"),
+            "{} bytes",
+            text.len()
+        );
+    }
+    let text = s
+        .refused(
+            "check_messages",
+            c.args("a", json!({"wait_seconds": "9".repeat(100_000)})),
+        )
+        .await?;
+    assert!(text.len() < 400 && text.contains("wait_seconds"), "{text}");
+    s.stop().await?;
+
+    for (action, refusals, itemized_max) in [
+        ("conversation.invite", 60, 31),
+        ("yolo.propose", 40, 31),
+        ("yolo.execute", 80, 31),
+    ] {
+        let rows: Vec<_> = audit_rows_for(&db, action)?
+            .into_iter()
+            .filter(|r| r.outcome == "refused")
+            .collect();
+        assert_eq!(events(&rows), refusals, "{action}: {rows:?}");
+        assert!(rows.len() <= itemized_max, "{action}: {} rows", rows.len());
+    }
+    let invalid = audit_rows_for(&db, "request.invalid")?;
+    assert_eq!(invalid.len(), 6, "{invalid:?}");
+    let longest = audit_rows(&db)?
+        .iter()
+        .map(|r| r.detail.len())
+        .max()
+        .unwrap_or(0);
+    assert!(longest < 1024, "an audit row's detail is {longest} bytes");
+    assert!(bridge_tests::audit_verify(&db)?.0, "the chain stays intact");
+    Ok(())
+}

@@ -127,6 +127,51 @@ impl Bridge {
         &self.0.throttle
     }
 
+    /// Audits, inside `tx`, an event an authenticated session can repeat at
+    /// will (a refused proposal, a bad approval token, a dry run, a refused
+    /// invitation): one row of its own while the session's itemized allowance
+    /// lasts (see `tally.rs`), else one more in an aggregate written at the
+    /// next flush. Writing each one would let a loop grow the audit log
+    /// without bound, quota or not.
+    pub(crate) fn audit_repeatable(
+        &self,
+        tx: &rusqlite::Connection,
+        caller: (&str, &str),
+        tool: &str,
+        now: Millis,
+        entry: (&'static str, Outcome, serde_json::Value),
+    ) -> Result<(), rusqlite::Error> {
+        let (cid, sid) = caller;
+        let (action, outcome, detail) = entry;
+        if self.0.tally.itemize(&format!("session {cid} {sid}"), now) {
+            return audit::append(
+                tx,
+                &self.0.redactor,
+                now,
+                Entry {
+                    conversation_id: Some(cid),
+                    session_id: Some(sid),
+                    action,
+                    outcome,
+                    detail,
+                },
+            )
+            .map(drop);
+        }
+        self.0.tally.count(
+            Counter {
+                conversation_id: Some(cid.to_owned()),
+                session_id: Some(sid.to_owned()),
+                action,
+                tool: tool.to_owned(),
+                client: String::new(),
+                refused: outcome == Outcome::Refused,
+            },
+            now,
+        );
+        Ok(())
+    }
+
     /// Records a refusal: one row of its own while the client's itemized
     /// allowance lasts (see `tally.rs`), else one more in an aggregate.
     pub async fn audit_refused(

@@ -4,7 +4,7 @@
 
 use rusqlite::TransactionBehavior;
 
-use bridge_state::audit::{self, Entry, Outcome};
+use bridge_state::audit::Outcome;
 use bridge_state::auth;
 use bridge_state::clock::rfc3339;
 use bridge_state::conversations::{self, InviteRefusal};
@@ -34,17 +34,13 @@ impl Bridge {
                 if caller.session_id != sender::A {
                     let why =
                         "only the conversation's creator (session \"a\") may invite participants";
-                    audit::append(
+                    let detail = serde_json::json!({ "reason": why, "by": caller.session_id });
+                    this.audit_repeatable(
                         &tx,
-                        &inner.redactor,
+                        (cid, &caller.session_id),
+                        "invite_participant",
                         now,
-                        Entry {
-                            conversation_id: Some(cid),
-                            session_id: Some(&caller.session_id),
-                            action: "conversation.invite",
-                            outcome: Outcome::Refused,
-                            detail: serde_json::json!({ "reason": why, "by": caller.session_id }),
-                        },
+                        ("conversation.invite", Outcome::Refused, detail),
                     )?;
                     tx.commit()?;
                     return Ok(Err(ToolError::Refused(why.to_owned())));
@@ -59,6 +55,18 @@ impl Bridge {
                     Some(&caller.session_id),
                     now,
                 )?;
+                // Refused invitations can be repeated at will: itemized, then counted.
+                if let Err(why) = &invited {
+                    let detail =
+                        serde_json::json!({ "reason": why.to_string(), "by": caller.session_id });
+                    this.audit_repeatable(
+                        &tx,
+                        (cid, &caller.session_id),
+                        "invite_participant",
+                        now,
+                        ("conversation.invite", Outcome::Refused, detail),
+                    )?;
+                }
                 tx.commit()?;
                 Ok(match invited {
                     Ok(session_id) => Ok(SessionGrant {

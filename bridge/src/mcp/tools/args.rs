@@ -210,15 +210,53 @@ pub(crate) fn decode<T: DeserializeOwned>(args: Option<JsonObject>) -> Result<T,
     let value = serde_json::Value::Object(args.unwrap_or_default());
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
-        let inner = e.into_inner().to_string();
+        let inner = elide_echoes(&e.into_inner().to_string());
         // serde names the field itself for missing/unknown fields.
         let field = if path == "." {
             field_in(&inner).unwrap_or_else(|| "arguments".into())
         } else {
             path
         };
-        ToolError::invalid(field, inner)
+        // A field name is the client's too (an unknown one, or a path through one).
+        ToolError::invalid(bounded(&field, ECHO_CHARS), inner)
     })
+}
+
+/// Longest stretch of an argument's name or value that an error repeats.
+const ECHO_CHARS: usize = 40;
+
+/// serde repeats what the client sent in its errors (an unknown field's
+/// name, a string sent where a number belongs), and the error goes back to
+/// the client and into the audit log. Each quoted stretch (`"…"` or
+/// `` `…` ``) longer than [`ECHO_CHARS`] keeps only its start, so a
+/// megabyte-long field name costs a short row, not a megabyte per call.
+pub(crate) fn elide_echoes(msg: &str) -> String {
+    static QUOTED: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r#""(?:[^"\\]|\\.)*"|`[^`]*`"#).expect("valid regex")
+    });
+    let elided = QUOTED.replace_all(msg, |c: &regex::Captures| {
+        let quoted = &c[0];
+        let inner = &quoted[1..quoted.len() - 1];
+        let n = inner.chars().count();
+        if n <= ECHO_CHARS {
+            return quoted.to_owned();
+        }
+        let head: String = inner.chars().take(ECHO_CHARS).collect();
+        let q = &quoted[..1];
+        format!("{q}{head}…{q} ({n} characters)")
+    });
+    // An unterminated quote (cut off by serde) is bounded as a whole.
+    bounded(&elided, 8 * ECHO_CHARS)
+}
+
+/// `s`, cut to at most `max` characters with a note of how many were left out.
+fn bounded(s: &str, max: usize) -> String {
+    let n = s.chars().count();
+    if n <= max {
+        return s.to_owned();
+    }
+    let head: String = s.chars().take(max).collect();
+    format!("{head}… ({} more characters)", n - max)
 }
 
 /// serde echoes argument values in its errors; one may be a token sent in
@@ -258,6 +296,9 @@ pub(crate) fn check_printable(
 }
 
 pub(crate) const MULTI_LINE: &[char] = &['\n', '\t'];
+
+/// What a command may hold besides printable characters: newlines only.
+pub(crate) const COMMAND_CHARS: &[char] = &['\n'];
 
 pub(crate) fn check_len(field: &str, value: &str, min: usize, max: usize) -> Result<(), ToolError> {
     let n = value.chars().count();

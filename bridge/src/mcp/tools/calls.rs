@@ -177,11 +177,14 @@ impl BridgeServer {
         if a.command.contains('\0') {
             return Err(ToolError::invalid("command", "must not contain NUL bytes"));
         }
+        // No tab: the operator's screen shows one as `\t`, which a backslash
+        // and a `t` typed in the command would look exactly like, and a tab
+        // separates words where `\t` does not.
         check_printable(
             "command",
             &a.command,
-            MULTI_LINE,
-            "a command may hold printable characters, newlines and tabs only; to use another character, have the command produce it (e.g. with printf and an octal escape)",
+            COMMAND_CHARS,
+            "a command may hold printable characters and newlines only (the operator could not tell a tab from a typed `\\t`); indent with spaces, and to use another character have the command produce it (e.g. printf '\\t')",
         )?;
         if let Some(r) = &a.reason {
             check_len("reason", r, 0, 1000)?;

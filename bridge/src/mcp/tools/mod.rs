@@ -12,6 +12,8 @@
 //! faults (unknown tool) are JSON-RPC errors.
 
 use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
@@ -26,7 +28,7 @@ use crate::mcp::service::{
     Acked, Bridge, Caller, Created, Inbox, MyStatus, Notified, Participants, PartnerStatus, Sent,
     SessionGrant, ToolError,
 };
-use crate::mcp::throttle::{Gate, Key};
+use crate::mcp::throttle::{Gate, Key, Ticket};
 use bridge_state::auth;
 use bridge_state::messages::sender;
 
@@ -45,6 +47,31 @@ pub struct BridgeServer {
     /// This connection's identity for per-client limits: an stdio server
     /// has one connection, an HTTP server one per MCP session.
     client: u64,
+    /// This connection's tool calls in flight (see [`MAX_CALLS_IN_FLIGHT`]).
+    calls: Arc<AtomicUsize>,
+}
+
+/// At most this many tool calls in flight on one connection; past it a call
+/// is refused at once. A client pipelining thousands of long polls would
+/// otherwise hold memory (and doorbell registrations) for each until it
+/// times out.
+pub const MAX_CALLS_IN_FLIGHT: usize = 128;
+
+/// One call counted in [`BridgeServer::calls`] until dropped.
+struct CallSlot(Arc<AtomicUsize>);
+
+impl CallSlot {
+    fn take(calls: &Arc<AtomicUsize>) -> Option<Self> {
+        let before = calls.fetch_add(1, Ordering::AcqRel);
+        let slot = Self(calls.clone());
+        (before < MAX_CALLS_IN_FLIGHT).then_some(slot)
+    }
+}
+
+impl Drop for CallSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// Numbers connections within this process.
@@ -57,6 +84,7 @@ impl BridgeServer {
             drain: Default::default(),
             tracker: Default::default(),
             client: NEXT_CLIENT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            calls: Arc::default(),
         }
     }
 
@@ -228,11 +256,11 @@ impl BridgeServer {
         }
         // Failed-authentication backoff, before any database write.
         let authenticated = AUTHENTICATED_TOOLS.contains(&name);
-        let mut ticket = false;
+        let mut ticket = None;
         if authenticated {
             let now = self.bridge.now();
             match self.bridge.throttle().gate(&keys, now) {
-                Gate::Pass => ticket = true,
+                Gate::Pass => ticket = Some(Ticket::new(self.bridge.throttle(), &keys, now)),
                 Gate::VerifyFirst { retry_after_secs } => {
                     let correct = match caller_in(args.as_ref()) {
                         Some(c) => self.bridge.verify_caller(c).await.unwrap_or(false),
@@ -252,11 +280,9 @@ impl BridgeServer {
             }
         }
         let result = self.run_tool(name, args, cancel).await?;
-        if ticket {
+        if let Some(ticket) = ticket {
             let failed = matches!(result, Err(ToolError::Unauthorized));
-            self.bridge
-                .throttle()
-                .judged(&keys, self.bridge.now(), failed);
+            ticket.judge(self.bridge.now(), failed);
         }
         let result = match result {
             Ok(r) => r,
@@ -448,6 +474,12 @@ impl ServerHandler for BridgeServer {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
         let _in_flight = self.tracker.token();
+        let Some(_slot) = CallSlot::take(&self.calls) else {
+            return Ok(CallToolResult::error(vec![ContentBlock::text(format!(
+                "too many tool calls in flight on this connection (at most {MAX_CALLS_IN_FLIGHT}); wait for some answers before sending more"
+            ))])
+            .into());
+        };
         // Ends when the client cancels or the server drains.
         let cancel = self.drain.child_token();
         let (ct, c2) = (context.ct.clone(), cancel.clone());
@@ -563,6 +595,63 @@ mod tests {
                 other => panic!("{other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn calls_in_flight_past_the_cap_are_refused_until_one_ends() {
+        let calls = Arc::default();
+        let held: Vec<_> = (0..MAX_CALLS_IN_FLIGHT)
+            .map(|i| CallSlot::take(&calls).unwrap_or_else(|| panic!("call {i}")))
+            .collect();
+        assert!(CallSlot::take(&calls).is_none());
+        assert!(CallSlot::take(&calls).is_none());
+        drop(held);
+        assert_eq!(
+            calls.load(Ordering::Acquire),
+            0,
+            "refused calls leave no count"
+        );
+        assert!(CallSlot::take(&calls).is_some());
+    }
+
+    #[test]
+    fn errors_repeat_at_most_a_short_start_of_what_the_client_sent() {
+        let huge = "k".repeat(1 << 20);
+        let mut args = serde_json::json!({"my_role": "abc", "partner_role": "xyz"});
+        args[&huge] = serde_json::json!(1);
+        let err = decode::<CreateConversationArgs>(args.as_object().cloned()).unwrap_err();
+        let text = err.to_string();
+        assert!(text.len() < 400, "{} bytes: {}", text.len(), &text[..300]);
+        assert!(
+            text.contains(&format!("`{}…` (1048576 characters)", "k".repeat(40))),
+            "{text}"
+        );
+        // A long value where a number belongs: its start, and what was expected.
+        let args = serde_json::json!({"conversation_id": "c", "session_id": "a", "token": "t", "wait_seconds": "9".repeat(100_000)});
+        let text = decode::<CheckArgs>(args.as_object().cloned())
+            .unwrap_err()
+            .to_string();
+        assert!(text.len() < 400, "{text}");
+        assert!(
+            text.contains("(100000 characters)") && text.contains("expected"),
+            "{text}"
+        );
+        // Short echoes, escaped quotes included, stay whole.
+        for short in [
+            "unknown field `extra`, expected one of `a`, `b`",
+            r#"invalid type: string "a \"quoted\" word", expected u64"#,
+        ] {
+            assert_eq!(elide_echoes(short), short);
+        }
+    }
+
+    #[test]
+    fn a_command_may_not_hold_a_tab_that_the_screen_shows_as_backslash_t() {
+        // Typed: a backslash and a `t`.
+        assert!(check_printable("command", r"rm -rf ./cache\t*", COMMAND_CHARS, "x").is_ok());
+        let err = check_printable("command", "rm -rf ./cache\t*", COMMAND_CHARS, "x").unwrap_err();
+        assert!(err.to_string().contains("U+0009"), "{err}");
+        assert!(check_printable("command", "ls\npwd", COMMAND_CHARS, "x").is_ok());
     }
 
     #[test]
