@@ -49,6 +49,15 @@ pub fn describe(e: &(dyn std::error::Error + 'static)) -> String {
 /// An engine shared by the runner's tasks.
 pub type SharedEngine = Arc<dyn Engine>;
 
+/// An image as the engine describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Image {
+    pub id: String,
+    /// Paths the image declares with `VOLUME`: each container would get a
+    /// writable Docker volume there, past the read-only root and the limits.
+    pub volumes: Vec<String>,
+}
+
 /// The engine operations the runner uses, one method per Docker API call.
 /// Methods return boxed futures so the trait stays object-safe (stable Rust
 /// cannot put an `async fn` trait behind `dyn`).
@@ -56,11 +65,12 @@ pub trait Engine: Send + Sync {
     /// Answers when the engine does (health checks and down-marking).
     fn ping(&self) -> BoxFuture<'_, Result<(), EngineError>>;
 
-    /// The image's id, or `None` when this engine does not have the image.
+    /// What the runner needs to know of an image, or `None` when this
+    /// engine does not have it.
     fn inspect_image<'a>(
         &'a self,
         image: &'a str,
-    ) -> BoxFuture<'a, Result<Option<String>, EngineError>>;
+    ) -> BoxFuture<'a, Result<Option<Image>, EngineError>>;
 
     /// Creates (does not start) a container named `name`; returns its id.
     fn create<'a>(

@@ -31,6 +31,11 @@ pub enum SandboxError {
         "sandbox image `{image}` is not present on Docker engine `{engine}`; build or load it there (images/sandbox-offline/build.sh, or `docker build -t {image} images/sandbox`; for a remote engine `docker save {image} | docker -H ENGINE load`) and retry"
     )]
     ImageMissing { image: String, engine: String },
+    #[error(
+        "sandbox image `{image}` declares VOLUME {}: every sandbox would get a writable Docker volume there, outside its read-only root and its limits; build the image without VOLUME and retry",
+        volumes.join(", ")
+    )]
+    ImageVolumes { image: String, volumes: Vec<String> },
     #[error("workspace {0} is refused: {1}")]
     Workspace(String, String),
     #[error("Docker engine error: {}", crate::engine::describe(.0))]

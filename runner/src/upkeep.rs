@@ -25,6 +25,14 @@ pub(crate) async fn refresh(ctx: &Ctx, running: &mut HashMap<String, (String, Ca
             let known = jobs::awaiting_run(c)?;
             let settings = active
                 .iter()
+                .filter(|en| match yolo::workspace_conflict(&en.conversation_id, &en.settings, &active) {
+                    // No warm container for it: see `workspace_conflict`.
+                    Some(why) => {
+                        tracing::error!(conversation = %en.conversation_id, "keeping no sandbox warm: its workspace {why}");
+                        false
+                    }
+                    None => true,
+                })
                 .map(|en| {
                     let p = ExecParams::from_settings(&en.settings, en.settings.timeout_secs);
                     (p, known.get(&en.conversation_id).copied().unwrap_or(0))

@@ -544,3 +544,77 @@ fn a_standing_rule_runs_exactly_its_command_until_the_enablement_ends() {
     propose(&f, "prop_after", "make test", &s);
     assert_eq!(by_rule(&f, "prop_after"), None);
 }
+
+/// A second conversation, with `s`, enabled at the fixture's time.
+fn enable_other(f: &mut Fixture, id: &str, s: &Settings) -> Result<(), yolo::YoloError> {
+    let now = f.clock.now_ms();
+    f.conn
+        .execute(
+            "INSERT INTO conversations (id, created_at, expires_at) VALUES (?1, ?2, ?3)",
+            params![id, now, now + 86_400_000],
+        )
+        .unwrap();
+    yolo::enable(&mut f.conn, &f.red, id, s, 3_600_000, now).map(drop)
+}
+
+fn at(s: &Settings, path: &str, rw: bool) -> Settings {
+    Settings {
+        workspace: Some(path.into()),
+        workspace_rw: rw,
+        ..s.clone()
+    }
+}
+
+#[test]
+fn a_workspace_inside_another_conversations_read_write_one_is_refused_both_ways() {
+    // CONV has /srv/project read-write.
+    let s = settings(Mode::Yolo, true);
+    let mut f = Fixture::new(&s);
+    for (path, rw, words) in [
+        ("/srv/project/sub", false, "lies inside /srv/project"),
+        ("/srv/project/sub/deeper", true, "lies inside /srv/project"),
+        ("/srv", true, "holds /srv/project"),
+    ] {
+        let err = enable_other(&mut f, &format!("conv_{}", path.len()), &at(&s, path, rw))
+            .expect_err(path)
+            .to_string();
+        assert!(err.contains(words) && err.contains(CONV), "{path}: {err}");
+    }
+    // Beside it, the same directory, or above it read-only: no symlink to plant on the way.
+    for (i, (path, rw)) in [
+        ("/srv/project2", true),
+        ("/srv/project", true),
+        ("/srv", false),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        enable_other(&mut f, &format!("conv_ok{i}"), &at(&s, path, rw)).expect(path);
+    }
+}
+
+#[test]
+fn a_pair_of_nested_workspaces_already_enabled_fails_the_job_at_claim() {
+    let s = settings(Mode::Yolo, false);
+    let mut f = Fixture::new(&at(&s, "/srv/project/sub", false));
+    // Written around `enable`'s check, as an older database may hold it.
+    let rw = serde_json::to_string(&at(&s, "/srv/project", true)).unwrap();
+    let now = f.clock.now_ms();
+    f.conn
+        .execute(
+            "INSERT INTO conversations (id, created_at, expires_at) VALUES ('conv_other', ?1, ?2)",
+            params![now, now + 86_400_000],
+        )
+        .unwrap();
+    f.conn
+        .execute(
+            "INSERT INTO yolo_enablements (conversation_id, settings, enabled_at, expires_at) VALUES ('conv_other', ?1, ?2, ?3)",
+            params![rw, now, now + 3_600_000],
+        )
+        .unwrap();
+    f.queue("prop_1", "ls", &at(&s, "/srv/project/sub", false));
+    assert!(f.claim(&Policy::builtin()).is_none());
+    let (state, failure) = f.job("prop_1");
+    assert_eq!(state, "failed");
+    assert!(failure.unwrap().contains("lies inside /srv/project"));
+}

@@ -23,7 +23,7 @@ use futures_util::future::BoxFuture;
 
 use bridge_state::engines::Transport;
 
-use super::{Engine, EngineError, HardenedSpec, describe};
+use super::{Engine, EngineError, HardenedSpec, Image, describe};
 
 mod tls;
 
@@ -147,10 +147,18 @@ impl Engine for DockerEngine {
     fn inspect_image<'a>(
         &'a self,
         image: &'a str,
-    ) -> BoxFuture<'a, Result<Option<String>, EngineError>> {
+    ) -> BoxFuture<'a, Result<Option<Image>, EngineError>> {
         Box::pin(async move {
             match self.0.inspect_image(image).await {
-                Ok(i) => Ok(Some(i.id.unwrap_or_default())),
+                Ok(i) => {
+                    let mut volumes: Vec<String> =
+                        i.config.and_then(|c| c.volumes).unwrap_or_default();
+                    volumes.sort();
+                    Ok(Some(Image {
+                        id: i.id.unwrap_or_default(),
+                        volumes,
+                    }))
+                }
                 Err(e) if is_not_found(&e) => Ok(None),
                 Err(e) => Err(e),
             }

@@ -15,7 +15,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::{Engine, EngineError, HardenedSpec};
+use super::{Engine, EngineError, HardenedSpec, Image};
 
 /// An engine operation, to make it fail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -83,7 +83,7 @@ struct Container {
 
 #[derive(Default)]
 struct State {
-    images: HashMap<String, String>,
+    images: HashMap<String, Image>,
     containers: BTreeMap<String, Container>,
     next: u64,
     failing: HashSet<Op>,
@@ -115,10 +115,21 @@ impl FakeEngine {
     /// An engine that has `image`.
     pub fn with_image(image: &str) -> Arc<Self> {
         let fake = Self::default();
-        fake.state()
-            .images
-            .insert(image.to_owned(), format!("sha256:{image}"));
+        fake.state().images.insert(
+            image.to_owned(),
+            Image {
+                id: format!("sha256:{image}"),
+                volumes: vec![],
+            },
+        );
         Arc::new(fake)
+    }
+
+    /// Makes `image` declare `VOLUME`s at `paths`.
+    pub fn image_volumes(&self, image: &str, paths: &[&str]) {
+        if let Some(i) = self.state().images.get_mut(image) {
+            i.volumes = paths.iter().map(|p| p.to_string()).collect();
+        }
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -255,7 +266,7 @@ impl Engine for Arc<FakeEngine> {
         Box::pin(async move { self.call(Op::Ping, Event::Ping) })
     }
 
-    fn inspect_image<'a>(&'a self, image: &'a str) -> Fut<'a, Option<String>> {
+    fn inspect_image<'a>(&'a self, image: &'a str) -> Fut<'a, Option<Image>> {
         Box::pin(async move {
             self.call(Op::InspectImage, Event::InspectImage(image.to_owned()))?;
             Ok(self.state().images.get(image).cloned())

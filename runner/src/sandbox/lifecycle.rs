@@ -34,12 +34,19 @@ pub async fn start_container(
     if let Some(w) = &p.workspace {
         check_workspace(w)?;
     }
-    let Some(image_id) = engine.inspect_image(&p.image).await? else {
+    let Some(image) = engine.inspect_image(&p.image).await? else {
         return Err(SandboxError::ImageMissing {
             image: p.image.clone(),
             engine: owner.engine.clone(),
         });
     };
+    if !image.volumes.is_empty() {
+        return Err(SandboxError::ImageVolumes {
+            image: p.image.clone(),
+            volumes: image.volumes,
+        });
+    }
+    let image_id = image.id;
     let key = config_key(p);
     let name = format!(
         "mcp-sandbox-{}",
@@ -288,6 +295,19 @@ mod tests {
             0
         );
         assert_eq!(fake.containers(), std::slice::from_ref(&c.id));
+    }
+
+    #[tokio::test]
+    async fn an_image_that_declares_volumes_is_refused_and_nothing_is_created() {
+        let fake = FakeEngine::with_image("img");
+        fake.image_volumes("img", &["/data", "/var/cache"]);
+        let e = start(&fake).await.unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("`img` declares VOLUME /data, /var/cache"),
+            "{e}"
+        );
+        assert_eq!(fake.events(), [Event::InspectImage("img".into())]);
     }
 
     #[tokio::test]

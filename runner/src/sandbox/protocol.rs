@@ -21,10 +21,14 @@ use crate::trailer::TrailerFilter;
 /// container's exit. The nonce arrives on stdin, so the command cannot see it
 /// in its parent's arguments or environment; the runner counts only the
 /// first trailer with that nonce, wherever it is in the stream
-/// ([`crate::trailer`]).
+/// ([`crate::trailer`]). The decoded command ends in a guard `x` that is
+/// taken off again: command substitution strips trailing newlines, and a
+/// command ending in a backslash and a newline would otherwise run as one
+/// ending in a bare backslash, not the bytes the operator approved.
 pub const WAIT_FOR_COMMAND: &str = r#"IFS= read -r line || exit 97
 nonce=${line%% *}
-/bin/sh -c "$(printf %s "${line#* }" | base64 -d)" </dev/null
+command=$(printf %s "${line#* }" | base64 -d; printf x)
+/bin/sh -c "${command%x}" </dev/null
 code=$?
 printf '\n%s %s\n' "$nonce" "$code"
 printf '\n%s %s\n' "$nonce" "$code" >&2"#;

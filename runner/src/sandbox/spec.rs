@@ -167,6 +167,9 @@ pub fn container_spec(
         // stdin (base64, one line), then becomes it. Delivering the command
         // to an already-running process skips `docker exec`'s cost.
         cmd: Some(vec!["/bin/sh".into(), "-c".into(), WAIT_FOR_COMMAND.into()]),
+        // The image's own entrypoint, if any, would wrap that process and
+        // run first: none (an empty list resets it).
+        entrypoint: Some(vec![]),
         open_stdin: Some(true),
         stdin_once: Some(true),
         working_dir: Some(
@@ -238,6 +241,11 @@ mod tests {
         assert_eq!(h.cap_drop, Some(vec!["ALL".to_string()]));
         assert_eq!(h.security_opt, Some(vec!["no-new-privileges".to_string()]));
         assert_eq!(s.user.as_deref(), Some("65534:65534"));
+        assert_eq!(
+            s.entrypoint,
+            Some(vec![]),
+            "the image's entrypoint is reset"
+        );
         assert_eq!(h.pids_limit, Some(128));
         let labels = s.labels.clone().unwrap();
         assert_eq!(labels[LABEL_ENGINE], "e1", "reaping finds it by engine");

@@ -62,6 +62,43 @@ pub fn active_enablement(
     .transpose()
 }
 
+/// Why `settings`' workspace must not be mounted while the `others`
+/// (every other conversation's active enablement) stand, or `None`.
+///
+/// A workspace strictly inside another conversation's **read-write**
+/// workspace can be attacked from that conversation's sandbox: a command
+/// there can replace a directory on the way to it with a symlink after the
+/// runner checked the path (which refuses symlinks) and before the engine
+/// mounts it (which follows them), so the sandbox would get any host
+/// directory as `/workspace`. The check runs both ways, so neither order of
+/// enabling makes such a pair.
+pub fn workspace_conflict(cid: &str, settings: &Settings, others: &[Enablement]) -> Option<String> {
+    let ws = settings.workspace.as_deref()?;
+    others
+        .iter()
+        .filter(|en| en.conversation_id != cid)
+        .find_map(|en| {
+            let theirs = en.settings.workspace.as_deref()?;
+            if en.settings.workspace_rw && ws != theirs && ws.starts_with(theirs) {
+                Some(format!(
+                    "it lies inside {}, the read-write workspace of conversation {}: a command there could swap a directory on the way to it for a symlink between the runner's check and the mount. Choose a directory outside it, or enable {} read-only",
+                    theirs.display(),
+                    en.conversation_id,
+                    en.conversation_id
+                ))
+            } else if settings.workspace_rw && ws != theirs && theirs.starts_with(ws) {
+                Some(format!(
+                    "it holds {}, the workspace of conversation {}: a command here could swap a directory on the way to it for a symlink between the runner's check and the mount. Choose a directory that does not hold it, enable this one read-only, or disable {} first",
+                    theirs.display(),
+                    en.conversation_id,
+                    en.conversation_id
+                ))
+            } else {
+                None
+            }
+        })
+}
+
 /// Turns YOLO on for a conversation, replacing earlier settings. Like
 /// [`disable`], it closes everything made under the previous enablement
 /// ([`close_open`]): what the operator approved then is not what they just
@@ -87,6 +124,10 @@ pub fn enable(
         return Err(YoloError::ConversationExpired(cid.to_owned()));
     }
     let expires = (now + for_ms).min(conv_expires);
+    if let Some(why) = workspace_conflict(cid, settings, &active_enablements(&tx, now)?) {
+        let path = settings.workspace.clone().unwrap_or_default();
+        return Err(YoloError::Workspace { path, problem: why });
+    }
     let json = serde_json::to_string(settings).map_err(|e| YoloError::Corrupt(e.to_string()))?;
     let closed = close_open(&tx, redactor, cid, CloseCause::Reenabled, now)?;
     tx.execute(

@@ -601,3 +601,22 @@ async fn reject_tells_both_sessions_and_voids_the_proposal() -> anyhow::Result<(
     yolo::assert_audit_verifies(&db)?;
     s.stop().await
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_approved_bytes_run_trailing_newlines_included() -> anyhow::Result<()> {
+    if !yolo::docker_or_skip("the_approved_bytes_run_trailing_newlines_included") {
+        return Ok(());
+    }
+    let w = World::start(&["--timeout", "10"]).await?;
+    // A backslash and a newline continue the line; without the newline the
+    // backslash would be an argument of its own and printf would print it.
+    let p = w.propose("printf '%s' a \\\n").await?;
+    let token = yolo::approve(&w.db, &p, &[])?;
+    let r = w.execute(&p, &token).await?;
+    assert_eq!(
+        (&r["state"], &r["stdout"]),
+        (&json!("done"), &json!("a")),
+        "{r}"
+    );
+    w.finish().await
+}
