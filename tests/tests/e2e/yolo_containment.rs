@@ -294,3 +294,74 @@ async fn a_gigabyte_of_output_is_capped_and_cut_short() -> anyhow::Result<()> {
     w.assert_healthy().await?;
     w.finish().await
 }
+
+/// Builds an image `FROM` the test image with `lines` added (offline: the
+/// base is local), labelled for this run's cleanup; returns its tag.
+fn derived_image(repo: &str, lines: &str) -> anyhow::Result<String> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let tag = bridge_tests::images::run_tag(repo, "test");
+    let dockerfile = format!(
+        "FROM {}\n{lines}\nLABEL {}\n",
+        yolo::sandbox_image(),
+        bridge_tests::images::run_label()
+    );
+    let mut child = Command::new("docker")
+        .args(["build", "-q", "-t", &tag, "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    child
+        .stdin
+        .take()
+        .expect("piped")
+        .write_all(dockerfile.as_bytes())?;
+    let out = child.wait_with_output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "docker build of {tag}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(tag)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_image_entrypoint_never_wraps_the_command_and_an_image_volume_is_refused()
+-> anyhow::Result<()> {
+    if !yolo::docker_or_skip(
+        "an_image_entrypoint_never_wraps_the_command_and_an_image_volume_is_refused",
+    ) {
+        return Ok(());
+    }
+    let entry = derived_image(
+        "mcp-bridge-entrypoint",
+        r#"ENTRYPOINT ["/bin/echo", "hijacked"]"#,
+    )?;
+    let volume = derived_image("mcp-bridge-volume", "VOLUME /data")?;
+    let w = World::start(&["--timeout", "20"]).await?;
+    let enable = |image: &str| {
+        yolo::enable(
+            &w.db,
+            &w.conv.id,
+            &["--mode", "yolo", "--image", image, "--timeout", "20"],
+        )
+    };
+    enable(&entry)?;
+    let r = w.run("echo ran").await?;
+    assert_eq!(
+        (r.job.state.as_str(), r.stdout()),
+        ("done", "ran\n"),
+        "{r:?}"
+    );
+
+    enable(&volume)?;
+    let p = w.propose("echo never").await?;
+    let token = yolo::approve(&w.db, &p, &[])?;
+    w.execute(&p, &token).await?;
+    let job = yolo::wait_final(&w.db, &p, Duration::from_secs(90))?;
+    assert_eq!(job.state, "failed", "{job:?}");
+    let failure = job.failure.unwrap_or_default();
+    assert!(failure.contains("declares VOLUME /data"), "{failure}");
+    w.finish().await
+}

@@ -232,11 +232,19 @@ impl Bridge {
                 .read(move |conn| this.check_once(conn, &a, false))
                 .await??;
             if let Found::Unread = found {
-                let this = self.clone();
+                let (this, gave_up) = (self.clone(), cancel.clone());
                 found = self
                     .0
                     .db
-                    .write(move |tx| this.check_once(tx, &attempt, true))
+                    .write(move |tx| {
+                        // The client gave up (or went away) while this waited
+                        // for the write connection: mark nothing read, since
+                        // the answer may never reach it.
+                        if gave_up.is_cancelled() {
+                            return Ok(Ok(Found::Nothing));
+                        }
+                        this.check_once(tx, &attempt, true)
+                    })
                     .await??;
             }
             first = false;

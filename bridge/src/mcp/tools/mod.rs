@@ -13,7 +13,7 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
@@ -34,9 +34,11 @@ use bridge_state::messages::sender;
 
 pub mod args;
 mod calls;
+mod in_flight;
 
 use args::*;
 pub use args::{MAX_FILE_CHARS, MAX_FILES, MAX_MESSAGE_CHARS, MAX_WAIT_SECONDS};
+use in_flight::{CallSlot, MAX_CALLS_IN_FLIGHT};
 
 /// The MCP server for one client connection. Cheap to clone.
 #[derive(Clone)]
@@ -49,29 +51,6 @@ pub struct BridgeServer {
     client: u64,
     /// This connection's tool calls in flight (see [`MAX_CALLS_IN_FLIGHT`]).
     calls: Arc<AtomicUsize>,
-}
-
-/// At most this many tool calls in flight on one connection; past it a call
-/// is refused at once. A client pipelining thousands of long polls would
-/// otherwise hold memory (and doorbell registrations) for each until it
-/// times out.
-pub const MAX_CALLS_IN_FLIGHT: usize = 128;
-
-/// One call counted in [`BridgeServer::calls`] until dropped.
-struct CallSlot(Arc<AtomicUsize>);
-
-impl CallSlot {
-    fn take(calls: &Arc<AtomicUsize>) -> Option<Self> {
-        let before = calls.fetch_add(1, Ordering::AcqRel);
-        let slot = Self(calls.clone());
-        (before < MAX_CALLS_IN_FLIGHT).then_some(slot)
-    }
-}
-
-impl Drop for CallSlot {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
 }
 
 /// Numbers connections within this process.
@@ -507,6 +486,11 @@ impl ServerHandler for BridgeServer {
         tokio::select! {
             r = work => r.map(Into::into),
             _ = gone.cancelled(), if request.name == "check_messages" => {
+                // Returning cancels `cancel` (the drop guard above), so a
+                // write still queued for this call marks nothing read
+                // (`Bridge::check`); one already committed cannot be undone,
+                // which is why a client that must not lose a message peeks
+                // and acknowledges (`ack_messages`).
                 tracing::info!("client disconnected during check_messages; nothing consumed");
                 Err(McpError::internal_error("the client disconnected", None))
             }
@@ -595,23 +579,6 @@ mod tests {
                 other => panic!("{other:?}"),
             }
         }
-    }
-
-    #[test]
-    fn calls_in_flight_past_the_cap_are_refused_until_one_ends() {
-        let calls = Arc::default();
-        let held: Vec<_> = (0..MAX_CALLS_IN_FLIGHT)
-            .map(|i| CallSlot::take(&calls).unwrap_or_else(|| panic!("call {i}")))
-            .collect();
-        assert!(CallSlot::take(&calls).is_none());
-        assert!(CallSlot::take(&calls).is_none());
-        drop(held);
-        assert_eq!(
-            calls.load(Ordering::Acquire),
-            0,
-            "refused calls leave no count"
-        );
-        assert!(CallSlot::take(&calls).is_some());
     }
 
     #[test]

@@ -102,13 +102,27 @@ async fn intake_refuses_hostile_commands_reasons_and_roles_naming_the_character(
             "{why}"
         );
     }
-    // Newlines and tabs stay allowed in commands and reasons.
+    // A tab in a command is refused: the screen shows it as `\t`, which a
+    // typed backslash and `t` look exactly like.
+    let why = w
+        .server
+        .refused(
+            "propose_command",
+            w.conv.args("a", json!({"command": "ls\n\tpwd"})),
+        )
+        .await?;
+    assert!(
+        why.starts_with("invalid argument `command`: contains \\t (U+0009")
+            && why.contains("printf"),
+        "{why}"
+    );
+    // Newlines stay allowed in commands, newlines and tabs in reasons.
     w.server
         .ok(
             "propose_command",
             w.conv.args(
                 "a",
-                json!({"command": "ls\n\tpwd", "reason": "two\n\tlines"}),
+                json!({"command": "ls\n  pwd", "reason": "two\n\tlines"}),
             ),
         )
         .await?;
