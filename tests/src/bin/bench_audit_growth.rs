@@ -1,9 +1,12 @@
 //! Audit growth under a hostile client: one MCP stdio client runs a tight
 //! loop of the calls that used to write one audit row each (empty
 //! `check_messages`, partner-status reads, wrong tokens for a real and for
-//! invented conversations, malformed requests, `create_conversation`)
-//! against the real `bridge serve`, then stops it (which flushes the counted
-//! events) and reports audit bytes per hour.
+//! invented conversations, malformed requests, `create_conversation`, one
+//! with a 100 000-character unknown argument that errors used to repeat,
+//! an invitation from a session that may not invite, and, with YOLO on but
+//! not enabled for the conversation, refused proposals and a wrong approval
+//! token) against the real `bridge serve`, then stops it (which flushes the
+//! counted events) and reports audit bytes per hour.
 //!
 //! `bench_audit_growth [--seconds S] [--bridge PATH] [--quick]`.
 //! `--bridge` runs another build (e.g. `main` before the quotas, to measure
@@ -76,7 +79,8 @@ async fn main() -> anyhow::Result<()> {
         .arg("serve")
         .env("BRIDGE_LOG", "error")
         .env_remove("BRIDGE_RATE_LIMIT")
-        .env_remove("YOLO_MODE");
+        // The YOLO tools exist; no conversation is enabled.
+        .env("YOLO_MODE", "1");
     let s = Server::spawn(cmd, std::process::Stdio::inherit()).await?;
     let c = Conv::create(&s).await?;
     let wrong = Conv {
@@ -84,6 +88,12 @@ async fn main() -> anyhow::Result<()> {
         ..c.clone()
     };
     let (rows0, bytes0) = audit_size(&db)?;
+    let mut echoed = json!({"my_role": "hostile", "partner_role": "victim"});
+    echoed["k".repeat(100_000)] = json!(1);
+    let wrong_approval = json!({
+        "proposal_id": "prop_0000000000000000",
+        "approval_token": format!("apv_{}", "0".repeat(48)),
+    });
 
     let t0 = Instant::now();
     let deadline = t0 + Duration::from_secs(args.seconds);
@@ -108,6 +118,16 @@ async fn main() -> anyhow::Result<()> {
                 "create_conversation",
                 json!({"my_role": "hostile", "partner_role": "victim"}),
             ),
+            ("create_conversation", echoed.clone()),
+            (
+                "invite_participant",
+                c.args("b", json!({"role": "intruder"})),
+            ),
+            (
+                "propose_command",
+                c.args("a", json!({"command": "echo hi"})),
+            ),
+            ("execute_command", c.args("a", wrong_approval.clone())),
         ];
         for (tool, a) in batch {
             let r = s.call(tool, a).await?;
