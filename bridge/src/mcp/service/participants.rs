@@ -31,9 +31,8 @@ impl Bridge {
                     return Ok(Err(ToolError::Unauthorized));
                 }
                 let cid = &caller.conversation_id;
-                if caller.session_id != sender::A {
-                    let why =
-                        "only the conversation's creator (session \"a\") may invite participants";
+                // Refused invitations can be repeated at will: itemized, then counted.
+                let audit_refusal = |why: String| {
                     let detail = serde_json::json!({ "reason": why, "by": caller.session_id });
                     this.audit_repeatable(
                         &tx,
@@ -41,7 +40,12 @@ impl Bridge {
                         "invite_participant",
                         now,
                         ("conversation.invite", Outcome::Refused, detail),
-                    )?;
+                    )
+                };
+                if caller.session_id != sender::A {
+                    let why =
+                        "only the conversation's creator (session \"a\") may invite participants";
+                    audit_refusal(why.to_owned())?;
                     tx.commit()?;
                     return Ok(Err(ToolError::Refused(why.to_owned())));
                 }
@@ -55,17 +59,8 @@ impl Bridge {
                     Some(&caller.session_id),
                     now,
                 )?;
-                // Refused invitations can be repeated at will: itemized, then counted.
                 if let Err(why) = &invited {
-                    let detail =
-                        serde_json::json!({ "reason": why.to_string(), "by": caller.session_id });
-                    this.audit_repeatable(
-                        &tx,
-                        (cid, &caller.session_id),
-                        "invite_participant",
-                        now,
-                        ("conversation.invite", Outcome::Refused, detail),
-                    )?;
+                    audit_refusal(why.to_string())?;
                 }
                 tx.commit()?;
                 Ok(match invited {
