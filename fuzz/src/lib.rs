@@ -370,7 +370,7 @@ fn fits(shape: Shape, v: &Value) -> bool {
         (Shape::NonNegative, Value::Number(n)) => n.as_i64().is_some_and(|n| n >= 0),
         (Shape::Bool, Value::Bool(_)) => true,
         (Shape::Command, Value::String(s)) => {
-            !s.trim().is_empty() && s.len() <= 8192 && printable(s, &['\n', '\t'])
+            !s.trim().is_empty() && s.len() <= 8192 && printable(s, &['\n'])
         }
         (Shape::ProposalId, Value::String(s)) => {
             s.strip_prefix("prop_").is_some_and(|h| hex(h, 16))
@@ -407,7 +407,11 @@ pub fn check_answer(tool: &str, args: Option<&JsonObject>, answer: &Result<CallT
         // An unknown argument is named as sent; a known one may carry a
         // path (`files_involved[3]`), whose root is the argument.
         let root = field.split(['[', '.']).next().unwrap_or_default();
-        let sent = args.is_some_and(|a| a.contains_key(field));
+        // A long name is repeated only in part: its start, then `…`.
+        let head = field.split_once('…').map(|(head, _)| head);
+        let sent = args.is_some_and(|a| {
+            a.contains_key(field) || head.is_some_and(|h| a.keys().any(|k| k.starts_with(h)))
+        });
         assert!(
             known.contains(&root) || sent || field == "arguments",
             "{tool}: refusal names `{field}`, which is neither an argument of the tool nor one sent: {text:?}"
