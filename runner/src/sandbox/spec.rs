@@ -10,7 +10,9 @@
 
 use std::collections::HashMap;
 
-use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig, Mount, MountType};
+use bollard::models::{
+    ContainerCreateBody, HostConfig, HostConfigLogConfig, Mount, MountType, ResourcesUlimits,
+};
 use bridge_state::yolo::ExecParams;
 use sha2::{Digest, Sha256};
 
@@ -142,6 +144,14 @@ pub fn container_spec(
             ("max-file".into(), "1".into()),
         ])),
     });
+    // 11b. No core dumps, and no raising the limit (the engine's default
+    //      is soft 0, hard unlimited): a crashing command would write one
+    //      into a read-write workspace (or start the host's core handler).
+    host.ulimits = Some(vec![ResourcesUlimits {
+        name: Some("core".into()),
+        soft: Some(0),
+        hard: Some(0),
+    }]);
     // 12-13. Timeout and output cap are enforced by `run_command`.
     // 14. The Docker socket is never mounted: the workspace is the only
     //     mount, and `check_workspace` refuses any that holds a socket.
@@ -245,6 +255,13 @@ mod tests {
             s.entrypoint,
             Some(vec![]),
             "the image's entrypoint is reset"
+        );
+        let core = h.ulimits.clone().unwrap_or_default();
+        assert!(
+            core.iter().any(
+                |u| u.name.as_deref() == Some("core") && (u.soft, u.hard) == (Some(0), Some(0))
+            ),
+            "{core:?}"
         );
         assert_eq!(h.pids_limit, Some(128));
         let labels = s.labels.clone().unwrap();

@@ -229,7 +229,7 @@ async fn runs_as_nobody_without_capabilities_or_new_privileges() -> anyhow::Resu
     }
     let mut w = World::start(&["--timeout", "20"]).await?;
     let r = w
-        .run("id -u; id -g; grep -E '^(CapEff|CapPrm|CapBnd|NoNewPrivs):' /proc/self/status")
+        .run("id -u; id -g; grep -E '^(CapEff|CapPrm|CapBnd|NoNewPrivs):' /proc/self/status; echo core $(ulimit -H -c)")
         .await?;
     assert_eq!(r.job.state, "done", "{r:?}");
     assert_eq!(r.exit_code(), Some(0), "{r:?}");
@@ -247,6 +247,10 @@ async fn runs_as_nobody_without_capabilities_or_new_privileges() -> anyhow::Resu
         );
     }
     assert!(lines.contains(&vec!["NoNewPrivs:", "1"]), "{r:?}");
+    assert!(
+        lines.contains(&vec!["core", "0"]),
+        "core dumps allowed: {r:?}"
+    );
     w.assert_healthy().await?;
     w.finish().await
 }
