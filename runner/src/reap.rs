@@ -3,7 +3,8 @@
 //! A runner that dies leaves its containers behind: the container of a job
 //! it was running (the job is failed as abandoned) and its warm ones. The
 //! sweep removes every container labelled for this database whose runner is
-//! gone, unless a job still records it or it is warm in this runner's pool.
+//! gone, unless a job still records it or it is warm in this runner's pool,
+//! and this runner's own containers whose removal failed earlier.
 //! Containers of another database's runners on the same engine are never
 //! looked at.
 
@@ -29,6 +30,9 @@ pub struct Reap<'a> {
     /// nor the pool holds: after the engine came back, they are what was in
     /// use when it went away (their jobs already failed).
     pub own_leftovers: bool,
+    /// This runner's containers whose removal failed after its retries
+    /// ([`sandbox::unremoved`]): tried again on every sweep.
+    pub unremoved: &'a [String],
 }
 
 impl Reap<'_> {
@@ -56,7 +60,7 @@ impl Reap<'_> {
                 .unwrap_or_default();
             let held = self.job_containers.contains(&id) || self.warm.contains(&id);
             let owner_alive = if owner == self.runner_id {
-                !self.own_leftovers
+                !self.own_leftovers && !self.unremoved.contains(&id)
             } else {
                 self.live_runners.contains(&owner)
             };
@@ -112,6 +116,7 @@ mod tests {
             job_containers: &strs[1],
             warm: &strs[2],
             own_leftovers,
+            unremoved: &[],
         }
     }
 
@@ -190,5 +195,41 @@ mod tests {
             })
             .collect();
         assert_eq!(distinct.len(), 4);
+    }
+
+    #[tokio::test]
+    async fn our_container_whose_removal_failed_is_removed_by_a_later_sweep() {
+        let fake = leftovers();
+        fake.leftover(
+            "mine_unremoved",
+            &[
+                (LABEL_MANAGED, "1"),
+                (LABEL_RUNNER, "run_me"),
+                (LABEL_DB, "db1"),
+                (LABEL_ENGINE, "a"),
+            ],
+        );
+        fake.fail(Op::Remove);
+        sandbox::remove(&fake, "mine_unremoved").await;
+        assert!(sandbox::unremoved().contains(&"mine_unremoved".to_owned()));
+        fake.heal(Op::Remove);
+
+        // The engine answers again: the next sweep removes it, and only it
+        // of this runner's containers ("mine" is in use).
+        let unremoved = sandbox::unremoved();
+        let held = [
+            strings(&["run_live"]),
+            strings(&["dead_job"]),
+            strings(&["dead_warm"]),
+        ];
+        Reap {
+            unremoved: &unremoved,
+            ..reap(&held, false)
+        }
+        .run(&fake)
+        .await;
+        assert!(!fake.containers().contains(&"mine_unremoved".to_owned()));
+        assert!(fake.containers().contains(&"mine".to_owned()));
+        assert!(!sandbox::unremoved().contains(&"mine_unremoved".to_owned()));
     }
 }

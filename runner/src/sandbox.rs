@@ -18,7 +18,7 @@ pub mod protocol;
 pub mod spec;
 
 pub use host_paths::HostPaths;
-pub use lifecycle::{Started, remove, run_command, start_container};
+pub use lifecycle::{Started, remove, run_command, start_container, unremoved};
 pub use protocol::{OUTPUT_KILL_FACTOR, WAIT_FOR_COMMAND, base64_encode};
 pub use spec::{
     HardenedSpec, LABEL_DB, LABEL_ENGINE, LABEL_MANAGED, LABEL_POOL, LABEL_RUNNER, Owner, USER,

@@ -96,6 +96,7 @@ pub(crate) async fn sweep(ctx: &Ctx) {
             return;
         }
     };
+    let unremoved = crate::sandbox::unremoved();
     for m in ctx.fleet.members().iter().filter(|m| m.is_up()) {
         let reap = reap::Reap {
             db_id: &ctx.db_id,
@@ -105,6 +106,7 @@ pub(crate) async fn sweep(ctx: &Ctx) {
             job_containers: &owned,
             warm: &m.pool.warm_ids(),
             own_leftovers: m.take_came_back(),
+            unremoved: &unremoved,
         };
         reap.run(&*m.engine).await;
     }

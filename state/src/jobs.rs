@@ -164,12 +164,15 @@ fn claim_refusal(
         )));
     }
     // Enabling refuses nested workspaces; a database from before that
-    // check (or edited by hand) may still hold a pair.
-    let others = yolo::active_enablements(tx, now)?;
-    if let Some(why) = yolo::workspace_conflict(&p.conversation_id, &en.settings, &others) {
-        return Ok(Some(format!(
-            "its workspace is not usable: {why}; it was not run"
-        )));
+    // check (or edited by hand) may still hold a pair. One query, and
+    // none for a job without a workspace.
+    if en.settings.workspace.is_some() {
+        let others = yolo::active_enablements(tx, now)?;
+        if let Some(why) = yolo::workspace_conflict(&p.conversation_id, &en.settings, &others) {
+            return Ok(Some(format!(
+                "its workspace is not usable: {why}; it was not run"
+            )));
+        }
     }
     if let Verdict::Blocked { rule, reason } = policy.check(en.settings.mode, &p.command) {
         return Ok(Some(format!(

@@ -258,7 +258,7 @@ pub async fn run(cmd: YoloCommand, s: &BridgeSettings, json: bool) -> anyhow::Re
                         p.state.as_str(),
                         p.params.mode.as_str(),
                         &p.created_at,
-                        &shown::escaped_shortened(&p.command, COMMAND_CELL),
+                        &shown::command_shortened(&p.command, COMMAND_CELL),
                     ]);
                 }
                 terminal::println(format_args!(
@@ -395,7 +395,7 @@ pub async fn run(cmd: YoloCommand, s: &BridgeSettings, json: bool) -> anyhow::Re
                         &r.uses.to_string(),
                         r.approver["user"].as_str().unwrap_or("?"),
                         &r.expires_at,
-                        &shown::escaped_shortened(&r.command, COMMAND_CELL),
+                        &shown::command_shortened(&r.command, COMMAND_CELL),
                     ]);
                 }
                 terminal::println(format_args!(
@@ -415,7 +415,7 @@ pub async fn run(cmd: YoloCommand, s: &BridgeSettings, json: bool) -> anyhow::Re
                         &r.preview,
                         &r.proposal_id,
                         &r.expires_at,
-                        &shown::escaped_shortened(&r.command, COMMAND_CELL),
+                        &shown::command_shortened(&r.command, COMMAND_CELL),
                     ]);
                 }
                 terminal::println(format_args!(

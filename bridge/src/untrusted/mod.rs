@@ -135,7 +135,22 @@ impl fmt::Display for Escaped<'_> {
 /// [`Escaped`] cut to at most `max` characters (ending in `…` when cut). An
 /// escape is never cut in half.
 pub fn escaped_shortened(s: &str, max: usize) -> String {
-    let full = Escaped(s).to_string();
+    shortened(s, max, write_char_safely)
+}
+
+/// A command on one line for a listing, cut like [`escaped_shortened`], and
+/// written as the approve screen writes it ([`write_command_char`]):
+/// right-to-left letters escaped too, so no listing of commands can show a
+/// redirect the command does not hold.
+pub fn command_shortened(s: &str, max: usize) -> String {
+    shortened(s, max, write_command_char)
+}
+
+fn shortened(s: &str, max: usize, write: fn(&mut String, char) -> fmt::Result) -> String {
+    let mut full = String::with_capacity(s.len());
+    for c in s.chars() {
+        let _ = write(&mut full, c);
+    }
     if full.chars().count() <= max {
         return full;
     }
@@ -144,7 +159,7 @@ pub fn escaped_shortened(s: &str, max: usize) -> String {
     let mut piece = String::new();
     for c in s.chars() {
         piece.clear();
-        let _ = write_char_safely(&mut piece, c);
+        let _ = write(&mut piece, c);
         let n = piece.chars().count();
         if used + n > max.saturating_sub(1) {
             break;

@@ -222,3 +222,16 @@ fn json_keys_and_nested_values_are_escaped_and_layout_is_pretty() {
     let plain = serde_json::to_string_pretty(&v).unwrap();
     assert_eq!(got, plain.replace('\u{202e}', "\\u202e"));
 }
+
+#[test]
+fn a_listed_command_escapes_right_to_left_letters_where_prose_keeps_them() {
+    // `cp א >ב`: a bidi terminal can draw the `>` mirrored, away from where
+    // the shell reads it. Listings of commands show what the approve screen
+    // shows; messages and reasons keep their letters.
+    let command = "cp \u{5d0} >\u{5d1}";
+    assert_eq!(command_shortened(command, 40), "cp \\u{5d0} >\\u{5d1}");
+    assert_eq!(escaped_shortened(command, 40), command);
+    // An escape is never cut in half.
+    assert_eq!(command_shortened(command, 8), "cp …");
+    assert_eq!(command_shortened("a\u{5d0}\u{5d0}", 10), "a\\u{5d0}…");
+}

@@ -65,20 +65,37 @@ pub async fn start_container(
 /// Removes a container and its anonymous volumes; errors are logged. A
 /// failed attempt is repeated twice (after 0.2 s and 1 s): removing is
 /// idempotent, and a remote engine's transport can fail one connection
-/// (an ssh login refused under load) while the engine is fine.
+/// (an ssh login refused under load) while the engine is fine. A container
+/// still there after that is recorded in [`unremoved`], and every sweep
+/// tries it again until it is gone: it may still hold a command's
+/// background processes and its memory.
 pub async fn remove(engine: &dyn Engine, id: &str) {
     let mut delays = [200, 1000].into_iter();
     loop {
         let Err(e) = engine.remove(id).await else {
+            unremoved_set().remove(id);
             return;
         };
         let Some(ms) = delays.next() else {
-            tracing::warn!(container = id, error = %crate::engine::describe(&e), "could not remove container");
+            tracing::warn!(container = id, error = %crate::engine::describe(&e), "could not remove container; the sweep will try again");
+            unremoved_set().insert(id.to_owned());
             return;
         };
         tracing::debug!(container = id, error = %crate::engine::describe(&e), "removing a container failed; trying again");
         tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
     }
+}
+
+/// Containers of this process that [`remove`] gave up on, for the sweep.
+pub fn unremoved() -> Vec<String> {
+    unremoved_set().iter().cloned().collect()
+}
+
+fn unremoved_set() -> std::sync::MutexGuard<'static, std::collections::BTreeSet<String>> {
+    static SET: std::sync::Mutex<std::collections::BTreeSet<String>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    SET.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 async fn kill(engine: &dyn Engine, id: &str) {

@@ -24,17 +24,16 @@ pub struct Enablement {
 /// runner keeps warm containers for, and the conversations whose running
 /// jobs may go on.
 pub fn active_enablements(conn: &Connection, now: Millis) -> Result<Vec<Enablement>, YoloError> {
-    let ids: Vec<String> = conn
+    let rows: Vec<(String, String, Millis, Millis)> = conn
         .prepare_cached(
-            "SELECT conversation_id FROM yolo_enablements WHERE disabled_at IS NULL AND expires_at > ?1",
+            "SELECT conversation_id, settings, enabled_at, expires_at FROM yolo_enablements
+             WHERE disabled_at IS NULL AND expires_at > ?1",
         )?
-        .query_map([now], |r| r.get(0))?
+        .query_map([now], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
         .collect::<rusqlite::Result<_>>()?;
-    let mut out = Vec::with_capacity(ids.len());
-    for id in &ids {
-        out.extend(active_enablement(conn, id, now)?);
-    }
-    Ok(out)
+    rows.into_iter()
+        .map(|(cid, s, at, exp)| enablement(cid, &s, at, exp))
+        .collect()
 }
 
 pub fn active_enablement(
@@ -43,23 +42,29 @@ pub fn active_enablement(
     now: Millis,
 ) -> Result<Option<Enablement>, YoloError> {
     let row: Option<(String, Millis, Millis)> = conn
-        .query_row(
+        .prepare_cached(
             "SELECT settings, enabled_at, expires_at FROM yolo_enablements
              WHERE conversation_id = ?1 AND disabled_at IS NULL AND expires_at > ?2",
-            params![cid, now],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
+        )?
+        .query_row(params![cid, now], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .optional()?;
-    row.map(|(s, at, exp)| {
-        Ok(Enablement {
-            conversation_id: cid.to_owned(),
-            settings: serde_json::from_str(&s).map_err(|e| YoloError::Corrupt(e.to_string()))?,
-            enabled_at: rfc3339(at),
-            expires_at: rfc3339(exp),
-            expires_at_ms: exp,
-        })
+    row.map(|(s, at, exp)| enablement(cid.to_owned(), &s, at, exp))
+        .transpose()
+}
+
+fn enablement(
+    conversation_id: String,
+    settings: &str,
+    at: Millis,
+    exp: Millis,
+) -> Result<Enablement, YoloError> {
+    Ok(Enablement {
+        conversation_id,
+        settings: serde_json::from_str(settings).map_err(|e| YoloError::Corrupt(e.to_string()))?,
+        enabled_at: rfc3339(at),
+        expires_at: rfc3339(exp),
+        expires_at_ms: exp,
     })
-    .transpose()
 }
 
 /// Why `settings`' workspace must not be mounted while the `others`

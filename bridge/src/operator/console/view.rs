@@ -10,7 +10,7 @@ use ratatui::text::{Line, Text};
 use ratatui::widgets::{Block, Clear, List, ListItem, ListState, Paragraph};
 
 use super::app::{App, Focus, MAIN_MIN, REVIEW_MIN, Review, Screen};
-use crate::untrusted::{Escaped, escaped_shortened};
+use crate::untrusted::{Escaped, command_shortened, escaped_shortened};
 use bridge_state::clock::Millis;
 use bridge_state::console::Snapshot;
 use bridge_state::policy::{Policy, Verdict};
@@ -260,7 +260,7 @@ fn proposals(frame: &mut Frame<'_>, area: Rect, app: &App, snap: &Snapshot, poli
                 Line::from(escaped_shortened(&head, width)),
                 Line::from(format!(
                     "  $ {}",
-                    escaped_shortened(&p.command, width.saturating_sub(4))
+                    command_shortened(&p.command, width.saturating_sub(4))
                 )),
                 Line::from(format!(
                     "  why: {}",
@@ -317,7 +317,7 @@ fn recent_jobs(frame: &mut Frame<'_>, area: Rect, snap: &Snapshot) {
             let head = format!("{} {} · {outcome}", p.id, p.state.as_str());
             let room = width.saturating_sub(head.chars().count() + 5);
             let line = if room > 8 {
-                format!("{head} · $ {}", escaped_shortened(&p.command, room))
+                format!("{head} · $ {}", command_shortened(&p.command, room))
             } else {
                 head
             };
