@@ -103,7 +103,7 @@ enum JobRunError {
     )]
     Snapshot(#[source] SnapshotError),
     #[error(transparent)]
-    Run(#[from] job::JobError<StoreError>),
+    Run(#[from] job::JobError<StartError>),
     #[error("cannot store the job's result: {0}")]
     Finish(#[source] StoreError),
     #[error(
@@ -111,12 +111,23 @@ enum JobRunError {
     )]
     EngineLost {
         engine: String,
-        source: job::JobError<StoreError>,
+        source: job::JobError<StartError>,
     },
     #[error(
         "no Docker engine could take the job when it was claimed (an engine went down); it was not run. Execute it again once `bridge health` shows an engine up"
     )]
     NoEngine,
+}
+
+/// Why a job's start was not recorded, so its command was never handed over.
+#[derive(Debug, thiserror::Error)]
+enum StartError {
+    /// The job may no longer run (see `jobs::record_start`); the reason is
+    /// the job's failure as it is.
+    #[error("{0}")]
+    Refused(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// Healthy when an engine answers and some runner's heartbeat on this
@@ -395,7 +406,7 @@ async fn run_job_inner(
     {
         tracing::info!(job = %p.id, %branch, %sha, "snapshot branch created");
     }
-    let record_start = async |taken: &pool::Taken| -> Result<(), StoreError> {
+    let record_start = async |taken: &pool::Taken| -> Result<(), StartError> {
         let container = &taken.container;
         tracing::info!(job = %p.id, engine = %member.name, container = %container.id, warm = taken.warm, "running");
         let (red, now, p2, cid, img, engine) = (
@@ -415,7 +426,8 @@ async fn run_job_inner(
                 };
                 jobs::record_start(c, &red, &p2, started, now).map_err(to_store)
             })
-            .await
+            .await?
+            .map_or(Ok(()), |why| Err(StartError::Refused(why)))
     };
     let executed = job::execute(
         &member.pool,

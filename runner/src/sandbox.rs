@@ -36,6 +36,10 @@ pub enum SandboxError {
         volumes.join(", ")
     )]
     ImageVolumes { image: String, volumes: Vec<String> },
+    #[error(
+        "the job was stopped before its command was handed over (YOLO was disabled or the runner is shutting down); it was not run"
+    )]
+    Withheld,
     #[error("workspace {0} is refused: {1}")]
     Workspace(String, String),
     #[error("Docker engine error: {}", crate::engine::describe(.0))]

@@ -16,7 +16,7 @@ use crate::job_result::JobResult;
 use crate::messages::{insert_to_all, sender};
 use crate::policy::{Policy, Verdict};
 use crate::redact::{Redacted, Redactor};
-use crate::yolo::{self, Event, Proposal, YoloError};
+use crate::yolo::{self, Event, JobState, Proposal, YoloError};
 
 /// A lease is renewed every LEASE_MS / 3 while the job runs.
 pub const LEASE_MS: Millis = 15_000;
@@ -137,6 +137,25 @@ fn claim_refusal(
     p: &Proposal,
     now: Millis,
 ) -> Result<Option<String>, YoloError> {
+    if let Some(why) = start_refusal(tx, p, now)? {
+        return Ok(Some(why));
+    }
+    let en = yolo::active_enablement(tx, &p.conversation_id, now)?
+        .ok_or_else(|| YoloError::Corrupt("enablement vanished inside a transaction".into()))?;
+    if let Verdict::Blocked { rule, reason } = policy.check(en.settings.mode, &p.command) {
+        return Ok(Some(format!(
+            "the current command policy blocks it (rule `{rule}` in {} mode: {reason}); it was not run",
+            en.settings.mode.as_str()
+        )));
+    }
+    Ok(None)
+}
+
+/// Why `p` must not run now, the policy aside (the claim checked it a
+/// moment ago): its bytes, its conversation's enablement and settings,
+/// and its workspace. Checked at the claim and again when its start is
+/// recorded, right before the command is handed over.
+fn start_refusal(tx: &Connection, p: &Proposal, now: Millis) -> Result<Option<String>, YoloError> {
     if yolo::verify_integrity(p).is_err() {
         return Ok(Some(
             "the stored command no longer matches the approved hash; it was not run".into(),
@@ -174,12 +193,6 @@ fn claim_refusal(
             )));
         }
     }
-    if let Verdict::Blocked { rule, reason } = policy.check(en.settings.mode, &p.command) {
-        return Ok(Some(format!(
-            "the current command policy blocks it (rule `{rule}` in {} mode: {reason}); it was not run",
-            en.settings.mode.as_str()
-        )));
-    }
     Ok(None)
 }
 
@@ -198,7 +211,6 @@ pub fn expire_queued(
     Ok(())
 }
 
-/// Records which container runs the job (for the reaper and the audit log).
 /// Where a job's command is about to run.
 #[derive(Debug, Clone, Copy)]
 pub struct Started<'a> {
@@ -208,19 +220,39 @@ pub struct Started<'a> {
     pub engine: &'a str,
 }
 
+/// Records which container runs the job (for the reaper and the audit log),
+/// or says why the job must not run after all (`Some(reason)`, nothing
+/// recorded; the caller fails the job with it).
 pub fn record_start(
     conn: &mut Connection,
     red: &Redactor,
     p: &Proposal,
     started: Started<'_>,
     now: Millis,
-) -> Result<(), YoloError> {
+) -> Result<Option<String>, YoloError> {
     let Started {
         container,
         image,
         engine,
     } = started;
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    // Taking a container from the pool takes a moment after the claim: the
+    // operator may have disabled YOLO or changed its settings since. This
+    // transaction is the last step before the command is handed over.
+    let state: Option<String> = tx
+        .query_row("SELECT state FROM proposals WHERE id = ?1", [&p.id], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    if state.as_deref() != Some(JobState::Running.as_str()) {
+        return Ok(Some(format!(
+            "the job was {} before its command was handed over; it was not run",
+            state.as_deref().unwrap_or("deleted")
+        )));
+    }
+    if let Some(why) = start_refusal(&tx, p, now)? {
+        return Ok(Some(why));
+    }
     tx.execute(
         "UPDATE proposals SET container_id = ?1 WHERE id = ?2",
         params![container, p.id],
@@ -235,7 +267,7 @@ pub fn record_start(
         serde_json::json!({"proposal_id": p.id, "container_id": container, "image_id": image, "engine": engine}),
     )?;
     tx.commit()?;
-    Ok(())
+    Ok(None)
 }
 
 /// Extends the leases of this runner's running jobs and its heartbeat.

@@ -618,3 +618,56 @@ fn a_pair_of_nested_workspaces_already_enabled_fails_the_job_at_claim() {
     assert_eq!(state, "failed");
     assert!(failure.unwrap().contains("lies inside /srv/project"));
 }
+
+#[test]
+fn a_job_disabled_or_changed_after_its_claim_is_refused_when_its_start_is_recorded() {
+    let s = settings(Mode::Yolo, true);
+    let started = Started {
+        container: "c1",
+        image: "sha256:1",
+        engine: "local",
+    };
+    // Settings narrowed after the claim, while the pool handed out a
+    // container: the start is refused and nothing is recorded.
+    let mut f = Fixture::new(&s);
+    f.queue("prop_1", "touch x", &s);
+    let p = f.claim(&Policy::builtin()).expect("claimed");
+    f.store_settings(&Settings {
+        workspace_rw: false,
+        ..s.clone()
+    });
+    let now = f.clock.now_ms();
+    let why = record_start(&mut f.conn, &f.red, &p, started, now).unwrap();
+    assert!(why.unwrap().contains("settings changed after approval"));
+    assert!(!f.audit_actions().contains(&"job.start".to_owned()));
+
+    // Disabled after the claim: refused the same way.
+    let mut f = Fixture::new(&s);
+    f.queue("prop_1", "touch x", &s);
+    let p = f.claim(&Policy::builtin()).expect("claimed");
+    yolo::disable(&mut f.conn, &f.red, CONV, now).unwrap();
+    let why = record_start(&mut f.conn, &f.red, &p, started, now).unwrap();
+    assert!(
+        why.unwrap().contains("disabled or expired"),
+        "start refused"
+    );
+    let container: Option<String> = f
+        .conn
+        .query_row(
+            "SELECT container_id FROM proposals WHERE id = 'prop_1'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(container, None);
+
+    // Still enabled, same settings: recorded.
+    let mut f = Fixture::new(&s);
+    f.queue("prop_1", "touch x", &s);
+    let p = f.claim(&Policy::builtin()).expect("claimed");
+    assert_eq!(
+        record_start(&mut f.conn, &f.red, &p, started, now).unwrap(),
+        None
+    );
+    assert!(f.audit_actions().contains(&"job.start".to_owned()));
+}

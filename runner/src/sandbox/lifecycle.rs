@@ -142,6 +142,11 @@ pub async fn run_command(
     let nonce = bridge_state::auth::random_hex(16)
         .map_err(|e| SandboxError::Stdin(std::io::Error::other(e.to_string())))?;
     let line = command_line(&nonce, command);
+    // The last moment the command can still be withheld: YOLO disabled (or
+    // the runner stopping) since the start was recorded.
+    if cancel.is_cancelled() {
+        return Err(SandboxError::Withheld);
+    }
     input
         .write_all(line.as_bytes())
         .await
@@ -312,6 +317,18 @@ mod tests {
             0
         );
         assert_eq!(fake.containers(), std::slice::from_ref(&c.id));
+    }
+
+    #[tokio::test]
+    async fn a_job_stopped_before_the_hand_over_never_gets_its_command() {
+        let fake = FakeEngine::with_image("img");
+        let c = start(&fake).await.unwrap();
+        let stopped = CancellationToken::new();
+        stopped.cancel();
+        let e = run(&fake, &c, stopped).await.unwrap_err();
+        assert!(matches!(e, SandboxError::Withheld), "{e}");
+        assert!(e.to_string().contains("it was not run"), "{e}");
+        assert_eq!(fake.received(&c.id), None);
     }
 
     #[tokio::test]
