@@ -75,7 +75,9 @@ fn check_stored(f: &mut Fixture, args: &JsonObject, message_id: i64) {
         "conversation_id": f.conversation_id, "session_id": partner, "token": token,
         "peek": true, "since_id": message_id - 1,
     });
-    let inbox = f.call("check_messages", read.as_object().cloned()).expect("known tool");
+    let inbox = f
+        .call("check_messages", read.as_object().cloned())
+        .expect("known tool");
     let Some(inbox) = inbox.structured_content.clone() else {
         panic!("the partner cannot read its inbox: {inbox:?}");
     };
@@ -84,7 +86,11 @@ fn check_stored(f: &mut Fixture, args: &JsonObject, message_id: i64) {
         .and_then(|ms| ms.iter().find(|m| m["id"] == message_id))
         .unwrap_or_else(|| panic!("message {message_id} not in the partner's inbox: {inbox}"));
     let want = f.bridge.redactor().redact(message).into_owned();
-    assert_eq!(stored["message"].as_str(), Some(want.as_str()), "stored copy is not the redacted message");
+    assert_eq!(
+        stored["message"].as_str(),
+        Some(want.as_str()),
+        "stored copy is not the redacted message"
+    );
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -92,8 +98,12 @@ fuzz_target!(|data: &[u8]| {
     let f = fixture.get_or_insert_with(Fixture::new);
     f.begin_input();
     for message in messages(&splice(data, f)) {
-        let JsonRpcMessage::Request(request) = message else { continue };
-        let ClientRequest::CallToolRequest(call) = request.request else { continue };
+        let JsonRpcMessage::Request(request) = message else {
+            continue;
+        };
+        let ClientRequest::CallToolRequest(call) = request.request else {
+            continue;
+        };
         let (tool, args) = (call.params.name.to_string(), call.params.arguments);
         let answer = f.call(&tool, args.clone());
         check_answer(&tool, args.as_ref(), &answer);
@@ -101,13 +111,25 @@ fuzz_target!(|data: &[u8]| {
         let empty = JsonObject::new();
         if contract_refuses(&tool, args.as_ref().unwrap_or(&empty)) == Some(true) {
             let text = first_text(&result);
-            assert!(text.starts_with("invalid argument `"), "{tool}: contract refuses {args:?}, bridge said {text:?}");
+            assert!(
+                text.starts_with("invalid argument `"),
+                "{tool}: contract refuses {args:?}, bridge said {text:?}"
+            );
         }
-        let sent_id = result.structured_content.as_ref().and_then(|s| s["message_id"].as_i64());
+        let sent_id = result
+            .structured_content
+            .as_ref()
+            .and_then(|s| s["message_id"].as_i64());
         if tool == "propose_command" && result.is_error != Some(true) {
-            let command = args.as_ref().and_then(|a| a["command"].as_str()).unwrap_or_default();
+            let command = args
+                .as_ref()
+                .and_then(|a| a["command"].as_str())
+                .unwrap_or_default();
             let verdict = Policy::builtin().check(YOLO_MODE, command);
-            assert!(verdict.is_allowed(), "proposal accepted, policy says {verdict:?}: {command:?}");
+            assert!(
+                verdict.is_allowed(),
+                "proposal accepted, policy says {verdict:?}: {command:?}"
+            );
             let clean = matches!(f.bridge.redactor().redact(command), Cow::Borrowed(_));
             assert!(clean, "proposal holding a secret accepted: {command:?}");
         }

@@ -24,8 +24,14 @@ use libfuzzer_sys::fuzz_target;
 
 /// Rules that apply in every mode, yolo included (policy/blocked.rs ALWAYS_BLOCKED).
 const ALWAYS: &[&str] = &[
-    "rm-root", "no-preserve-root", "block-device-write", "disk-format", "download-exec",
-    "fork-bomb", "privilege-escalation", "eval",
+    "rm-root",
+    "no-preserve-root",
+    "block-device-write",
+    "disk-format",
+    "download-exec",
+    "fork-bomb",
+    "privilege-escalation",
+    "eval",
 ];
 
 const CONSTRUCTS: &[&str] = &[
@@ -57,12 +63,21 @@ fn check_all_modes(p: &Policy, command: &str) -> [Verdict; 3] {
     let verdicts = Mode::ALL.map(|m| p.check(m, command));
     for (mode, v) in Mode::ALL.iter().zip(&verdicts) {
         if let Verdict::Blocked { rule, reason } = v {
-            assert!(!rule.trim().is_empty() && !reason.trim().is_empty(), "{mode}: {v:?}");
+            assert!(
+                !rule.trim().is_empty() && !reason.trim().is_empty(),
+                "{mode}: {v:?}"
+            );
         }
     }
     let [safe, restricted, yolo] = &verdicts;
-    assert!(!safe.is_allowed() || restricted.is_allowed(), "safe allows, restricted refuses {command:?}: {restricted:?}");
-    assert!(!restricted.is_allowed() || yolo.is_allowed(), "restricted allows, yolo refuses {command:?}: {yolo:?}");
+    assert!(
+        !safe.is_allowed() || restricted.is_allowed(),
+        "safe allows, restricted refuses {command:?}: {restricted:?}"
+    );
+    assert!(
+        !restricted.is_allowed() || yolo.is_allowed(),
+        "restricted allows, yolo refuses {command:?}: {yolo:?}"
+    );
     if !yolo.is_allowed() {
         assert_eq!(safe, yolo, "{command:?}");
         assert_eq!(restricted, yolo, "{command:?}");
@@ -91,7 +106,9 @@ fn argv_from(data: &[u8]) -> Vec<String> {
     let Some(row) = next() else { return Vec::new() };
     let hazard = &HAZARDS[row as usize % HAZARDS.len()];
     let mut argv: Vec<String> = hazard.program.split(' ').map(str::to_owned).collect();
-    const PLAIN: &[&str] = &["-n", "-r", "-a", "-v", "-l", "--", "-", "x", "-5", "--all", "--stat", "-name"];
+    const PLAIN: &[&str] = &[
+        "-n", "-r", "-a", "-v", "-l", "--", "-", "x", "-5", "--all", "--stat", "-name",
+    ];
     while let (Some(kind), Some(len)) = (next(), next()) {
         let option = hazard.options[kind as usize % hazard.options.len()];
         let word = match kind % 4 {
@@ -105,7 +122,11 @@ fn argv_from(data: &[u8]) -> Vec<String> {
                 w
             }
             // the option's letter inside a cluster
-            1 => format!("-{}{}", PLAIN[len as usize % PLAIN.len()].trim_start_matches('-'), &option[option.len() - 1..]),
+            1 => format!(
+                "-{}{}",
+                PLAIN[len as usize % PLAIN.len()].trim_start_matches('-'),
+                &option[option.len() - 1..]
+            ),
             2 => PLAIN[len as usize % PLAIN.len()].to_owned(),
             _ => String::from_utf8_lossy(&[len]).into_owned(),
         };
@@ -123,7 +144,9 @@ fn quoted(argv: &[String]) -> String {
 static POLICY: LazyLock<Policy> = LazyLock::new(Policy::builtin);
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&selector, rest)) = data.split_first() else { return };
+    let Some((&selector, rest)) = data.split_first() else {
+        return;
+    };
     let p = &*POLICY;
     let text = String::from_utf8_lossy(rest);
     check_all_modes(p, &text);

@@ -47,11 +47,18 @@ fn examples() -> Vec<(String, Vec<(String, String)>)> {
 
 fn check_plain(r: &Redactor, text: &str) -> String {
     let (out, classes) = r.redact_report(text);
-    assert_eq!(out, r.redact(text), "redact_report and redact disagree on {text:?}");
+    assert_eq!(
+        out,
+        r.redact(text),
+        "redact_report and redact disagree on {text:?}"
+    );
     match &out {
         Cow::Borrowed(_) => assert!(classes.is_empty(), "unchanged, yet reported {classes:?}"),
         Cow::Owned(o) => {
-            assert!(!classes.is_empty(), "changed {text:?} with no class reported");
+            assert!(
+                !classes.is_empty(),
+                "changed {text:?} with no class reported"
+            );
             assert_ne!(o, text, "reported a change that is none ({classes:?})");
         }
     }
@@ -69,7 +76,9 @@ static REDACTOR: LazyLock<Redactor> = LazyLock::new(Redactor::builtin);
 static EXAMPLES: LazyLock<Vec<(String, Vec<(String, String)>)>> = LazyLock::new(examples);
 
 fuzz_target!(|data: &[u8]| {
-    let [rule_sel, example_sel, rest @ ..] = data else { return };
+    let [rule_sel, example_sel, rest @ ..] = data else {
+        return;
+    };
     let r = &*REDACTOR;
     let text = String::from_utf8_lossy(rest);
     check_plain(r, &text);
@@ -88,14 +97,24 @@ fuzz_target!(|data: &[u8]| {
 
     let mut as_string = Value::String(seeded.clone());
     r.redact_json(&mut as_string);
-    assert_eq!(as_string.as_str(), Some(out.as_str()), "redact_json differs from redact");
+    assert_eq!(
+        as_string.as_str(),
+        Some(out.as_str()),
+        "redact_json differs from redact"
+    );
     let mut keyed = json!({ "note": seeded, "password": seeded, seeded.clone(): 1 });
     r.redact_json(&mut keyed);
     for (key, value) in keyed.as_object().expect("object") {
         let value = value.as_str().unwrap_or_default();
         for t in [key.as_str(), value] {
-            assert!(t.matches(secret.as_str()).count() <= copies, "{rule} secret survived in JSON: {keyed}");
+            assert!(
+                t.matches(secret.as_str()).count() <= copies,
+                "{rule} secret survived in JSON: {keyed}"
+            );
         }
     }
-    assert!(!r.redact_json(&mut keyed), "redact_json is not idempotent: {keyed}");
+    assert!(
+        !r.redact_json(&mut keyed),
+        "redact_json is not idempotent: {keyed}"
+    );
 });

@@ -27,14 +27,51 @@ use serde_json::Value;
 static FIXTURE: Mutex<Option<Fixture>> = Mutex::new(None);
 
 const FIELDS: &[&str] = &[
-    "conversation_id", "session_id", "token", "my_role", "partner_role", "message", "action_type",
-    "files_involved", "wait_seconds", "peek", "since_id", "status", "command", "timeout_seconds",
-    "reason", "proposal_id", "approval_token", "dry_run", "participants", "to", "idempotency_key",
-    "partner", "role", "up_to_id",
+    "conversation_id",
+    "session_id",
+    "token",
+    "my_role",
+    "partner_role",
+    "message",
+    "action_type",
+    "files_involved",
+    "wait_seconds",
+    "peek",
+    "since_id",
+    "status",
+    "command",
+    "timeout_seconds",
+    "reason",
+    "proposal_id",
+    "approval_token",
+    "dry_run",
+    "participants",
+    "to",
+    "idempotency_key",
+    "partner",
+    "role",
+    "up_to_id",
 ];
 const WORDS: &[&str] = &[
-    "a", "b", "c", "A", "", " ", "\0", "info", "question", "proposal", "blocked", "complete",
-    "working", "waiting", "Info", "ls -la", "rm -rf /", "echo hi\0", "backend_developer",
+    "a",
+    "b",
+    "c",
+    "A",
+    "",
+    " ",
+    "\0",
+    "info",
+    "question",
+    "proposal",
+    "blocked",
+    "complete",
+    "working",
+    "waiting",
+    "Info",
+    "ls -la",
+    "rm -rf /",
+    "echo hi\0",
+    "backend_developer",
 ];
 
 #[derive(Arbitrary, Debug)]
@@ -54,7 +91,10 @@ enum Text {
     Raw(String),
     Word(u8),
     /// `unit` repeated: hits length bounds cheaply.
-    Repeat { unit: char, count: u16 },
+    Repeat {
+        unit: char,
+        count: u16,
+    },
     Conversation([u8; 8]),
     Token([u8; 32]),
     Proposal([u8; 8]),
@@ -170,7 +210,10 @@ fuzz_target!(|call: Call| {
         Tool::Known(i) => TOOLS[*i as usize % TOOLS.len()].0.to_owned(),
         Tool::Other(s) => s.clone(),
     };
-    let mut args = call.template.map(|b| template(&tool, &b)).unwrap_or_default();
+    let mut args = call
+        .template
+        .map(|b| template(&tool, &b))
+        .unwrap_or_default();
     for (k, v) in &call.edits {
         let key = match k {
             Key::Known(i) => FIELDS[*i as usize % FIELDS.len()].to_owned(),
@@ -200,7 +243,11 @@ fuzz_target!(|call: Call| {
             "{tool}: the contract refuses {sent:?}, the bridge said {text:?}"
         );
     } else if tool == "create_conversation" {
-        assert_ne!(result.is_error, Some(true), "{tool}: refused valid {sent:?}: {text}");
+        assert_ne!(
+            result.is_error,
+            Some(true),
+            "{tool}: refused valid {sent:?}: {text}"
+        );
     } else {
         assert_eq!(text, UNAUTHORIZED, "{tool}: valid-shaped {sent:?}");
     }

@@ -5,13 +5,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use bridge::mcp::service::BridgeParts;
+use bridge::{Bridge, BridgeServer};
 use bridge_state::clock::{Clock, ManualClock};
 use bridge_state::policy::{Mode, Policy};
 use bridge_state::ratelimit::Limits;
 use bridge_state::redact::Redactor;
-use bridge::mcp::service::BridgeParts;
 use bridge_state::store::{Db, Sync as Durability};
-use bridge::{Bridge, BridgeServer};
 use rmcp::model::{CallToolResult, JsonObject};
 use serde_json::Value;
 
@@ -100,7 +100,14 @@ impl Fixture {
             .db()
             .call_blocking(|conn| {
                 let day = 86_400_000;
-                bridge_state::yolo::enable(conn, bridge.redactor(), &conversation_id, &settings, day, now)
+                bridge_state::yolo::enable(
+                    conn,
+                    bridge.redactor(),
+                    &conversation_id,
+                    &settings,
+                    day,
+                    now,
+                )
             })
             .expect("enable YOLO");
         Self {
@@ -244,9 +251,15 @@ pub const TOOLS: &[(&str, Contract)] = &[
             true,
         )],
     ),
-    ("check_partner_status", &[("partner", Shape::Session, false)]),
+    (
+        "check_partner_status",
+        &[("partner", Shape::Session, false)],
+    ),
     ("ack_messages", &[("up_to_id", Shape::NonNegative, true)]),
-    ("invite_participant", &[("role", Shape::Printable(3, 100), true)]),
+    (
+        "invite_participant",
+        &[("role", Shape::Printable(3, 100), true)],
+    ),
     ("list_participants", &[]),
     ("inbox_notify", &[]),
     (
@@ -290,13 +303,13 @@ pub fn contract_refuses(tool: &str, args: &JsonObject) -> Option<bool> {
     };
     let fields: Vec<_> = auth.iter().chain(own.iter()).collect();
     let unknown = args.keys().any(|k| !fields.iter().any(|f| f.0 == k));
-    let bad = fields.iter().any(|&&(name, shape, required)| {
-        match args.get(name) {
+    let bad = fields
+        .iter()
+        .any(|&&(name, shape, required)| match args.get(name) {
             None => required,
             Some(Value::Null) if !required => false,
             Some(v) => !fits(shape, v),
-        }
-    });
+        });
     Some(unknown || bad || cross_field_refuses(tool, args))
 }
 
@@ -308,7 +321,11 @@ fn cross_field_refuses(tool: &str, args: &JsonObject) -> bool {
         return false;
     }
     let given = |k: &str| args.get(k).is_some_and(|v| !v.is_null());
-    let mut roles: Vec<&str> = args.get("my_role").and_then(Value::as_str).into_iter().collect();
+    let mut roles: Vec<&str> = args
+        .get("my_role")
+        .and_then(Value::as_str)
+        .into_iter()
+        .collect();
     match (given("partner_role"), given("participants")) {
         // A pair may have two equal roles, as before teams.
         (true, false) => return false,
@@ -325,10 +342,13 @@ fn cross_field_refuses(tool: &str, args: &JsonObject) -> bool {
 }
 
 fn fits(shape: Shape, v: &Value) -> bool {
-    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    let hex = |s: &str, n: usize| {
+        s.len() == n && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    };
     let chars = |s: &str, min: usize, max: usize| (min..=max).contains(&s.chars().count());
     let printable = |s: &str, allowed: &[char]| {
-        s.chars().all(|c| allowed.contains(&c) || !bridge::untrusted::is_unprintable(c))
+        s.chars()
+            .all(|c| allowed.contains(&c) || !bridge::untrusted::is_unprintable(c))
     };
     match (shape, v) {
         (Shape::Chars(min, max), Value::String(s)) => chars(s, min, max),
@@ -348,15 +368,17 @@ fn fits(shape: Shape, v: &Value) -> bool {
         (Shape::Session, Value::String(s)) => bridge_state::messages::sender::is_session(s),
         (Shape::Sessions(min, max), Value::Array(items)) => {
             (min..=max).contains(&items.len())
-                && items
-                    .iter()
-                    .all(|i| i.as_str().is_some_and(bridge_state::messages::sender::is_session))
+                && items.iter().all(|i| {
+                    i.as_str()
+                        .is_some_and(bridge_state::messages::sender::is_session)
+                })
         }
         (Shape::Roles, Value::Array(items)) => {
             (1..=15).contains(&items.len())
-                && items
-                    .iter()
-                    .all(|i| i.as_str().is_some_and(|s| chars(s, 3, 100) && printable(s, &[])))
+                && items.iter().all(|i| {
+                    i.as_str()
+                        .is_some_and(|s| chars(s, 3, 100) && printable(s, &[]))
+                })
         }
         (Shape::Token, Value::String(s)) => hex(s, 64),
         (Shape::OneOf(names), Value::String(s)) => names.contains(&s.as_str()),
@@ -385,9 +407,15 @@ fn fits(shape: Shape, v: &Value) -> bool {
 /// Properties every answer to a tool call has, whatever the input:
 /// protocol errors only for unknown tools; a refusal says something; a
 /// decoding refusal names an argument the tool has or the caller sent.
-pub fn check_answer(tool: &str, args: Option<&JsonObject>, answer: &Result<CallToolResult, rmcp::ErrorData>) {
+pub fn check_answer(
+    tool: &str,
+    args: Option<&JsonObject>,
+    answer: &Result<CallToolResult, rmcp::ErrorData>,
+) {
     let Some(known) = arguments_of(tool) else {
-        let err = answer.as_ref().expect_err("an unknown tool is a protocol error");
+        let err = answer
+            .as_ref()
+            .expect_err("an unknown tool is a protocol error");
         assert!(err.message.contains("unknown tool"), "{err:?}");
         return;
     };
@@ -403,12 +431,22 @@ pub fn check_answer(tool: &str, args: Option<&JsonObject>, answer: &Result<CallT
         let (field, problem) = rest
             .split_once("`: ")
             .unwrap_or_else(|| panic!("{tool}: malformed refusal {text:?}"));
-        assert!(!problem.trim().is_empty(), "{tool}: no problem stated in {text:?}");
+        assert!(
+            !problem.trim().is_empty(),
+            "{tool}: no problem stated in {text:?}"
+        );
         // An unknown argument is named as sent; a known one may carry a
         // path (`files_involved[3]`), whose root is the argument.
         let root = field.split(['[', '.']).next().unwrap_or_default();
-        // A long name is repeated only in part: its start, then `…`.
-        let head = field.split_once('…').map(|(head, _)| head);
+        // A long name is repeated only in part: its start, then `…`. A
+        // secret or token-shaped stretch in it is masked (`…REDACTED`), so
+        // only what comes before the first mask is the name as sent.
+        let head = match field.find("REDACTED") {
+            Some(at) => Some(field[..at].trim_end_matches(|c: char| {
+                c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'
+            })),
+            None => field.split_once('…').map(|(head, _)| head),
+        };
         let sent = args.is_some_and(|a| {
             a.contains_key(field) || head.is_some_and(|h| a.keys().any(|k| k.starts_with(h)))
         });
@@ -454,8 +492,16 @@ mod tests {
                                     "token": f.token_b, "peek": true})),
                     )
                     .expect("known tool");
-                assert_ne!(read.is_error, Some(true), "round {round}: {}", first_text(&read));
-                assert_eq!(f.conversation_id, conv, "the fixture was replaced inside an input");
+                assert_ne!(
+                    read.is_error,
+                    Some(true),
+                    "round {round}: {}",
+                    first_text(&read)
+                );
+                assert_eq!(
+                    f.conversation_id, conv,
+                    "the fixture was replaced inside an input"
+                );
             }
         }
     }
@@ -465,12 +511,17 @@ mod tests {
         let mut f = Fixture::with_reset_interval(3);
         let first = f.conversation_id.clone();
         for _ in 0..2 {
-            f.call("check_partner_status", args(json!({}))).expect("known tool");
+            f.call("check_partner_status", args(json!({})))
+                .expect("known tool");
         }
         f.begin_input();
         assert_eq!(f.conversation_id, first, "reset before the interval passed");
-        f.call("check_partner_status", args(json!({}))).expect("known tool");
+        f.call("check_partner_status", args(json!({})))
+            .expect("known tool");
         f.begin_input();
-        assert_ne!(f.conversation_id, first, "no reset after the interval passed");
+        assert_ne!(
+            f.conversation_id, first,
+            "no reset after the interval passed"
+        );
     }
 }

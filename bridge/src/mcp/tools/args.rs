@@ -9,6 +9,7 @@ use serde::de::DeserializeOwned;
 
 use crate::mcp::service::{ActionType, Caller, SessionStatus, ToolError};
 use bridge_state::auth;
+use bridge_state::redact::Redactor;
 
 pub const MAX_MESSAGE_CHARS: usize = 50_000;
 pub const MAX_FILES: usize = 20;
@@ -206,21 +207,36 @@ auth_args! {
 }
 
 /// Decodes tool arguments, naming the offending field on failure.
-pub(crate) fn decode<T: DeserializeOwned>(args: Option<JsonObject>) -> Result<T, ToolError> {
+///
+/// The error repeats what the client sent, and it goes to the audit log:
+/// secrets and token-shaped values are masked while each echo is still
+/// whole (up to [`SCAN_CHARS`]), and only then cut to [`ECHO_CHARS`]. Cut
+/// first, a 64-hex session token sent in the wrong field would keep 40 of
+/// its characters, and a rule needing a secret's full length would miss it.
+pub(crate) fn decode<T: DeserializeOwned>(
+    args: Option<JsonObject>,
+    red: &Redactor,
+) -> Result<T, ToolError> {
     let value = serde_json::Value::Object(args.unwrap_or_default());
+    let clean = |s: &str| mask_token_like(&red.redact(s));
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
-        let inner = elide_echoes(&e.into_inner().to_string());
+        let inner = elide_echoes(&e.into_inner().to_string(), &clean);
         // serde names the field itself for missing/unknown fields.
         let field = if path == "." {
             field_in(&inner).unwrap_or_else(|| "arguments".into())
         } else {
-            path
+            clean(&bounded(&path, SCAN_CHARS))
         };
         // A field name is the client's too (an unknown one, or a path through one).
         ToolError::invalid(bounded(&field, ECHO_CHARS), inner)
     })
 }
+
+/// How much of each echo is scanned for secrets before it is cut to
+/// [`ECHO_CHARS`]: longer than any secret the redactor knows, short enough
+/// that a megabyte-long field name does not cost a megabyte of scanning.
+const SCAN_CHARS: usize = 4096;
 
 /// Longest stretch of an argument's name or value that an error repeats.
 const ECHO_CHARS: usize = 40;
@@ -230,23 +246,25 @@ const ECHO_CHARS: usize = 40;
 /// the client and into the audit log. Each quoted stretch (`"…"` or
 /// `` `…` ``) longer than [`ECHO_CHARS`] keeps only its start, so a
 /// megabyte-long field name costs a short row, not a megabyte per call.
-pub(crate) fn elide_echoes(msg: &str) -> String {
+pub(crate) fn elide_echoes(msg: &str, clean: &dyn Fn(&str) -> String) -> String {
     static QUOTED: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
         regex::Regex::new(r#""(?:[^"\\]|\\.)*"|`[^`]*`"#).expect("valid regex")
     });
     let elided = QUOTED.replace_all(msg, |c: &regex::Captures| {
         let quoted = &c[0];
-        let inner = &quoted[1..quoted.len() - 1];
+        let (q, inner) = (&quoted[..1], &quoted[1..quoted.len() - 1]);
         let n = inner.chars().count();
-        if n <= ECHO_CHARS {
-            return quoted.to_owned();
+        // Cleaned whole (as far as it is scanned), then cut.
+        let shown = clean(&inner.chars().take(SCAN_CHARS).collect::<String>());
+        if n <= SCAN_CHARS && shown.chars().count() <= ECHO_CHARS {
+            return format!("{q}{shown}{q}");
         }
-        let head: String = inner.chars().take(ECHO_CHARS).collect();
-        let q = &quoted[..1];
+        let head: String = shown.chars().take(ECHO_CHARS).collect();
         format!("{q}{head}…{q} ({n} characters)")
     });
-    // An unterminated quote (cut off by serde) is bounded as a whole.
-    bounded(&elided, 8 * ECHO_CHARS)
+    // An unterminated quote (cut off by serde) is bounded as a whole, and
+    // the text around the echoes is cleaned too.
+    bounded(&clean(&bounded(&elided, 8 * SCAN_CHARS)), 8 * ECHO_CHARS)
 }
 
 /// `s`, cut to at most `max` characters with a note of how many were left out.

@@ -16,7 +16,7 @@ use crate::mcp::service::{
 
 impl BridgeServer {
     pub(super) async fn create(&self, args: Option<JsonObject>) -> Result<Created, ToolError> {
-        let a: CreateConversationArgs = decode(args)?;
+        let a: CreateConversationArgs = decode(args, self.bridge.redactor())?;
         let (others, listed) = match (a.partner_role, a.participants) {
             (Some(partner), None) => (vec![partner], false),
             (None, Some(list)) => (list, true),
@@ -69,7 +69,7 @@ impl BridgeServer {
     }
 
     pub(super) async fn send(&self, args: Option<JsonObject>) -> Result<Sent, ToolError> {
-        let a: SendArgs = decode(args)?;
+        let a: SendArgs = decode(args, self.bridge.redactor())?;
         let caller = a.caller()?;
         check_len("message", &a.message, 1, MAX_MESSAGE_CHARS)?;
         let files = a.files_involved.unwrap_or_default();
@@ -124,7 +124,7 @@ impl BridgeServer {
         args: Option<JsonObject>,
         cancel: tokio_util::sync::CancellationToken,
     ) -> Result<Inbox, ToolError> {
-        let a: CheckArgs = decode(args)?;
+        let a: CheckArgs = decode(args, self.bridge.redactor())?;
         let caller = a.caller()?;
         let wait = a.wait_seconds.unwrap_or(0);
         if wait > MAX_WAIT_SECONDS {
@@ -153,13 +153,13 @@ impl BridgeServer {
     }
 
     pub(super) async fn update(&self, args: Option<JsonObject>) -> Result<MyStatus, ToolError> {
-        let a: UpdateStatusArgs = decode(args)?;
+        let a: UpdateStatusArgs = decode(args, self.bridge.redactor())?;
         let caller = a.caller()?;
         self.bridge.update_status(caller, a.status).await
     }
 
     pub(super) async fn propose(&self, args: Option<JsonObject>) -> Result<Proposed, ToolError> {
-        let a: ProposeArgs = decode(args)?;
+        let a: ProposeArgs = decode(args, self.bridge.redactor())?;
         let caller = a.caller()?;
         if a.command.trim().is_empty() {
             return Err(ToolError::invalid("command", "must not be empty"));
@@ -205,7 +205,7 @@ impl BridgeServer {
         args: Option<JsonObject>,
         cancel: tokio_util::sync::CancellationToken,
     ) -> Result<Execution, ToolError> {
-        let a: ExecuteArgs = decode(args)?;
+        let a: ExecuteArgs = decode(args, self.bridge.redactor())?;
         let caller = a.caller()?;
         let id_ok = a.proposal_id.len() == 21
             && a.proposal_id.starts_with("prop_")
@@ -239,14 +239,14 @@ impl BridgeServer {
         &self,
         args: Option<JsonObject>,
     ) -> Result<PartnerStatus, ToolError> {
-        let a: PartnerStatusArgs = decode(args)?;
+        let a: PartnerStatusArgs = decode(args, self.bridge.redactor())?;
         let caller = a.caller()?;
         let partner = a.partner.map(|p| p.as_str().to_owned());
         self.bridge.partner_status(caller, partner).await
     }
 
     pub(super) async fn invite(&self, args: Option<JsonObject>) -> Result<SessionGrant, ToolError> {
-        let a: InviteArgs = decode(args)?;
+        let a: InviteArgs = decode(args, self.bridge.redactor())?;
         let caller = a.caller()?;
         check_role("role", &a.role)?;
         self.bridge.invite(caller, a.role).await
@@ -256,7 +256,7 @@ impl BridgeServer {
         &self,
         args: Option<JsonObject>,
     ) -> Result<Participants, ToolError> {
-        let a: ListParticipantsArgs = decode(args)?;
+        let a: ListParticipantsArgs = decode(args, self.bridge.redactor())?;
         let caller = a.caller()?;
         self.bridge.participants(caller).await
     }
@@ -265,12 +265,12 @@ impl BridgeServer {
         &self,
         args: Option<JsonObject>,
     ) -> Result<Notified, ToolError> {
-        let a: InboxNotifyArgs = decode(args)?;
+        let a: InboxNotifyArgs = decode(args, self.bridge.redactor())?;
         self.bridge.notify_inbox(a.caller()?).await
     }
 
     pub(super) async fn ack(&self, args: Option<JsonObject>) -> Result<Acked, ToolError> {
-        let a: AckArgs = decode(args)?;
+        let a: AckArgs = decode(args, self.bridge.redactor())?;
         let caller = a.caller()?;
         if a.up_to_id < 0 {
             return Err(ToolError::invalid(

@@ -502,6 +502,7 @@ impl ServerHandler for BridgeServer {
 mod tests {
     use super::args::*;
     use super::*;
+    use bridge_state::redact::Redactor;
 
     /// Every `properties.from` description in a JSON schema.
     fn from_descriptions(v: &serde_json::Value, out: &mut Vec<String>) {
@@ -573,7 +574,9 @@ mod tests {
             ),
         ];
         for (args, field) in cases {
-            let err = decode::<CreateConversationArgs>(args.as_object().cloned()).unwrap_err();
+            let err =
+                decode::<CreateConversationArgs>(args.as_object().cloned(), &Redactor::builtin())
+                    .unwrap_err();
             match err {
                 ToolError::Invalid { field: f, .. } => assert_eq!(f, field),
                 other => panic!("{other:?}"),
@@ -586,7 +589,8 @@ mod tests {
         let huge = "k".repeat(1 << 20);
         let mut args = serde_json::json!({"my_role": "abc", "partner_role": "xyz"});
         args[&huge] = serde_json::json!(1);
-        let err = decode::<CreateConversationArgs>(args.as_object().cloned()).unwrap_err();
+        let err = decode::<CreateConversationArgs>(args.as_object().cloned(), &Redactor::builtin())
+            .unwrap_err();
         let text = err.to_string();
         assert!(text.len() < 400, "{} bytes: {}", text.len(), &text[..300]);
         assert!(
@@ -595,7 +599,7 @@ mod tests {
         );
         // A long value where a number belongs: its start, and what was expected.
         let args = serde_json::json!({"conversation_id": "c", "session_id": "a", "token": "t", "wait_seconds": "9".repeat(100_000)});
-        let text = decode::<CheckArgs>(args.as_object().cloned())
+        let text = decode::<CheckArgs>(args.as_object().cloned(), &Redactor::builtin())
             .unwrap_err()
             .to_string();
         assert!(text.len() < 400, "{text}");
@@ -608,8 +612,30 @@ mod tests {
             "unknown field `extra`, expected one of `a`, `b`",
             r#"invalid type: string "a \"quoted\" word", expected u64"#,
         ] {
-            assert_eq!(elide_echoes(short), short);
+            assert_eq!(elide_echoes(short, &|s: &str| s.to_owned()), short);
         }
+    }
+
+    #[test]
+    fn a_token_or_secret_echoed_in_an_error_is_masked_before_it_is_cut() {
+        // A 64-hex session token where a number belongs: cut first, 40 of
+        // its characters would have been kept.
+        let token = "ab".repeat(32);
+        let args = serde_json::json!({"conversation_id": "c", "session_id": "a", "token": "t", "wait_seconds": token});
+        let text = decode::<CheckArgs>(args.as_object().cloned(), &Redactor::builtin())
+            .unwrap_err()
+            .to_string();
+        assert!(text.contains("TOKEN_REDACTED"), "{text}");
+        assert!(!text.contains("abababababab"), "{text}");
+        // A secret as an unknown field's name, longer than an echo.
+        let key = format!("ghp_{}", "A1b2C3d4E5".repeat(4));
+        let mut args = serde_json::json!({"my_role": "abc", "partner_role": "xyz"});
+        args[&key] = serde_json::json!(1);
+        let err = decode::<CreateConversationArgs>(args.as_object().cloned(), &Redactor::builtin())
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(!text.contains("A1b2C3d4E5A1b2"), "{text}");
+        assert!(text.contains("REDACTED"), "{text}");
     }
 
     #[test]
