@@ -5,7 +5,7 @@
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
-use super::{Entry, GENESIS, Outcome, append, read_row};
+use super::{Break, Entry, GENESIS, Outcome, append, link_break, read_row, verify};
 use crate::clock::Millis;
 use crate::redact::Redactor;
 
@@ -72,6 +72,11 @@ pub enum ArchiveError {
         "encoding an audit row for the archive file failed: {0}; the unfinished batch is still in the database"
     )]
     Encode(#[from] serde_json::Error),
+    #[error(
+        "the audit chain is broken at row {} ({}); archiving would move the evidence out of the database, so nothing more was archived. Keep a copy of the database file, look at the chain with `bridge audit verify` and `bridge audit`, and archive only once it verifies",
+        .0.id, .0.reason
+    )]
+    Broken(Break),
 }
 
 /// Rows archived per write transaction (tens of ms each).
@@ -97,6 +102,11 @@ pub fn archive(
 ) -> Result<Archived, ArchiveError> {
     if batch <= 0 {
         return Err(ArchiveError::BatchSize(batch));
+    }
+    // Archiving moves rows out of reach of `verify`: a chain that does not
+    // verify now would verify afterwards, its break gone with the rows.
+    if let Some(b) = verify(conn)?.first_break {
+        return Err(ArchiveError::Broken(b));
     }
     // Fixed up front: the batches' own archive rows are never archived now.
     let through: Option<i64> = conn.query_row(
@@ -130,6 +140,11 @@ pub fn archive(
             let mut q = stmt.query([upto])?;
             while let Some(r) = q.next()? {
                 let row = read_row(r)?;
+                // Each batch is checked again as it is written: the chain
+                // was whole when archiving began.
+                if let Some(reason) = link_break(&row, start.first_id + rows as i64, &last_hash) {
+                    return Err(ArchiveError::Broken(Break { id: row.id, reason }));
+                }
                 serde_json::to_writer(&mut *out, &row)?;
                 out.write_all(b"\n")?;
                 last_hash = row.hash;

@@ -177,6 +177,35 @@ fn vouches_for(row: &Row, anchor: &Anchor) -> bool {
         })
 }
 
+/// Why `row` cannot be the chain's row `expected_id` after a row hashed
+/// `expected_prev`, or `None` when it is.
+pub(super) fn link_break(row: &Row, expected_id: i64, expected_prev: &str) -> Option<String> {
+    if row.id != expected_id {
+        return Some(format!(
+            "row id {} where {} was expected: rows were deleted or inserted",
+            row.id, expected_id
+        ));
+    }
+    if row.prev_hash != expected_prev {
+        return Some(
+            "prev_hash does not match the previous row's hash: a row before it was changed, deleted or inserted".into(),
+        );
+    }
+    let recomputed = row_hash(
+        &row.prev_hash,
+        &Content {
+            id: row.id,
+            ts: row.ts,
+            conversation_id: row.conversation_id.as_deref(),
+            session_id: row.session_id.as_deref(),
+            action: &row.action,
+            outcome: &row.outcome,
+            detail: &row.detail,
+        },
+    );
+    (recomputed != row.hash).then(|| "content does not match its hash: this row was edited".into())
+}
+
 pub fn verify(conn: &Connection) -> rusqlite::Result<Verification> {
     let start = anchor(conn)?;
     let mut stmt = conn.prepare(
@@ -196,33 +225,8 @@ pub fn verify(conn: &Connection) -> rusqlite::Result<Verification> {
             head_hash: expected_prev.clone(),
             first_break: Some(Break { id: row.id, reason }),
         };
-        if row.id != expected_id {
-            return Ok(broken(format!(
-                "row id {} where {} was expected: rows were deleted or inserted",
-                row.id, expected_id
-            )));
-        }
-        if row.prev_hash != expected_prev {
-            return Ok(broken(
-                "prev_hash does not match the previous row's hash: a row before it was changed, deleted or inserted".into(),
-            ));
-        }
-        let recomputed = row_hash(
-            &row.prev_hash,
-            &Content {
-                id: row.id,
-                ts: row.ts,
-                conversation_id: row.conversation_id.as_deref(),
-                session_id: row.session_id.as_deref(),
-                action: &row.action,
-                outcome: &row.outcome,
-                detail: &row.detail,
-            },
-        );
-        if recomputed != row.hash {
-            return Ok(broken(
-                "content does not match its hash: this row was edited".into(),
-            ));
+        if let Some(why) = link_break(&row, expected_id, &expected_prev) {
+            return Ok(broken(why));
         }
         vouched = vouched || vouches_for(&row, &start);
         expected_prev = row.hash;
@@ -397,6 +401,51 @@ mod tests {
             .query_row("SELECT count(*) FROM audit", [], |r| r.get(0))
             .unwrap();
         assert_eq!(left, 3, "the previous head and the two new archive records");
+    }
+
+    #[test]
+    fn a_chain_that_does_not_verify_is_not_archived_so_its_break_stays_visible() {
+        let (mut conn, red) = db_with_rows(6);
+        // An old row edited (or deleted) by someone with the file: moved to
+        // an archive, the break would be gone from `verify`.
+        conn.execute("UPDATE audit SET detail = '{\"i\":99}' WHERE id = 2", [])
+            .unwrap();
+        let mut out = Vec::new();
+        let e = archive(
+            &mut conn,
+            &red,
+            5000,
+            i64::MAX,
+            2,
+            &mut out,
+            &|| Ok(()),
+            "t.jsonl",
+        )
+        .unwrap_err();
+        assert!(matches!(&e, ArchiveError::Broken(b) if b.id == 2), "{e}");
+        assert!(e.to_string().contains("nothing more was archived"), "{e}");
+        assert!(out.is_empty());
+        let left: i64 = conn
+            .query_row("SELECT count(*) FROM audit", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(left, 6);
+        assert_eq!(verify(&conn).unwrap().first_break.map(|b| b.id), Some(2));
+
+        // A deleted middle row, likewise.
+        let (mut conn, red) = db_with_rows(6);
+        conn.execute("DELETE FROM audit WHERE id = 3", []).unwrap();
+        let e = archive(
+            &mut conn,
+            &red,
+            5000,
+            i64::MAX,
+            2,
+            &mut out,
+            &|| Ok(()),
+            "t.jsonl",
+        )
+        .unwrap_err();
+        assert!(matches!(&e, ArchiveError::Broken(b) if b.id == 4), "{e}");
     }
 
     #[test]
