@@ -161,7 +161,7 @@ impl Bridge {
                     let e = refuse(
                         &tx,
                         format!("blocked by policy rule `{rule}` in {} mode: {reason}", en.settings.mode.as_str()),
-                        serde_json::json!({"reason": "policy", "rule": rule, "command": excerpt(&command)}),
+                        serde_json::json!({"reason": "policy", "rule": rule, "command": excerpt(clean.as_str())}),
                     )?;
                     tx.commit()?;
                     return Ok(Err(e));

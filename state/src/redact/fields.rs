@@ -58,6 +58,7 @@ impl Redactor {
     /// the command is caught in every piece. Lines are joined with nothing between them (a
     /// line's `\r` and continuation `\` are set aside first), and a match counts there only when
     /// its secret itself spans a seam, so joining cannot turn text on one side into a secret.
+    /// Each text is then redacted whole as well, for rules whose context is on another line.
     /// The classes are those found in the command (pieces of split secrets included): the caller
     /// refuses a command with any, so a stored command is always the command itself.
     pub fn redacted_proposal(
@@ -90,15 +91,23 @@ impl Redactor {
         for &i in out[reason_lines..].iter().flat_map(|(_, h)| h) {
             hit[i] = true;
         }
+        // Then each text whole, as a message is: rules that take their
+        // context from another line (a provider's name on the line above its
+        // key, `kind: Secret` anywhere, netrc's `login` and `password`) see
+        // it there. Whatever this finds in the command refuses it too.
+        let mut whole = Vec::new();
+        let command = self
+            .run(&join(reason_lines..lines.len()), Some(&mut whole))
+            .into_owned();
         let classes = self
             .rules
             .iter()
             .zip(hit)
-            .filter(|(_, h)| *h)
+            .filter(|(r, h)| *h || whole.contains(&r.name))
             .map(|(r, _)| r.name.clone())
             .collect();
-        let reason = reason.map(|_| Redacted(join(0..reason_lines)));
-        (Redacted(join(reason_lines..lines.len())), reason, classes)
+        let reason = reason.map(|_| Redacted(self.run(&join(0..reason_lines), None).into_owned()));
+        (Redacted(command), reason, classes)
     }
 
     /// [`Redactor::redact_fields`] with, per field, the rules that changed it.

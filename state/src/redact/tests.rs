@@ -479,6 +479,28 @@ fn a_secret_split_between_reason_and_command_or_across_lines_is_caught() {
 }
 
 #[test]
+fn a_proposal_whose_secret_needs_another_lines_context_is_caught_whole() {
+    let r = Redactor::builtin();
+    // A Kubernetes Secret in a heredoc: no line alone is a secret.
+    let command = "kubectl apply -f - <<EOF\napiVersion: v1\nkind: Secret\ndata:\n  DB_PASS: aHVudGVyMjAyNg==\nEOF";
+    let (cmd, _, classes) = r.redacted_proposal(command, None);
+    assert!(!cmd.as_str().contains("aHVudGVyMjAyNg=="), "{cmd}");
+    assert_eq!(classes, ["k8s-secret-data"]);
+    // The same in a reason (never refused, only redacted) before a command.
+    let (cmd, reason, classes) = r.redacted_proposal("kubectl apply -f secret.yaml", Some(command));
+    assert_eq!(cmd.as_str(), "kubectl apply -f secret.yaml");
+    assert!(!reason.unwrap().as_str().contains("aHVudGVyMjAyNg=="));
+    assert!(classes.is_empty());
+    // .netrc lines written by a command: login on one line, password on the next.
+    let (cmd, _, classes) = r.redacted_proposal(
+        "cat >> ~/.netrc <<EOF\nmachine h\nlogin bob\npassword s3cretpw\nEOF",
+        None,
+    );
+    assert!(!cmd.as_str().contains("s3cretpw"), "{cmd}");
+    assert_eq!(classes, ["netrc-password"]);
+}
+
+#[test]
 fn redacted_text_is_the_redactors_output() {
     let red = Redactor::builtin();
     let r = red.redacted("id AKIAIOSFODNN7EXAMPLE");
