@@ -28,6 +28,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::redact_gitleaks::{Allowlist, GitleaksRules};
+pub use crate::redact_normalize::is_invisible;
 use crate::redact_rules;
 pub use crate::redact_rules::{CorpusExample, corpus_examples};
 

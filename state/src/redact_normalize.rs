@@ -1,6 +1,7 @@
 //! The normalisation shadow: a copy of a text folded with NFKC (so fullwidth `ｐａｓｓｗｏｒｄ`
-//! reads `password`) with every format character (general category Cf: zero-width space and
-//! joiners, soft hyphen, bidi controls, BOM) removed, plus a map from each byte of the copy back
+//! reads `password`) with every invisible character ([`is_invisible`]: format characters such as
+//! zero-width space and joiners, soft hyphen, bidi controls, BOM, and the letters and marks a
+//! terminal draws as nothing, such as variation selectors and Hangul fillers) removed, plus a map from each byte of the copy back
 //! to the character of the original it came from. The redactor matches on the shadow and
 //! replaces the mapped spans in the original, so `AKIA\u{200b}IOSF…` cannot slip a key past the
 //! rules and the text around a secret keeps its original characters.
@@ -11,6 +12,26 @@
 
 use unicode_general_category::{GeneralCategory, get_general_category};
 use unicode_normalization::{IsNormalized, UnicodeNormalization, is_nfkc_quick};
+
+/// True for a character that shows as nothing: a format character (general category Cf), or
+/// a default-ignorable letter or mark that a category check misses. The redactor matches as if
+/// it were not there, and the operator's screen shows it as an escape: one list for both, so
+/// nothing a reader cannot see can split a secret for the rules.
+pub fn is_invisible(c: char) -> bool {
+    !c.is_ascii()
+        && (get_general_category(c) == GeneralCategory::Format
+            || matches!(c,
+                '\u{034f}'                  // combining grapheme joiner
+                | '\u{115f}' | '\u{1160}'   // Hangul choseong/jungseong fillers
+                | '\u{17b4}' | '\u{17b5}'   // Khmer inherent vowels
+                | '\u{180b}'..='\u{180f}'   // Mongolian variation selectors
+                | '\u{2800}'                // braille blank
+                | '\u{3164}'                // Hangul filler
+                | '\u{fe00}'..='\u{fe0f}'   // variation selectors
+                | '\u{ffa0}'                // halfwidth Hangul filler
+                | '\u{e0100}'..='\u{e01ef}' // variation selectors supplement
+            ))
+}
 
 /// A folded copy of a text and, for each of its bytes, where in the original the character
 /// that produced it starts (its end follows from the original; one 32-bit offset per byte keeps
@@ -34,8 +55,7 @@ impl<'a> Shadow<'a> {
         // characters: answer that without building anything.
         let needs_folding = |c: char| {
             !c.is_ascii()
-                && (get_general_category(c) == GeneralCategory::Format
-                    || is_nfkc_quick(std::iter::once(c)) != IsNormalized::Yes)
+                && (is_invisible(c) || is_nfkc_quick(std::iter::once(c)) != IsNormalized::Yes)
         };
         if text.is_ascii() || u32::try_from(text.len()).is_err() || !text.chars().any(needs_folding)
         {
@@ -47,7 +67,7 @@ impl<'a> Shadow<'a> {
         for (i, c) in text.char_indices() {
             // In range: `text` is shorter than 4 GiB (checked above).
             let at = i as u32;
-            if get_general_category(c) == GeneralCategory::Format {
+            if is_invisible(c) {
                 changed = true;
                 continue;
             }

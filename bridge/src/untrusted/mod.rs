@@ -44,23 +44,7 @@ pub fn is_unprintable(c: char) -> bool {
             | G::LineSeparator
             | G::ParagraphSeparator
             | G::SpaceSeparator
-    ) || is_invisible_letter_or_mark(c)
-}
-
-/// Default-ignorable code points that are letters or marks rather than Cf,
-/// so a category check misses them, but that terminals draw as nothing.
-fn is_invisible_letter_or_mark(c: char) -> bool {
-    matches!(c,
-        '\u{034f}'                  // combining grapheme joiner
-        | '\u{115f}' | '\u{1160}'   // Hangul choseong/jungseong fillers
-        | '\u{17b4}' | '\u{17b5}'   // Khmer inherent vowels
-        | '\u{180b}'..='\u{180f}'   // Mongolian variation selectors
-        | '\u{2800}'                // braille blank
-        | '\u{3164}'                // Hangul filler
-        | '\u{fe00}'..='\u{fe0f}'   // variation selectors
-        | '\u{ffa0}'                // halfwidth Hangul filler
-        | '\u{e0100}'..='\u{e01ef}' // variation selectors supplement
-    )
+    ) || bridge_state::redact::is_invisible(c)
 }
 
 /// How an unprintable character is shown: short C escapes where a reader

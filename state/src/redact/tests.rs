@@ -401,6 +401,9 @@ fn the_normalisation_shadow_sees_through_invisible_and_fullwidth_characters() {
     let cases = [
         ("key AKIA\u{200b}IOSFODNN7EXAMPLE ok", "key AWS_KEY_REDACTED ok", vec!["aws-access-key"]),
         ("AK\u{2060}IA\u{feff}IOSFODNN7EXAMPLE", "AWS_KEY_REDACTED", vec!["aws-access-key"]),
+        // Letters and marks drawn as nothing (not Cf): a variation selector, a Hangul filler.
+        ("AKIA\u{fe0f}IOSFODNN7EXAMPLE", "AWS_KEY_REDACTED", vec!["aws-access-key"]),
+        ("AKIAIOSF\u{3164}ODNN7EXAMPLE x", "AWS_KEY_REDACTED x", vec!["aws-access-key"]),
         ("ｐａｓｓｗｏｒｄ=hunter2 ok", "ｐａｓｓｗｏｒｄ=PASSWORD_REDACTED ok", vec!["password-assignment"]),
         ("password＝ｈｕｎｔｅｒ２", "password＝PASSWORD_REDACTED", vec!["password-assignment"]),
         ("tok\u{ad}en: s3cr\u{200d}3t!", "tok\u{ad}en: SECRET_REDACTED", vec!["secret-assignment"]),
