@@ -332,17 +332,35 @@ fn result_message(red: &Redactor, p: &Proposal, o: &JobResult) -> Redacted {
             ),
         }
     };
+    // The output is the command's to write: it may print lines that look
+    // like this message's own (`--- stderr ---`, "exited with code 0"). Each
+    // output ends at a line holding a boundary drawn now, after the command
+    // ran, which it cannot have printed; the outcome is repeated after both.
+    let end = format!(
+        "--- end {} ---",
+        crate::auth::random_hex(8).unwrap_or_else(|_| "of output".into())
+    );
     red.redacted(&format!(
-        "Command from session {} (proposal {}) {how} after {} ms:\n\n    {}\n\n--- stdout ({} bytes) ---\n{}\n--- stderr ({} bytes) ---\n{}",
+        "Command from session {} (proposal {}) {how} after {} ms:\n\n{}\n\n\
+         --- stdout ({} bytes; it ends at the line `{end}`) ---\n{}\n{end}\n\
+         --- stderr ({} bytes; it ends at the line `{end}`) ---\n{}\n{end}\n\
+         Proposal {} {how}.",
         p.session_id,
         p.id,
         o.duration_ms,
-        p.command,
+        indented(&p.command),
         o.stdout_bytes,
         o.stdout,
         o.stderr_bytes,
-        o.stderr
+        o.stderr,
+        p.id,
     ))
+}
+
+/// A command as a message quotes it: every line indented by four spaces
+/// (not only the first), so its lines cannot pass for the message's own.
+fn indented(command: &str) -> String {
+    format!("    {}", command.replace('\n', "\n    "))
 }
 
 /// Stores the (redacted) result, tells both sessions, audits. Only the
@@ -429,8 +447,10 @@ fn fail_in(
         sender::RUNNER,
         "command_result",
         &red.redacted(&format!(
-            "Command from session {} (proposal {}) failed: {why}\n\n    {}",
-            p.session_id, p.id, p.command
+            "Command from session {} (proposal {}) failed: {why}\n\n{}",
+            p.session_id,
+            p.id,
+            indented(&p.command)
         )),
         now,
     )?;

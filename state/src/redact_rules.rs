@@ -33,13 +33,15 @@ pub(crate) struct Meta {
 
 /// A `key = value` assignment whose value is the secret, keeping the key. Accepts `=`, `:`, `:=`,
 /// `==` and `=>`. A quoted value is taken whole (escaped quotes included); a bare one stops at
-/// characters that end values in URLs and code. There is no left word boundary on purpose, so
-/// `DB_PASSWORD=` and `access_token=` count too.
+/// characters that end values in URLs and code. JSON inside a string (`\"password\":
+/// \"hunter2\"`, as in code literals, escaped logs and Rust's `{:?}`) has its key's and value's
+/// quotes escaped, once or more: they count as quotes. There is no left word boundary on
+/// purpose, so `DB_PASSWORD=` and `access_token=` count too.
 macro_rules! assignment {
     ($keys:literal) => {
         concat!(
-            r#"(?i)(?:"#, $keys, r#")["']?[ \t]*(?::=|==|=>|[=:])[ \t]*"#,
-            r#"(?:"(?P<secret_dq>(?:[^"\\\r\n]|\\.)+)"|'(?P<secret_sq>[^'\r\n]+)'|["']?(?P<secret>[^\s"'`,;&<>(){}\[\]]+))"#
+            r#"(?i)(?:"#, $keys, r#")(?:\\*["'])?[ \t]*(?::=|==|=>|[=:])[ \t]*"#,
+            r#"(?:"(?P<secret_dq>(?:[^"\\\r\n]|\\.)+)"|\\+"(?P<secret_edq>(?:[^"\\\r\n]|\\[^"\\\r\n])+)\\+"|'(?P<secret_sq>[^'\r\n]+)'|["']?(?P<secret>[^\s"'`,;&<>(){}\[\]]+))"#
         )
     };
 }

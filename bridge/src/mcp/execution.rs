@@ -183,10 +183,12 @@ impl Bridge {
                 }, now)?;
                 let ws = params.workspace.as_ref().map(|w| w.display().to_string());
                 let note = format!(
-                    "Session {sid} proposes to run in a sandbox ({} mode, image {}, workspace {}):\n\n    {command}\n\nReason: {}\nProposal {id}. The operator reviews it with `bridge yolo approve {id}`.",
+                    "Session {sid} proposes to run in a sandbox ({} mode, image {}, workspace {}):\n\n    {}\n\nReason: {}\nProposal {id}. The operator reviews it with `bridge yolo approve {id}`.",
                     params.mode.as_str(),
                     params.image,
                     ws.as_deref().map(|w| format!("{w} {}", if params.workspace_rw { "read-write" } else { "read-only" })).unwrap_or_else(|| "none".into()),
+                    // Every line indented, so none passes for the note's own.
+                    command.replace('\n', "\n    "),
                     reason.as_ref().map_or("(none given)", |r| r.as_str()),
                 );
                 let note = this.redactor().redacted(&note);

@@ -504,6 +504,36 @@ fn a_proposal_whose_secret_needs_another_lines_context_is_caught_whole() {
 }
 
 #[test]
+fn an_assignment_in_escaped_json_is_redacted_value_whole() {
+    let r = Redactor::builtin();
+    for (input, secret) in [
+        // JSON inside a JSON string or a code literal.
+        (
+            r#"{\"password\": \"hunter2 with spaces\"}"#,
+            "hunter2 with spaces",
+        ),
+        // Escaped twice (a log line of a log line).
+        (
+            r#"\\\"db_password\\\": \\\"s3cr3t-v4lue\\\""#,
+            "s3cr3t-v4lue",
+        ),
+        // Rust's `{:?}` of `DB_PASSWORD: "hunter2"` (rmcp's debug log of a request).
+        (r#"DB_PASSWORD: \"hunter2\""#, "hunter2"),
+        (r#"\"api_key\":\"9f8e7d6c5b4a3210\""#, "9f8e7d6c5b4a3210"),
+    ] {
+        let out = r.redact(input);
+        assert!(!out.contains(secret), "{input} -> {out}");
+        assert!(
+            matches!(r.redact(&out), Cow::Borrowed(_)),
+            "not idempotent: {out:?}"
+        );
+    }
+    // A bare value keeps its backslashes (a Windows-style password).
+    let out = r.redact(r"password=ab\cd\ef");
+    assert_eq!(out, "password=PASSWORD_REDACTED");
+}
+
+#[test]
 fn redacted_text_is_the_redactors_output() {
     let red = Redactor::builtin();
     let r = red.redacted("id AKIAIOSFODNN7EXAMPLE");
