@@ -156,7 +156,10 @@ pub async fn run(cmd: YoloCommand, s: &BridgeSettings, json: bool) -> anyhow::Re
     if let Err(e) = guard::require_operator_env() {
         return Err(refuse(&db, s, conv_of(&cmd).as_deref(), verb, &e));
     }
-    let now = SystemClock.now_ms();
+    // Read when each step runs, never before the prompts: an operator may
+    // read an approve screen for minutes, and an enablement or token that
+    // expired meanwhile must count as expired.
+    let now = || SystemClock.now_ms();
     let red = s.redactor.clone();
     match cmd {
         YoloCommand::Enable {
@@ -210,7 +213,7 @@ pub async fn run(cmd: YoloCommand, s: &BridgeSettings, json: bool) -> anyhow::Re
                 return Err(refuse(&db, s, Some(&conversation), verb, &e));
             }
             let en = db
-                .call_blocking(|c| yolo::enable(c, &red, &conversation, &settings, for_ms, now))
+                .call_blocking(|c| yolo::enable(c, &red, &conversation, &settings, for_ms, now()))
                 .map_err(|e| refuse(&db, s, Some(&conversation), verb, &e))?;
             if json {
                 terminal::println(shown::json::to_string_pretty(&en)?)?;
@@ -224,7 +227,7 @@ pub async fn run(cmd: YoloCommand, s: &BridgeSettings, json: bool) -> anyhow::Re
             }
         }
         YoloCommand::Disable { conversation } => {
-            let n = db.call_blocking(|c| yolo::disable(c, &red, &conversation, now))?;
+            let n = db.call_blocking(|c| yolo::disable(c, &red, &conversation, now()))?;
             if n == 0 {
                 bail!("YOLO was not enabled for {conversation}; nothing to disable");
             }
@@ -305,7 +308,15 @@ pub async fn run(cmd: YoloCommand, s: &BridgeSettings, json: bool) -> anyhow::Re
                 let hash = p.hash.clone();
                 db.call_blocking(|c| {
                     yolo::approve_and_run(
-                        c, &secret, &red, &policy, &proposal, &hash, &approver, false, now,
+                        c,
+                        &secret,
+                        &red,
+                        &policy,
+                        &proposal,
+                        &hash,
+                        &approver,
+                        false,
+                        now(),
                     )
                 })
                 .map_err(|e| refuse(&db, s, Some(&p.conversation_id), verb, &e))?;
@@ -336,7 +347,7 @@ pub async fn run(cmd: YoloCommand, s: &BridgeSettings, json: bool) -> anyhow::Re
             }
             let (token, expires) = db
                 .call_blocking(|c| {
-                    yolo::approve(c, &secret, &red, &proposal, &p.hash, ttl, &approver, now)
+                    yolo::approve(c, &secret, &red, &proposal, &p.hash, ttl, &approver, now())
                 })
                 .map_err(|e| refuse(&db, s, Some(&p.conversation_id), verb, &e))?;
             if json {
@@ -356,7 +367,7 @@ pub async fn run(cmd: YoloCommand, s: &BridgeSettings, json: bool) -> anyhow::Re
             out.flush()?;
         }
         YoloCommand::Reject { proposal, reason } => {
-            db.call_blocking(|c| yolo::reject(c, &red, &proposal, reason.as_deref(), now))?;
+            db.call_blocking(|c| yolo::reject(c, &red, &proposal, reason.as_deref(), now()))?;
             let done = serde_json::json!({ "proposal_id": proposal, "state": "rejected" });
             emit(json, &done, || {
                 format!(
@@ -366,7 +377,7 @@ pub async fn run(cmd: YoloCommand, s: &BridgeSettings, json: bool) -> anyhow::Re
             })?;
         }
         YoloCommand::Rules { revoke: Some(id) } => {
-            db.call_blocking(|c| yolo::revoke_rule(c, &red, &id, now))?;
+            db.call_blocking(|c| yolo::revoke_rule(c, &red, &id, now()))?;
             let done = serde_json::json!({ "rule_id": id, "revoked": true });
             emit(json, &done, || {
                 format!(
@@ -376,7 +387,7 @@ pub async fn run(cmd: YoloCommand, s: &BridgeSettings, json: bool) -> anyhow::Re
             })?;
         }
         YoloCommand::Rules { revoke: None } => {
-            let rows = db.call_blocking(|c| yolo::live_rules(c, now))?;
+            let rows = db.call_blocking(|c| yolo::live_rules(c, now()))?;
             if json {
                 terminal::println(shown::json::to_string_pretty(&rows)?)?;
             } else {
@@ -405,7 +416,7 @@ pub async fn run(cmd: YoloCommand, s: &BridgeSettings, json: bool) -> anyhow::Re
             }
         }
         YoloCommand::Tokens => {
-            let rows = db.call_blocking(|c| yolo::active_tokens(c, now))?;
+            let rows = db.call_blocking(|c| yolo::active_tokens(c, now()))?;
             if json {
                 terminal::println(shown::json::to_string_pretty(&rows)?)?;
             } else {
