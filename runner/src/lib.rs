@@ -297,6 +297,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), RunnerE
     // Down engines are retried on their own backoff, checked this often.
     let mut retry = tokio::time::interval(fleet::FIRST_RETRY);
     let mut changes = wake.subscribe();
+    let mut sweeping: Option<tokio::task::JoinHandle<()>> = None;
     loop {
         changes.borrow_and_update();
         refresh(&ctx, &mut running).await;
@@ -328,7 +329,12 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), RunnerE
                 if let Err(e) = ctx.renew().await {
                     tracing::error!(error = %e, "cannot renew leases");
                 }
-                sweep(&ctx).await;
+                // Off this loop, one at a time: an engine slow to list or
+                // remove must not hold up leases, claims and cancellations.
+                if sweeping.as_ref().is_none_or(|h| h.is_finished()) {
+                    let ctx = ctx.clone();
+                    sweeping = Some(tokio::spawn(async move { sweep(&ctx).await }));
+                }
             }
             _ = retry.tick() => {
                 if ctx.fleet.probe(false).await {
@@ -341,6 +347,10 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), RunnerE
     }
 
     tracing::info!(in_flight = tasks.len(), "shutting down");
+    if let Some(h) = sweeping {
+        // What it had left is swept at the next start.
+        h.abort();
+    }
     pool_stop.cancel();
     let drained = tokio::time::timeout(cfg.grace, async {
         while tasks.join_next().await.is_some() {}

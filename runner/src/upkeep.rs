@@ -97,20 +97,35 @@ pub(crate) async fn sweep(ctx: &Ctx) {
         }
     };
     let unremoved = crate::sandbox::unremoved();
-    for m in ctx.fleet.members().iter().filter(|m| m.is_up()) {
-        let reap = reap::Reap {
-            db_id: &ctx.db_id,
-            engine: &m.name,
-            runner_id: &ctx.runner_id,
-            live_runners: &live,
-            job_containers: &owned,
-            warm: &m.pool.warm_ids(),
-            own_leftovers: m.take_came_back(),
-            unremoved: &unremoved,
-        };
-        reap.run(&*m.engine).await;
-    }
+    // Every engine at once, each within a bound: an engine that answers its
+    // ping but not a listing (hung, or hostile) must not hold up the others.
+    let reaps = ctx.fleet.members().iter().filter(|m| m.is_up()).map(|m| {
+        let (live, owned, unremoved) = (&live, &owned, &unremoved);
+        async move {
+            let warm = m.pool.warm_ids();
+            let reap = reap::Reap {
+                db_id: &ctx.db_id,
+                engine: &m.name,
+                runner_id: &ctx.runner_id,
+                live_runners: live,
+                job_containers: owned,
+                warm: &warm,
+                own_leftovers: m.take_came_back(),
+                unremoved,
+            };
+            if tokio::time::timeout(SWEEP_BOUND, reap.run(&*m.engine))
+                .await
+                .is_err()
+            {
+                tracing::warn!(engine = %m.name, "sweeping the engine took over {} s; the rest waits for the next sweep", SWEEP_BOUND.as_secs());
+            }
+        }
+    });
+    futures_util::future::join_all(reaps).await;
 }
+
+/// How long one engine's sweep may take.
+const SWEEP_BOUND: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Pings `m` now (after one of its jobs met an engine error): whether it
 /// still answers.

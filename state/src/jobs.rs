@@ -316,53 +316,6 @@ pub fn live_runners(conn: &Connection, now: Millis) -> rusqlite::Result<Vec<Stri
         .collect()
 }
 
-fn result_message(red: &Redactor, p: &Proposal, o: &JobResult) -> Redacted {
-    let how = if o.timed_out {
-        format!("was killed after its {} s timeout", p.params.timeout_secs)
-    } else if o.output_limit_hit {
-        "was killed for writing too much output".to_owned()
-    } else if o.cancelled {
-        "was stopped because YOLO was disabled or the runner shut down".to_owned()
-    } else {
-        match (o.exit_code, &o.exit_code_unknown_reason) {
-            (Some(code), _) => format!("exited with code {code}"),
-            (None, why) => format!(
-                "ended with an unknown exit status ({})",
-                why.as_deref().unwrap_or("no reason recorded")
-            ),
-        }
-    };
-    // The output is the command's to write: it may print lines that look
-    // like this message's own (`--- stderr ---`, "exited with code 0"). Each
-    // output ends at a line holding a boundary drawn now, after the command
-    // ran, which it cannot have printed; the outcome is repeated after both.
-    let end = format!(
-        "--- end {} ---",
-        crate::auth::random_hex(8).unwrap_or_else(|_| "of output".into())
-    );
-    red.redacted(&format!(
-        "Command from session {} (proposal {}) {how} after {} ms:\n\n{}\n\n\
-         --- stdout ({} bytes; it ends at the line `{end}`) ---\n{}\n{end}\n\
-         --- stderr ({} bytes; it ends at the line `{end}`) ---\n{}\n{end}\n\
-         Proposal {} {how}.",
-        p.session_id,
-        p.id,
-        o.duration_ms,
-        indented(&p.command),
-        o.stdout_bytes,
-        o.stdout,
-        o.stderr_bytes,
-        o.stderr,
-        p.id,
-    ))
-}
-
-/// A command as a message quotes it: every line indented by four spaces
-/// (not only the first), so its lines cannot pass for the message's own.
-fn indented(command: &str) -> String {
-    format!("    {}", command.replace('\n', "\n    "))
-}
-
 /// Stores the (redacted) result, tells both sessions, audits. Only the
 /// runner holding the job may finish it.
 pub fn finish(
@@ -401,7 +354,7 @@ pub fn finish(
     let failure =
         failed.then(|| red.redacted("stopped: YOLO was disabled or the runner shut down"));
     yolo::record_result(&tx, &p.id, &result, failure.as_ref())?;
-    let body = result_message(red, p, &o);
+    let body = crate::job_result::message(red, p, &o);
     insert_to_all(
         &tx,
         &p.conversation_id,
@@ -450,7 +403,7 @@ fn fail_in(
             "Command from session {} (proposal {}) failed: {why}\n\n{}",
             p.session_id,
             p.id,
-            indented(&p.command)
+            crate::job_result::indented(&p.command)
         )),
         now,
     )?;

@@ -143,6 +143,20 @@ impl<'a> MakeWriter<'a> for RedactingStderr {
     }
 }
 
+/// An event as one line: a line break or carriage return inside it (from
+/// an engine's error text, say) is written as `\n` or `\r`, so no field can
+/// start a log line of its own; the event's own final newline stays.
+fn one_line(event: &str) -> String {
+    let (body, end) = match event.strip_suffix('\n') {
+        Some(body) => (body, "\n"),
+        None => (event, ""),
+    };
+    if !body.contains(['\n', '\r']) {
+        return event.to_owned();
+    }
+    format!("{}{end}", body.replace('\r', "\\r").replace('\n', "\\n"))
+}
+
 /// One event on its way to stderr.
 #[derive(Debug)]
 pub struct EventBuffer(Vec<u8>);
@@ -162,7 +176,7 @@ impl Drop for EventBuffer {
         if self.0.is_empty() {
             return;
         }
-        let clean = redact_line(&String::from_utf8_lossy(&self.0));
+        let clean = one_line(&redact_line(&String::from_utf8_lossy(&self.0)));
         // Nowhere to report a failed write to stderr.
         let _ = std::io::stderr().lock().write_all(clean.as_bytes());
     }
@@ -173,6 +187,18 @@ mod tests {
     use super::*;
 
     const TOK: &str = "3f1c9a0b7e2d4c6f8a1b3c5d7e9f0a2b4c6d8e0f1a3b5c7d9e1f2a4b6c8d0e2f";
+
+    #[test]
+    fn an_event_is_one_line_whatever_its_fields_hold() {
+        // An engine's error text that would forge a second log line.
+        let event = "WARN could not remove container error=gone\r\nINFO runner: job done ok\n";
+        assert_eq!(
+            one_line(event),
+            "WARN could not remove container error=gone\\r\\nINFO runner: job done ok\n"
+        );
+        assert_eq!(one_line("plain event\n"), "plain event\n");
+        assert_eq!(one_line("no newline"), "no newline");
+    }
 
     #[test]
     fn values_are_found_by_field_name_in_every_spelling() {

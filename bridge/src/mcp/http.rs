@@ -282,11 +282,12 @@ async fn health(State(bridge): State<Bridge>) -> Response {
             }
             (StatusCode::OK, body).into_response()
         }
-        Err(e) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("database unavailable: {e}\n"),
-        )
-            .into_response(),
+        // The error names paths and SQLite's words: for the log, not for
+        // a client that showed no token.
+        Err(e) => {
+            tracing::error!(error = %e, "healthz: database unavailable");
+            (StatusCode::SERVICE_UNAVAILABLE, "database unavailable\n").into_response()
+        }
     }
 }
 

@@ -285,13 +285,19 @@ impl Accept {
     }
 }
 
-/// hyper's HTTP/1 server with the header-read timeout.
+/// hyper's HTTP/1 server with the header-read timeout, and a read buffer
+/// of at most [`READ_BUFFER`] (hyper's default lets one connection that has
+/// sent no complete request yet hold about 400 KiB, before any token check).
 fn http1(limits: &ConnLimits) -> hyper::server::conn::http1::Builder {
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout);
+        .header_read_timeout(limits.header_timeout)
+        .max_buf_size(READ_BUFFER);
     http
 }
+
+/// Headers larger than this are refused (431); bodies stream through it.
+const READ_BUFFER: usize = 32 * 1024;
 
 /// Serves one connection over any byte stream exactly as the accept loop
 /// serves a TCP connection (minus the connection cap): the `http` fuzz
