@@ -169,12 +169,6 @@ impl SshEngine {
         )
     }
 
-    /// Forgets the engine's host key, as a runner user's known hosts would
-    /// be before anyone checked it.
-    pub fn forget_host_key(&self) -> anyhow::Result<()> {
-        write(&self.path("known_hosts"), "", 0o600)
-    }
-
     /// The runner's environment: the `ssh` wrapper first on its `PATH`.
     pub fn runner_env(&self) -> Vec<(String, String)> {
         let path = std::env::var("PATH").unwrap_or_default();

@@ -87,7 +87,6 @@ impl DockerEngine {
                 transport
                     .check_files()
                     .map_err(|(path, source)| ConnectError::File { path, source })?;
-                ssh_host_known(url).map_err(ConnectError::Config)?;
                 Docker::connect_with_ssh(
                     url,
                     REQUEST_TIMEOUT_SECS,
@@ -112,87 +111,6 @@ impl DockerEngine {
         docker.ping().await.map_err(ConnectError::Ping)?;
         Ok(Self(docker))
     }
-}
-
-/// Refuses an `ssh://` engine whose host key the runner's user has not
-/// recorded. The Docker client's ssh connections run with
-/// `StrictHostKeyChecking=accept-new` (set on ssh's command line, so no
-/// ssh config can override it): a host never seen before would be trusted
-/// on first use, and whoever answered for it then would be sent approved
-/// commands and could send back made-up results. A known host whose key
-/// changed is refused by ssh itself.
-///
-/// Where ssh would look is asked of ssh (`ssh -G`: the host's name or
-/// `HostKeyAlias`, its port, its known-hosts files), and each file of
-/// `ssh-keygen -F`, so hashed entries are found too.
-fn ssh_host_known(url: &str) -> Result<(), String> {
-    use std::process::{Command, Stdio};
-    let dest = url.strip_prefix("ssh://").unwrap_or(url);
-    let run = |cmd: &mut Command, what: &str| {
-        cmd.stdin(Stdio::null())
-            .stderr(Stdio::null())
-            .output()
-            .map_err(|e| format!("ssh engine `{dest}`: cannot run `{what}` to check its host key: {e}; install the OpenSSH client"))
-    };
-    let out = run(Command::new("ssh").args(["-G", "--", dest]), "ssh -G")?;
-    if !out.status.success() {
-        return Err(format!(
-            "ssh engine `{dest}`: `ssh -G {dest}` failed; check the user's ssh config for that host"
-        ));
-    }
-    let config = String::from_utf8_lossy(&out.stdout);
-    let value = |key: &str| {
-        config
-            .lines()
-            .find_map(|l| l.strip_prefix(key)?.strip_prefix(' '))
-            .map(str::trim)
-    };
-    // As ssh names the host in known_hosts: a `HostKeyAlias` as it is,
-    // else the host name, with its port when that is not 22.
-    let key = match (
-        value("hostkeyalias").filter(|a| *a != "none"),
-        value("port"),
-    ) {
-        (Some(alias), _) => alias.to_owned(),
-        (None, port) => {
-            let name = value("hostname").unwrap_or(dest);
-            match port {
-                None | Some("22") => name.to_owned(),
-                Some(port) => format!("[{name}]:{port}"),
-            }
-        }
-    };
-    let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
-    let files: Vec<std::path::PathBuf> = ["userknownhostsfile", "globalknownhostsfile"]
-        .into_iter()
-        .filter_map(value)
-        .flat_map(str::split_whitespace)
-        .map(|f| match (f.strip_prefix("~/"), &home) {
-            (Some(rest), Some(home)) => home.join(rest),
-            _ => std::path::PathBuf::from(f),
-        })
-        .collect();
-    for file in files.iter().filter(|f| f.is_file()) {
-        let found = run(
-            Command::new("ssh-keygen")
-                .arg("-F")
-                .arg(&key)
-                .arg("-f")
-                .arg(file),
-            "ssh-keygen -F",
-        )?;
-        if found.status.success() {
-            return Ok(());
-        }
-    }
-    Err(format!(
-        "ssh engine `{dest}`: the host key of {key} is in none of this user's known-hosts files ({}); the runner does not trust a host on first use. Compare the engine host's fingerprint (`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` there) with what `ssh {dest}` shows, accept it there once, and start the runner again",
-        files
-            .iter()
-            .map(|f| f.display().to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
-    ))
 }
 
 /// Why [`DockerEngine::connect`] failed, with what to check.

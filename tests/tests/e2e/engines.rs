@@ -238,33 +238,6 @@ async fn jobs_run_on_an_engine_reached_over_ssh() -> anyhow::Result<()> {
     w.finish().await
 }
 
-/// An ssh engine whose host key the runner's user never recorded is
-/// refused at start, naming the files looked in and the fix: the Docker
-/// client's ssh would trust it on first use and send it approved commands.
-#[test]
-fn an_ssh_engine_with_an_unknown_host_key_is_refused() -> anyhow::Result<()> {
-    let test = "an_ssh_engine_with_an_unknown_host_key_is_refused";
-    if !yolo::docker_or_skip(test) || !ssh_engine::sshd_or_skip(test) {
-        return Ok(());
-    }
-    let ssh = SshEngine::start()?;
-    ssh.forget_host_key()?;
-    let dir = tempfile::tempdir()?;
-    let out = std::process::Command::new(bridge_tests::bin("runner"))
-        .arg("--db")
-        .arg(dir.path().join("b.db"))
-        .args(["--engine", &ssh.engine_flag("viassh")])
-        .envs(ssh.runner_env())
-        .output()?;
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "the runner started: {err}");
-    assert!(
-        err.contains("is in none of this user's known-hosts files") && err.contains("known_hosts"),
-        "{err}"
-    );
-    Ok(())
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_workspace_job_is_refused_by_a_runner_without_a_local_engine() -> anyhow::Result<()> {
     if !yolo::docker_or_skip("a_workspace_job_is_refused_by_a_runner_without_a_local_engine") {
