@@ -418,8 +418,14 @@ mod tests {
         });
         let c = start(&fake).await.unwrap();
         let cancel = CancellationToken::new();
-        cancel.cancel();
+        // Once the command is handed over (before that it is withheld).
+        let later = cancel.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            later.cancel();
+        });
         let r = run(&fake, &c, cancel).await.unwrap();
+        assert!(fake.received(&c.id).is_some(), "it was handed over");
         assert!(r.cancelled && !r.timed_out);
         assert!(
             r.exit_code_unknown_reason
