@@ -31,6 +31,24 @@ pub type EngineError = bollard::errors::Error;
 /// An engine error with the causes bollard's own text leaves out, e.g.
 /// `… client error (Connect): ssh: Permission denied (publickey)` where
 /// bollard alone says `client error (Connect)`.
+/// `text` cut to [`ERROR_CHARS`] characters: an engine's error text is the
+/// engine's to write (a hostile remote engine can send megabytes), and it
+/// is stored and shown. Cut only redacted text: a cut through a secret
+/// could leave a start that no rule recognises.
+pub fn bounded(text: &str) -> String {
+    match text.char_indices().nth(ERROR_CHARS) {
+        None => text.to_owned(),
+        Some((at, _)) => format!(
+            "{}… ({} more characters)",
+            &text[..at],
+            text[at..].chars().count()
+        ),
+    }
+}
+
+/// The most characters of an engine's error kept (see [`bounded`]).
+pub const ERROR_CHARS: usize = 1_000;
+
 pub fn describe(e: &(dyn std::error::Error + 'static)) -> String {
     let mut text = e.to_string();
     let mut cause = e.source();
@@ -109,4 +127,19 @@ pub trait Engine: Send + Sync {
         &'a self,
         id: &'a str,
     ) -> BoxFuture<'a, Result<ContainerInspectResponse, EngineError>>;
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn an_engines_error_text_is_kept_to_a_bounded_length() {
+        let long = format!("ping failed: {}", "é".repeat(5_000));
+        let kept = super::bounded(&long);
+        assert_eq!(
+            kept.chars().count(),
+            super::ERROR_CHARS + "… (4013 more characters)".chars().count()
+        );
+        assert!(kept.ends_with("… (4013 more characters)"), "{kept}");
+        assert_eq!(super::bounded("short"), "short");
+    }
 }

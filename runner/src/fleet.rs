@@ -138,7 +138,7 @@ impl Member {
                 changed
             }
             Err(why) => {
-                let why = red.redacted(&why);
+                let why = red.redacted(&crate::engine::bounded(&red.redact(&why)));
                 let changed = h.up;
                 if changed {
                     tracing::warn!(engine = %self.name, error = %why.as_str(), "Docker engine is down; placing no jobs on it");

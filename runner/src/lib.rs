@@ -393,7 +393,9 @@ async fn run_job(ctx: Ctx, p: Proposal, placed: Option<Placed>, cancel: Cancella
     if let Err(e) = outcome {
         // The error may quote workspace or engine text: it is redacted once
         // and that form alone is logged, stored and sent.
-        let why = ctx.red.redacted(&e.to_string());
+        let why = ctx
+            .red
+            .redacted(&engine::bounded(&ctx.red.redact(&e.to_string())));
         tracing::error!(job = %id, error = %why, "job failed before or while running");
         let (red, now, p2) = (ctx.red.clone(), ctx.now(), p.clone());
         let _ = ctx

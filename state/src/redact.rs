@@ -307,6 +307,28 @@ impl Redactor {
     pub(crate) fn rule_count(&self) -> usize {
         self.rules.len()
     }
+
+    /// For the streaming redactor: each rule whose keyword gates a whole
+    /// document ([`redact_rules::DOCUMENT_GATE`]), with its keywords.
+    pub(crate) fn document_gates(&self) -> Vec<(usize, &[String])> {
+        self.rules
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.flags & redact_rules::DOCUMENT_GATE != 0 && !r.keywords.is_empty())
+            .map(|(i, r)| (i, r.keywords.as_slice()))
+            .collect()
+    }
+
+    /// This redactor with `rules` run whether or not their keywords occur
+    /// in the text at hand: for a stream whose earlier text held them
+    /// (`kind: Secret` above the data lines it gates).
+    pub(crate) fn with_rules_enabled(&self, rules: &[usize]) -> Self {
+        let mut out = self.clone();
+        out.prefilter.always.extend_from_slice(rules);
+        out.prefilter.always.sort_unstable();
+        out.prefilter.always.dedup();
+        out
+    }
 }
 
 #[cfg(test)]

@@ -20,6 +20,9 @@ pub(crate) const PLACEHOLDERS_PASS: u8 = 2;
 /// A bare value continues across `;` when what follows is one more value-like run
 /// (`password=abc;def` loses `abc;def`, while `Password=abc;User Id=u` keeps `User Id=u`).
 pub(crate) const SEMICOLON: u8 = 4;
+/// The keyword gates the whole document, not the match (`kind: Secret` above the data lines,
+/// "Discord" anywhere near a bot token): a stream keeps the rule on once it has seen it.
+pub(crate) const DOCUMENT_GATE: u8 = 8;
 
 /// Metadata that the 4-tuple [`RULES`] table does not carry, in the same order.
 #[derive(Debug, Clone, Copy)]
@@ -169,7 +172,7 @@ catalogue![
     // Bot tokens (base64 of the bot's id, a timestamp, an HMAC) run only on text that names
     // Discord somewhere.
     ("discord-token", "messaging", "DISCORD_TOKEN_REDACTED", ["discord"],
-     r"(?i:discord(?:app)?\.com/api/webhooks/)[0-9]{17,20}/(?P<secret_hook>[A-Za-z0-9_-]{60,})|(?-u:\b)[MNO][A-Za-z0-9_-]{23,27}\.[A-Za-z0-9_-]{6}\.[A-Za-z0-9_-]{27,40}(?-u:\b)", 0.0, 0),
+     r"(?i:discord(?:app)?\.com/api/webhooks/)[0-9]{17,20}/(?P<secret_hook>[A-Za-z0-9_-]{60,})|(?-u:\b)[MNO][A-Za-z0-9_-]{23,27}\.[A-Za-z0-9_-]{6}\.[A-Za-z0-9_-]{27,40}(?-u:\b)", 0.0, DOCUMENT_GATE),
     // `<bot id>:AA` + 33 characters.
     ("telegram-bot-token", "messaging", "TELEGRAM_TOKEN_REDACTED", [":aa"],
      r"(?-u:\b)[0-9]{8,10}:AA[A-Za-z0-9_-]{33}(?-u:\b)", 0.0, 0),
@@ -245,7 +248,7 @@ catalogue![
      r#"(?i)(?:client-key-data|id-token|refresh-token)["']?[ \t]*:[ \t]*["']?(?P<secret>[A-Za-z0-9+/=._-]{20,})"#, 0.0, 0),
     // Every `key: base64` entry of a Kubernetes Secret's data, when the text holds a Secret.
     ("k8s-secret-data", "config", "K8S_SECRET_REDACTED", ["kind: secret", "kind: \"secret\"", "\"kind\": \"secret\"", "kind:secret"],
-     r#"(?m)^[ \t]+["']?[A-Za-z0-9._-]+["']?[ \t]*:[ \t]*["']?(?P<secret>[A-Za-z0-9+/]{8,}={0,2})["']?,?[ \t]*\r?$"#, 3.0, SKIP_CODE),
+     r#"(?m)^[ \t]+["']?[A-Za-z0-9._-]+["']?[ \t]*:[ \t]*["']?(?P<secret>[A-Za-z0-9+/]{8,}={0,2})["']?,?[ \t]*\r?$"#, 3.0, SKIP_CODE | DOCUMENT_GATE),
     // .netrc: `machine host login user password secret`, on one line or several.
     ("netrc-password", "config", "PASSWORD_REDACTED", ["login"],
      r"(?-u:\b)login[ \t\r\n]+[^\s]+[ \t\r\n]+password[ \t]+(?P<secret>[^\s]+)", 0.0, PLACEHOLDERS_PASS),

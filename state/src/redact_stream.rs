@@ -69,7 +69,19 @@ enum Swallow {
 /// `window + BATCH + chunk` bytes whatever the stream's length.
 #[derive(Debug)]
 pub struct StreamRedactor {
+    /// `base` with every document-gated rule whose keyword the stream has
+    /// held so far enabled for the rest of it: a rule gated on a keyword that
+    /// is not part of its match (`kind: Secret` for the data lines below it)
+    /// still runs once that keyword has left the window.
     red: Redactor,
+    base: Redactor,
+    /// The document-gating keywords alone (a few), and the rule of each.
+    gates: Option<(aho_corasick::AhoCorasick, Vec<usize>)>,
+    /// Per rule: has its keyword occurred in the stream.
+    keyword_seen: Vec<bool>,
+    /// How many bytes at the end of `pending` have not been looked at for
+    /// keywords (text leaves `pending` only from the front).
+    unscanned: usize,
     window: usize,
     batch: usize,
     /// The start of a UTF-8 sequence split across chunks (at most 3 bytes).
@@ -88,6 +100,10 @@ impl StreamRedactor {
             window: window_for(red),
             batch: BATCH,
             red: red.clone(),
+            base: red.clone(),
+            gates: document_gates(red),
+            keyword_seen: vec![false; red.rule_count()],
+            unscanned: 0,
             partial: Vec::new(),
             pending: String::new(),
             swallow: None,
@@ -109,7 +125,9 @@ impl StreamRedactor {
     /// empty). Concatenating every return value and [`finish`](Self::finish)
     /// gives the redacted stream.
     pub fn push(&mut self, bytes: &[u8]) -> String {
+        let before = self.pending.len();
         self.decode(bytes);
+        self.unscanned += self.pending.len() - before;
         let mut out = String::new();
         loop {
             if self.swallow.is_some() {
@@ -194,6 +212,7 @@ impl StreamRedactor {
     /// Releases the text before a cut near `target`, moved back to a line
     /// start when one is near and then before any match that straddles it.
     fn release(&mut self, target: usize, out: &mut String) {
+        self.note_keywords();
         let floor = target.saturating_sub(self.window / 2);
         let mut cut = match self.pending[..target].rfind('\n') {
             Some(i) if i + 1 > floor => i + 1,
@@ -297,6 +316,35 @@ impl StreamRedactor {
         }
     }
 
+    /// Enables, for the rest of the stream, every rule whose keyword the
+    /// buffer holds now (see `red`).
+    fn note_keywords(&mut self) {
+        let Some((ac, rule_of)) = &self.gates else {
+            return;
+        };
+        // The new text, and before it as much as a keyword split by the
+        // last look could have left there: each byte is looked at about
+        // once, not once per release.
+        let len = self.pending.len();
+        let fresh = self.unscanned.min(len);
+        let from = floor_boundary(
+            &self.pending,
+            (len - fresh).saturating_sub(ac.max_pattern_len()),
+        );
+        self.unscanned = 0;
+        let mut new = false;
+        for m in ac.find_iter(&self.pending[from..]) {
+            let rule = rule_of[m.pattern().as_usize()];
+            new |= !std::mem::replace(&mut self.keyword_seen[rule], true);
+        }
+        if new {
+            let seen: Vec<usize> = (0..self.keyword_seen.len())
+                .filter(|&i| self.keyword_seen[i])
+                .collect();
+            self.red = self.base.with_rules_enabled(&seen);
+        }
+    }
+
     fn redact_piece(&mut self, piece: &str) -> String {
         let (out, classes) = self.red.redact_report(piece);
         for c in classes {
@@ -306,6 +354,26 @@ impl StreamRedactor {
         }
         out.into_owned()
     }
+}
+
+/// A scanner for the keywords of `red`'s document-gated rules, and the rule
+/// of each keyword; `None` when it has none.
+fn document_gates(red: &Redactor) -> Option<(aho_corasick::AhoCorasick, Vec<usize>)> {
+    let (mut keywords, mut rule_of) = (Vec::new(), Vec::new());
+    for (rule, words) in red.document_gates() {
+        for w in words {
+            keywords.push(w.clone());
+            rule_of.push(rule);
+        }
+    }
+    if keywords.is_empty() {
+        return None;
+    }
+    let ac = aho_corasick::AhoCorasick::builder()
+        .ascii_case_insensitive(true)
+        .build(&keywords)
+        .ok()?;
+    Some((ac, rule_of))
 }
 
 fn private_key_end() -> &'static Regex {

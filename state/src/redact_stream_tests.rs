@@ -240,3 +240,33 @@ fn the_window_covers_every_bounded_rule() {
     assert!(window_for(&red) >= 30_004);
     assert!(private_key_end().is_match("-----END PGP PRIVATE KEY BLOCK-----"));
 }
+
+#[test]
+fn a_keyword_that_left_the_window_still_gates_its_rule_for_the_rest_of_the_stream() {
+    let red = Redactor::builtin();
+    // `kubectl get secret -o yaml` with a long annotation: the data line
+    // comes more than a window after `kind: Secret`.
+    let mut r = StreamRedactor::new(&red);
+    let lines = 2 * (r.window + r.batch) / 30 + 1;
+    let filler: String = (0..lines)
+        .map(|i| format!("    note-{i}: just some words here\n"))
+        .collect();
+    let input = format!(
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  annotations:\n{filler}data:\n  DB_PASS: aHVudGVyMjAyNg==\n"
+    );
+    assert!(input.len() > 2 * (r.window + r.batch), "{}", input.len());
+    for chunk in [4096, 65_536] {
+        let mut r = StreamRedactor::new(&red);
+        let out = run(&mut r, input.as_bytes(), chunk);
+        assert!(
+            !out.contains("aHVudGVyMjAyNg=="),
+            "chunk {chunk}: the data line leaked"
+        );
+        assert!(out.contains("K8S_SECRET_REDACTED"));
+        assert!(r.classes().contains(&"k8s-secret-data".to_owned()));
+    }
+    // The same data line in a stream that never said `kind: Secret` stays.
+    let plain = format!("{filler}  DB_PASS: aHVudGVyMjAyNg==\n");
+    let out = run(&mut r, plain.as_bytes(), 4096);
+    assert!(out.contains("aHVudGVyMjAyNg=="));
+}

@@ -7,7 +7,8 @@
 //! hour): conversations with two sessions each, messages mostly read, and two
 //! audit rows per message, as a send plus a check write. The conversation
 //! being measured holds a tenth of the history, so its own indexes are deep
-//! too. Seeded audit rows carry random hashes: the chain is not verified here.
+//! too. Seeded audit rows are appended as the server appends them, so the
+//! chain verifies (archiving refuses one that does not).
 //!
 //! Run: `cargo run --release -p bridge-tests --bin bench_growth -- [--quick]
 //! [--messages N]`. `--quick` seeds 100 000 messages (the CI smoke run).
@@ -21,6 +22,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
+use bridge_state::audit;
+use bridge_state::redact::Redactor;
 use bridge_tests::bench::{Samples, fmt_ms};
 use bridge_tests::{Conv, Server, machine_summary, messages, operator, random_hex, sql};
 use rusqlite::params;
@@ -97,10 +100,23 @@ fn seed(db: &Path, measured: Option<&str>, n: usize) -> anyhow::Result<Duration>
     let mut entry = tx.prepare(
         "INSERT INTO inbox (conversation_id, recipient, message_id, read_at) VALUES (?1, ?2, ?3, ?4)",
     )?;
-    let mut audit = tx.prepare(
-        "INSERT INTO audit (ts, conversation_id, session_id, action, outcome, detail, prev_hash, hash)
-         VALUES (?1, ?2, ?3, ?4, 'ok', ?5, lower(hex(randomblob(32))), lower(hex(randomblob(32))))",
-    )?;
+    // Appended as the server appends them (redacted, each hashing the one
+    // before): `bridge audit archive` refuses a chain that does not verify.
+    let red = Redactor::builtin();
+    let audit = |at: i64, conv: &str, who: &str, action: &str, detail: serde_json::Value| {
+        audit::append(
+            &tx,
+            &red,
+            at,
+            audit::Entry {
+                conversation_id: Some(conv),
+                session_id: Some(who),
+                action,
+                outcome: audit::Outcome::Ok,
+                detail,
+            },
+        )
+    };
     for i in 0..n {
         // Every tenth message belongs to the measured conversation.
         let conv = if i % 10 == 0 {
@@ -116,20 +132,20 @@ fn seed(db: &Path, measured: Option<&str>, n: usize) -> anyhow::Result<Duration>
         msg.execute(params![conv, from, to, text(i), at])?;
         let id = tx.last_insert_rowid();
         entry.execute(params![conv, to, id, read_at])?;
-        audit.execute(params![
+        audit(
             at,
             conv,
             from,
             "message.send",
-            json!({"message_ids": [id], "action_type": "info", "chars": 160, "files": 0, "redacted_classes": []}).to_string()
-        ])?;
-        audit.execute(params![
+            json!({"message_ids": [id], "action_type": "info", "chars": 160, "files": 0, "redacted_classes": []}),
+        )?;
+        audit(
             at + 1,
             conv,
             to,
             "message.check",
-            json!({"returned": [id], "peek": false, "since_id": null, "waited_ms": 0}).to_string()
-        ])?;
+            json!({"returned": [id], "peek": false, "since_id": null, "waited_ms": 0}),
+        )?;
     }
     drop((msg, entry, audit));
     tx.commit()?;
