@@ -405,23 +405,17 @@ mod tests {
 
     #[test]
     fn a_chain_that_does_not_verify_is_not_archived_so_its_break_stays_visible() {
+        // Everything archived at once, in batches of 2: the refusal.
+        let archive_all = |conn: &mut Connection, red: &Redactor, out: &mut Vec<u8>| {
+            archive(conn, red, 5000, i64::MAX, 2, out, &|| Ok(()), "t.jsonl").unwrap_err()
+        };
         let (mut conn, red) = db_with_rows(6);
         // An old row edited (or deleted) by someone with the file: moved to
         // an archive, the break would be gone from `verify`.
         conn.execute("UPDATE audit SET detail = '{\"i\":99}' WHERE id = 2", [])
             .unwrap();
         let mut out = Vec::new();
-        let e = archive(
-            &mut conn,
-            &red,
-            5000,
-            i64::MAX,
-            2,
-            &mut out,
-            &|| Ok(()),
-            "t.jsonl",
-        )
-        .unwrap_err();
+        let e = archive_all(&mut conn, &red, &mut out);
         assert!(matches!(&e, ArchiveError::Broken(b) if b.id == 2), "{e}");
         assert!(e.to_string().contains("nothing more was archived"), "{e}");
         assert!(out.is_empty());
@@ -434,17 +428,7 @@ mod tests {
         // A deleted middle row, likewise.
         let (mut conn, red) = db_with_rows(6);
         conn.execute("DELETE FROM audit WHERE id = 3", []).unwrap();
-        let e = archive(
-            &mut conn,
-            &red,
-            5000,
-            i64::MAX,
-            2,
-            &mut out,
-            &|| Ok(()),
-            "t.jsonl",
-        )
-        .unwrap_err();
+        let e = archive_all(&mut conn, &red, &mut out);
         assert!(matches!(&e, ArchiveError::Broken(b) if b.id == 4), "{e}");
     }
 
