@@ -137,11 +137,10 @@ fn claim_refusal(
     p: &Proposal,
     now: Millis,
 ) -> Result<Option<String>, YoloError> {
-    if let Some(why) = start_refusal(tx, p, now)? {
-        return Ok(Some(why));
-    }
-    let en = yolo::active_enablement(tx, &p.conversation_id, now)?
-        .ok_or_else(|| YoloError::Corrupt("enablement vanished inside a transaction".into()))?;
+    let en = match start_refusal(tx, p, now)? {
+        Ok(en) => en,
+        Err(why) => return Ok(Some(why)),
+    };
     if let Verdict::Blocked { rule, reason } = policy.check(en.settings.mode, &p.command) {
         return Ok(Some(format!(
             "the current command policy blocks it (rule `{rule}` in {} mode: {reason}); it was not run",
@@ -154,21 +153,26 @@ fn claim_refusal(
 /// Why `p` must not run now, the policy aside (the claim checked it a
 /// moment ago): its bytes, its conversation's enablement and settings,
 /// and its workspace. Checked at the claim and again when its start is
-/// recorded, right before the command is handed over.
-fn start_refusal(tx: &Connection, p: &Proposal, now: Millis) -> Result<Option<String>, YoloError> {
+/// recorded, right before the command is handed over. The enablement it
+/// read when the job may run.
+fn start_refusal(
+    tx: &Connection,
+    p: &Proposal,
+    now: Millis,
+) -> Result<Result<yolo::Enablement, String>, YoloError> {
     if yolo::verify_integrity(p).is_err() {
-        return Ok(Some(
+        return Ok(Err(
             "the stored command no longer matches the approved hash; it was not run".into(),
         ));
     }
     let Some(en) = yolo::active_enablement(tx, &p.conversation_id, now)? else {
-        return Ok(Some(
+        return Ok(Err(
             "YOLO was disabled or expired before the job started; it was not run".into(),
         ));
     };
     let changed = yolo::settings_mismatch(&en.settings, &p.params);
     if !changed.is_empty() {
-        return Ok(Some(format!(
+        return Ok(Err(format!(
             "the conversation's YOLO settings changed after approval ({} differ: now {} mode, workspace {}); it was not run. Propose it again under the current settings",
             changed.join(", "),
             en.settings.mode.as_str(),
@@ -188,12 +192,12 @@ fn start_refusal(tx: &Connection, p: &Proposal, now: Millis) -> Result<Option<St
     if en.settings.workspace.is_some() {
         let others = yolo::active_enablements(tx, now)?;
         if let Some(why) = yolo::workspace_conflict(&p.conversation_id, &en.settings, &others) {
-            return Ok(Some(format!(
+            return Ok(Err(format!(
                 "its workspace is not usable: {why}; it was not run"
             )));
         }
     }
-    Ok(None)
+    Ok(Ok(en))
 }
 
 /// Fails every queued job that waited longer than `queue_ttl_ms`, in its
@@ -250,7 +254,7 @@ pub fn record_start(
             state.as_deref().unwrap_or("deleted")
         )));
     }
-    if let Some(why) = start_refusal(&tx, p, now)? {
+    if let Err(why) = start_refusal(&tx, p, now)? {
         return Ok(Some(why));
     }
     tx.execute(
