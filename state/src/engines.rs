@@ -10,6 +10,7 @@ use rusqlite::{Connection, params};
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Millis;
+use crate::fileperm::{Kind, PermError, check_file};
 use crate::jobs::LEASE_MS;
 use crate::redact::Redacted;
 
@@ -227,22 +228,47 @@ fn check_ssh_destination(who: &str, dest: &str) -> Result<(), String> {
 
 impl Transport {
     /// The files the client reads when it connects (TLS certificates, an
-    /// ssh identity) can be read: `Err((path, why))` names the first that
-    /// cannot.
-    pub fn check_files(&self) -> Result<(), (PathBuf, std::io::Error)> {
-        let files: Vec<&PathBuf> = match self {
+    /// ssh identity) can be read, and no other user can read the private
+    /// ones or change any of them (a writable CA file lets its writer vouch
+    /// for any engine; a readable key lets its reader be the runner).
+    /// The error names the first file that fails and the fix.
+    pub fn check_files(&self) -> Result<(), EngineFileError> {
+        let files: Vec<(&PathBuf, Kind)> = match self {
             Transport::Unix(_) => vec![],
-            Transport::Tls { ca, cert, key, .. } => match ca {
-                CaRoots::File(ca) => vec![ca, cert, key],
-                CaRoots::System => vec![cert, key],
-            },
-            Transport::Ssh { identity, .. } => identity.iter().collect(),
+            Transport::Tls { ca, cert, key, .. } => {
+                let mut v = vec![(cert, Kind::Trusted), (key, Kind::Secret)];
+                if let CaRoots::File(ca) = ca {
+                    v.insert(0, (ca, Kind::Trusted));
+                }
+                v
+            }
+            Transport::Ssh { identity, .. } => identity.iter().map(|i| (i, Kind::Secret)).collect(),
         };
-        for file in files {
-            std::fs::File::open(file).map_err(|e| (file.clone(), e))?;
+        for (file, kind) in files {
+            std::fs::File::open(file).map_err(|source| EngineFileError::Unreadable {
+                path: file.clone(),
+                source,
+            })?;
+            check_file(file, kind)?;
         }
         Ok(())
     }
+}
+
+/// Why an engine's client files cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineFileError {
+    #[error(
+        "cannot read {path} (an engine's ca, cert and key must be readable PEM files, its identity a readable ssh private key): {source}"
+    )]
+    Unreadable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "{0} (an engine's key and ssh identity must be private to the runner's user; its ca and cert writable only by that user or root)"
+    )]
+    Permissions(#[from] PermError),
 }
 
 /// Checks a runner's engine list: valid names, each once, usable URLs.
@@ -455,10 +481,59 @@ mod tests {
             }
         ));
         // Only the client's own files must be readable then.
-        let Err((path, _)) = system.check_files() else {
+        let Err(EngineFileError::Unreadable { path, .. }) = system.check_files() else {
             panic!("/c/cert.pem does not exist")
         };
         assert_eq!(path, PathBuf::from("/c/cert.pem"));
+    }
+
+    #[test]
+    fn an_engine_key_others_can_read_or_a_ca_others_can_write_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let file = |name: &str, mode: u32| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, b"-----BEGIN-----").unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+            p.display().to_string()
+        };
+        let tls = |ca: &str, cert: &str, key: &str| {
+            EngineConfig::parse_flag(&format!(
+                "name=b,url=tcp://h:2376,ca={ca},cert={cert},key={key}"
+            ))
+            .unwrap()
+            .transport()
+            .unwrap()
+            .check_files()
+        };
+        let (ca, cert, key) = (file("ca", 0o644), file("cert", 0o644), file("key", 0o600));
+        tls(&ca, &cert, &key).unwrap();
+        let open_key = file("open-key", 0o644);
+        let writable_ca = file("writable-ca", 0o666);
+        let writable_cert = file("writable-cert", 0o664);
+        for (got, names) in [
+            (
+                tls(&ca, &cert, &open_key),
+                "open-key is readable by group or others",
+            ),
+            (
+                tls(&writable_ca, &cert, &key),
+                "writable-ca is writable by group or others",
+            ),
+            (
+                tls(&ca, &writable_cert, &key),
+                "writable-cert is writable by group or others",
+            ),
+        ] {
+            let e = got.unwrap_err().to_string();
+            assert!(e.contains(names) && e.contains("chmod"), "{e}");
+        }
+        let ssh = EngineConfig::parse_flag(&format!("name=s,url=ssh://u@h,identity={open_key}"))
+            .unwrap()
+            .transport()
+            .unwrap();
+        let e = ssh.check_files().unwrap_err().to_string();
+        assert!(e.contains("readable by group or others"), "{e}");
     }
 
     #[test]

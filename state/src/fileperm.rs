@@ -25,6 +25,10 @@ pub enum Kind {
     Database,
     /// A secret or token: neither readable nor writable by group or others.
     Secret,
+    /// A certificate the bridge trusts (an engine's CA, its client
+    /// certificate): anyone may read it, only its owner write it, and that
+    /// owner is this user or root (a system CA bundle).
+    Trusted,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -80,7 +84,7 @@ pub fn check_file(path: &Path, kind: Kind) -> Result<(), PermError> {
         });
     }
     let me = nix::unistd::geteuid().as_raw();
-    if meta.uid() != me {
+    if meta.uid() != me && !(kind == Kind::Trusted && meta.uid() == 0) {
         return Err(PermError::NotOwned {
             path: path.into(),
             owner: meta.uid(),
@@ -137,6 +141,8 @@ mod tests {
             (0o640, Kind::Secret, Some("readable by group or others")),
             (0o604, Kind::Secret, Some("chmod 600")),
             (0o660, Kind::Secret, Some("writable by group or others")),
+            (0o644, Kind::Trusted, None),
+            (0o664, Kind::Trusted, Some("writable by group or others")),
         ];
         for &(mode, kind, want) in cases {
             set(&f, mode);

@@ -69,9 +69,7 @@ impl DockerEngine {
                 cert,
                 key,
             } => {
-                transport
-                    .check_files()
-                    .map_err(|(path, source)| ConnectError::File { path, source })?;
+                transport.check_files()?;
                 let config = tls::client_config(ca, cert, key)?;
                 tls::connect(
                     addr,
@@ -84,9 +82,7 @@ impl DockerEngine {
             // and `docker system dial-stdio` on the engine host; hyper keeps
             // idle ones for the next call.
             Transport::Ssh { url, identity } => {
-                transport
-                    .check_files()
-                    .map_err(|(path, source)| ConnectError::File { path, source })?;
+                transport.check_files()?;
                 Docker::connect_with_ssh(
                     url,
                     REQUEST_TIMEOUT_SECS,
@@ -130,13 +126,8 @@ pub enum ConnectError {
     Config(String),
     #[error("no configured Docker engine answers within a few seconds; check each engine's url")]
     NoneAnswers,
-    #[error(
-        "cannot read {path} (an engine's ca, cert and key must be readable PEM files, its identity a readable ssh private key): {source}"
-    )]
-    File {
-        path: std::path::PathBuf,
-        source: std::io::Error,
-    },
+    #[error("{0}")]
+    File(#[from] bridge_state::engines::EngineFileError),
 }
 
 impl Engine for DockerEngine {
