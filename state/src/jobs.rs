@@ -186,12 +186,14 @@ fn start_refusal(
             },
         )));
     }
-    // Enabling refuses nested workspaces; a database from before that
-    // check (or edited by hand) may still hold a pair. One query, and
-    // none for a job without a workspace.
+    // Enabling refuses nested workspaces and one holding the database; a
+    // database from before those checks (or edited by hand, or moved) may
+    // still hold one. One query, and none for a job without a workspace.
     if en.settings.workspace.is_some() {
         let others = yolo::active_enablements(tx, now)?;
-        if let Some(why) = yolo::workspace_conflict(&p.conversation_id, &en.settings, &others) {
+        if let Some(why) = yolo::workspace_holds_store(tx, &en.settings)
+            .or_else(|| yolo::workspace_conflict(&p.conversation_id, &en.settings, &others))
+        {
             return Ok(Err(format!(
                 "its workspace is not usable: {why}; it was not run"
             )));

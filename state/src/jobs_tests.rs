@@ -594,6 +594,52 @@ fn a_workspace_inside_another_conversations_read_write_one_is_refused_both_ways(
 }
 
 #[test]
+fn a_workspace_holding_the_database_is_refused_when_enabled_and_when_claimed() {
+    let s = settings(Mode::Yolo, false);
+    let mut f = Fixture::new(&s);
+    let db_dir = std::fs::canonicalize(f._dir.path()).unwrap();
+    let above = db_dir.parent().unwrap().to_path_buf();
+    for (ws, rw, words) in [
+        (
+            &db_dir,
+            false,
+            "a command could read every conversation there.",
+        ),
+        (
+            &above,
+            true,
+            "and rewrite the queue, the approvals and the audit trail",
+        ),
+    ] {
+        let err = enable_other(
+            &mut f,
+            &format!("conv_{rw}"),
+            &at(&s, ws.to_str().unwrap(), rw),
+        )
+        .expect_err("holds the database")
+        .to_string();
+        assert!(
+            err.contains("directory of the bridge's database") && err.contains(words),
+            "{err}"
+        );
+    }
+    enable_other(&mut f, "conv_beside", &at(&s, "/srv/elsewhere", true)).expect("beside it");
+    // Enabled around the check (an older database, or one moved since):
+    // the job fails at its claim.
+    let held = at(&s, db_dir.to_str().unwrap(), false);
+    f.store_settings(&held);
+    f.queue("prop_1", "cat t.db.secret", &held);
+    assert!(f.claim(&Policy::builtin()).is_none());
+    let (state, failure) = f.job("prop_1");
+    assert_eq!(state, "failed");
+    assert!(
+        failure
+            .unwrap()
+            .contains("directory of the bridge's database")
+    );
+}
+
+#[test]
 fn a_pair_of_nested_workspaces_already_enabled_fails_the_job_at_claim() {
     let s = settings(Mode::Yolo, false);
     let mut f = Fixture::new(&at(&s, "/srv/project/sub", false));

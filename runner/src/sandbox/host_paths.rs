@@ -25,9 +25,22 @@ pub enum DiscoverError {
 }
 
 /// Mount destinations in this container and their sources on the host,
-/// longest destination first.
+/// longest destination first; `None` when the runner runs on the host and
+/// paths are the engine's own.
 #[derive(Debug, Clone, Default)]
-pub struct HostPaths(Vec<(std::path::PathBuf, std::path::PathBuf)>);
+pub struct HostPaths(Option<Vec<(std::path::PathBuf, std::path::PathBuf)>>);
+
+/// A workspace outside every mount of the runner's container: the engine
+/// would bind the host's directory of that name, which is not the one the
+/// runner checked (it checked its own container's).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "it is not under any mount of the runner's container, so the engine would bind the host's own {path}, which the runner never checked; mount that directory into the runner's container (compose: a volume at the same path) or choose a workspace under one of its mounts ({mounts})"
+)]
+pub struct Unmapped {
+    pub path: String,
+    pub mounts: String,
+}
 
 impl HostPaths {
     /// Reads this container's mounts (`--translate-mounts`, set by compose).
@@ -50,16 +63,30 @@ impl HostPaths {
         // Longest destination first, so nested mounts win.
         pairs.sort_by_key(|(d, _)| std::cmp::Reverse(d.as_os_str().len()));
         tracing::info!(?pairs, "translating workspace paths to host paths");
-        Ok(Self(pairs))
+        Ok(Self(Some(pairs)))
     }
 
-    pub fn to_host(&self, p: &std::path::Path) -> std::path::PathBuf {
-        for (dest, src) in &self.0 {
+    /// The engine's path for `p`: itself on the host; inside a container,
+    /// its place under the longest mount holding it, or an error when no
+    /// mount does (never `p` unchanged, which would name a host path).
+    pub fn to_host(&self, p: &std::path::Path) -> Result<std::path::PathBuf, Unmapped> {
+        let Some(pairs) = &self.0 else {
+            return Ok(p.to_path_buf());
+        };
+        for (dest, src) in pairs {
             if let Ok(rest) = p.strip_prefix(dest) {
-                return src.join(rest);
+                return Ok(src.join(rest));
             }
         }
-        p.to_path_buf()
+        let mounts: Vec<String> = pairs.iter().map(|(d, _)| d.display().to_string()).collect();
+        Err(Unmapped {
+            path: p.display().to_string(),
+            mounts: if mounts.is_empty() {
+                "it has none".into()
+            } else {
+                mounts.join(", ")
+            },
+        })
     }
 }
 
@@ -69,25 +96,38 @@ mod tests {
 
     #[test]
     fn host_paths_translate_the_longest_matching_mount() {
-        let h = HostPaths(vec![
+        let h = HostPaths(Some(vec![
             ("/workspace/sub".into(), "/srv/other".into()),
             ("/workspace".into(), "/home/me/proj/workspace".into()),
-        ]);
+        ]));
         assert_eq!(
-            h.to_host("/workspace/a".as_ref()),
+            h.to_host("/workspace/a".as_ref()).unwrap(),
             std::path::Path::new("/home/me/proj/workspace/a")
         );
         assert_eq!(
-            h.to_host("/workspace/sub/x".as_ref()),
+            h.to_host("/workspace/sub/x".as_ref()).unwrap(),
             std::path::Path::new("/srv/other/x")
         );
+        // On the host, a path is the engine's own.
         assert_eq!(
-            h.to_host("/elsewhere".as_ref()),
-            std::path::Path::new("/elsewhere")
-        );
-        assert_eq!(
-            HostPaths::default().to_host("/w".as_ref()),
+            HostPaths::default().to_host("/w".as_ref()).unwrap(),
             std::path::Path::new("/w")
         );
+    }
+
+    #[test]
+    fn a_path_outside_every_mount_of_the_runners_container_is_refused() {
+        // Passed on as is, `/etc` would be the host's /etc, not the
+        // container's one the runner checked.
+        let h = HostPaths(Some(vec![("/workspace".into(), "/home/me/w".into())]));
+        for p in ["/etc", "/workspacex", "/"] {
+            let e = h.to_host(p.as_ref()).unwrap_err().to_string();
+            assert!(
+                e.contains("not under any mount") && e.contains("(/workspace)"),
+                "{p}: {e}"
+            );
+        }
+        let none = HostPaths(Some(vec![])).to_host("/w".as_ref()).unwrap_err();
+        assert!(none.to_string().contains("(it has none)"), "{none}");
     }
 }

@@ -53,7 +53,7 @@ pub async fn start_container(
         bridge_state::auth::random_hex(8).unwrap_or_default()
     );
     let id = engine
-        .create(&name, container_spec(p, owner, &key, host_paths))
+        .create(&name, container_spec(p, owner, &key, host_paths)?)
         .await?;
     if let Err(e) = engine.start(&id).await {
         remove(engine, &id).await;

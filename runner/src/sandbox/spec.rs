@@ -111,7 +111,7 @@ pub fn container_spec(
     owner: &Owner,
     key: &str,
     host_paths: &HostPaths,
-) -> HardenedSpec {
+) -> Result<HardenedSpec, SandboxError> {
     let mut host = HostConfig::default();
     // 1. No network: nothing to exfiltrate to, nothing to download from.
     host.network_mode = Some("none".into());
@@ -156,20 +156,26 @@ pub fn container_spec(
     // 14. The Docker socket is never mounted: the workspace is the only
     //     mount, and `check_workspace` refuses any that holds a socket.
     // 15. The workspace, read-only unless the operator chose read-write.
-    host.mounts = p.workspace.as_ref().map(|w| {
-        vec![Mount {
-            typ: Some(MountType::BIND),
-            source: Some(host_paths.to_host(w).display().to_string()),
-            target: Some("/workspace".into()),
-            read_only: Some(!p.workspace_rw),
-            ..Default::default()
-        }]
-    });
+    host.mounts = match &p.workspace {
+        None => None,
+        Some(w) => {
+            let source = host_paths
+                .to_host(w)
+                .map_err(|e| SandboxError::Workspace(w.display().to_string(), e.to_string()))?;
+            Some(vec![Mount {
+                typ: Some(MountType::BIND),
+                source: Some(source.display().to_string()),
+                target: Some("/workspace".into()),
+                read_only: Some(!p.workspace_rw),
+                ..Default::default()
+            }])
+        }
+    };
     // 16. An optional stronger runtime (e.g. gVisor's runsc).
     host.runtime = p.runtime.clone();
     // We remove containers ourselves; auto-remove races with inspection.
     host.auto_remove = Some(false);
-    HardenedSpec(ContainerCreateBody {
+    Ok(HardenedSpec(ContainerCreateBody {
         image: Some(p.image.clone()),
         // 6. Never root.
         user: Some(USER.into()),
@@ -206,7 +212,7 @@ pub fn container_spec(
         ])),
         host_config: Some(host),
         ..Default::default()
-    })
+    }))
 }
 
 #[cfg(test)]
@@ -242,7 +248,8 @@ mod tests {
             &owner(),
             "k",
             &HostPaths::default(),
-        );
+        )
+        .unwrap();
         let s = s.body();
         let h = s.host_config.clone().unwrap();
         assert_eq!(h.network_mode.as_deref(), Some("none"));
@@ -282,12 +289,14 @@ mod tests {
             &owner(),
             "k",
             &HostPaths::default(),
-        );
+        )
+        .unwrap();
         assert_eq!(
             rw.into_body().host_config.unwrap().mounts.unwrap()[0].read_only,
             Some(false)
         );
-        let none = container_spec(&params(None, false), &owner(), "k", &HostPaths::default());
+        let none =
+            container_spec(&params(None, false), &owner(), "k", &HostPaths::default()).unwrap();
         assert!(none.into_body().host_config.unwrap().mounts.is_none());
     }
 

@@ -104,6 +104,29 @@ pub fn workspace_conflict(cid: &str, settings: &Settings, others: &[Enablement])
         })
 }
 
+/// Why a workspace may not be mounted because it holds this database's
+/// directory (the database, its WAL, and `<db>.secret` live there): every
+/// command would read every conversation, and with `--workspace-rw` could
+/// rewrite the queue, the approvals and the audit chain. `None` when it does
+/// not, or when the store is in memory.
+pub fn workspace_holds_store(conn: &Connection, settings: &Settings) -> Option<String> {
+    let ws = settings.workspace.as_deref()?;
+    let db = conn.path().filter(|p| !p.is_empty())?;
+    let db = std::fs::canonicalize(db).unwrap_or_else(|_| db.into());
+    let dir = db.parent()?;
+    dir.starts_with(ws).then(|| {
+        format!(
+            "it holds {}, the directory of the bridge's database and its secret: a command could read every conversation there{}. Choose a directory that does not hold it, or move the database (--db or BRIDGE_DB)",
+            dir.display(),
+            if settings.workspace_rw {
+                ", and rewrite the queue, the approvals and the audit trail"
+            } else {
+                ""
+            }
+        )
+    })
+}
+
 /// Turns YOLO on for a conversation, replacing earlier settings. Like
 /// [`disable`], it closes everything made under the previous enablement
 /// ([`close_open`]): what the operator approved then is not what they just
@@ -129,7 +152,11 @@ pub fn enable(
         return Err(YoloError::ConversationExpired(cid.to_owned()));
     }
     let expires = (now + for_ms).min(conv_expires);
-    if let Some(why) = workspace_conflict(cid, settings, &active_enablements(&tx, now)?) {
+    let conflict = match workspace_holds_store(&tx, settings) {
+        Some(why) => Some(why),
+        None => workspace_conflict(cid, settings, &active_enablements(&tx, now)?),
+    };
+    if let Some(why) = conflict {
         let path = settings.workspace.clone().unwrap_or_default();
         return Err(YoloError::Workspace { path, problem: why });
     }

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
 use bridge_tests::bench::{Samples, vm_rss_kb};
+use bridge_tests::procstat::machine_cpu_secs;
 use futures_util::StreamExt;
 
 use crate::flow::{Approved, Exec, Parallel, Setup, approve_batch, execute, parallel};
@@ -43,12 +44,16 @@ pub fn slowest(bursts: &[Parallel]) -> Samples {
 pub struct Sustained {
     pub wall: Duration,
     pub latencies: Samples,
+    /// The machine's busy CPU seconds over the run, every process counted
+    /// (bridge, runner, engine, shims, this program).
+    pub machine_cpu_secs: f64,
 }
 
 /// `total` jobs, `in_flight` at a time, as fast as they complete, spread
 /// over the agent processes in turn.
 pub async fn sustained(st: &Setup, total: usize, in_flight: usize) -> anyhow::Result<Sustained> {
     let approved: Vec<Approved> = approve_batch(st, total).await?;
+    let cpu_before = machine_cpu_secs()?.0;
     let start = Instant::now();
     let runs: Vec<anyhow::Result<Exec>> = futures_util::stream::iter(approved)
         .enumerate()
@@ -60,6 +65,7 @@ pub async fn sustained(st: &Setup, total: usize, in_flight: usize) -> anyhow::Re
         .collect()
         .await;
     let wall = start.elapsed();
+    let machine_cpu_secs = machine_cpu_secs()?.0 - cpu_before;
     let mut latencies = Vec::with_capacity(total);
     for r in runs {
         latencies.push(r?.latency);
@@ -67,6 +73,7 @@ pub async fn sustained(st: &Setup, total: usize, in_flight: usize) -> anyhow::Re
     Ok(Sustained {
         wall,
         latencies: Samples::new(latencies),
+        machine_cpu_secs,
     })
 }
 

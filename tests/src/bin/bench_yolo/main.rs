@@ -26,6 +26,7 @@ use std::time::Duration;
 use anyhow::{Context, bail, ensure};
 use bridge_tests::bench::Samples;
 use bridge_tests::bin;
+use bridge_tests::procstat::machine_cpu_secs;
 use bridge_tests::yolo;
 
 use docker::{docker_engine, docker_run_args, time_many};
@@ -228,6 +229,9 @@ struct Results {
     par: Parallel,
     par_phases: Vec<Phases>,
     docker_run: Samples,
+    /// The machine's busy CPU seconds per `docker run --rm` (the CLI
+    /// included).
+    docker_run_cpu_secs: f64,
     docker_version: Samples,
     docker_ps: Samples,
     pause: Duration,
@@ -304,7 +308,10 @@ async fn scenarios(
         k.docker_runs
     );
     let run_args = docker_run_args(image);
+    let cpu_before = machine_cpu_secs()?.0;
     let docker_run = time_many(&run_args, Some("hi\n"), k.docker_warmup, k.docker_runs).await?;
+    let docker_run_cpu_secs =
+        (machine_cpu_secs()?.0 - cpu_before) / (k.docker_warmup + k.docker_runs) as f64;
     eprintln!("[docker] {} × docker version, docker ps -q", k.cli_runs);
     let docker_version = time_many(
         &["version", "--format", "{{.Server.Version}}"],
@@ -329,6 +336,7 @@ async fn scenarios(
         par,
         par_phases,
         docker_run,
+        docker_run_cpu_secs,
         docker_version,
         docker_ps,
         pause,

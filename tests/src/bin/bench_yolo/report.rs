@@ -287,6 +287,16 @@ fn tails(line: &mut impl FnMut(String), r: &Results, b2b: &Samples) {
         fmt_ms(s.latencies.p(50.0)),
         fmt_ms(s.latencies.p(95.0))
     ));
+    // What bounds jobs/s on this machine: every job costs the engine a
+    // container start and removal, whatever the pool does.
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let per_job = s.machine_cpu_secs / s.latencies.len() as f64;
+    line(format!(
+        "| sustained: machine CPU per job (all processes) / per hardened `docker run --rm` | {} / {}; {cpus:.0} CPUs ÷ per job = {:.1} jobs/s at most | reported | — |",
+        fmt_ms(std::time::Duration::from_secs_f64(per_job)),
+        fmt_ms(std::time::Duration::from_secs_f64(r.docker_run_cpu_secs)),
+        cpus / per_job
+    ));
     line(format!(
         "| pool: warm containers before the first burst / after the steady bursts | {} / {} | grows with demand | — |",
         r.pool_before, r.pool_grown
