@@ -136,13 +136,12 @@ pub fn container_spec(
     host.nano_cpus = Some(p.limits.nano_cpus);
     // 10. An init process reaps zombies and forwards signals.
     host.init = Some(true);
-    // 11. Capped engine-side logs (output is captured through the attach anyway).
+    // 11. No engine-side logs: the output is captured through the attach,
+    //     and a log file would keep the command's unredacted output on the
+    //     host's disk until the container is removed.
     host.log_config = Some(HostConfigLogConfig {
-        typ: Some("json-file".into()),
-        config: Some(HashMap::from([
-            ("max-size".into(), "1m".into()),
-            ("max-file".into(), "1".into()),
-        ])),
+        typ: Some("none".into()),
+        config: None,
     });
     // 11b. No core dumps, and no raising the limit (the engine's default
     //      is soft 0, hard unlimited): a crashing command would write one
@@ -277,6 +276,11 @@ mod tests {
         assert_eq!(h.memory_swap, h.memory);
         assert_eq!(h.nano_cpus, Some(1_000_000_000));
         assert_eq!(h.init, Some(true));
+        assert_eq!(
+            h.log_config.clone().and_then(|l| l.typ).as_deref(),
+            Some("none"),
+            "no copy of the output on the engine's disk"
+        );
         assert!(h.tmpfs.unwrap()["/tmp"].contains("noexec,nosuid"));
         assert!(h.privileged.is_none() || h.privileged == Some(false));
         assert!(h.binds.is_none());

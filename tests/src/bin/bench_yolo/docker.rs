@@ -32,10 +32,8 @@ pub const DOCKER_HARDENING: &[&str] = &[
     "--cpus",
     "1",
     "--init",
-    "--log-opt",
-    "max-size=1m",
-    "--log-opt",
-    "max-file=1",
+    "--log-driver",
+    "none",
 ];
 
 /// Times one docker CLI invocation (process start to exit); fails unless it
