@@ -236,11 +236,13 @@ impl Transport {
         let files: Vec<(&PathBuf, Kind)> = match self {
             Transport::Unix(_) => vec![],
             Transport::Tls { ca, cert, key, .. } => {
-                let mut v = vec![(cert, Kind::Trusted), (key, Kind::Secret)];
-                if let CaRoots::File(ca) = ca {
-                    v.insert(0, (ca, Kind::Trusted));
-                }
-                v
+                let ca = match ca {
+                    CaRoots::File(ca) => Some((ca, Kind::Trusted)),
+                    CaRoots::System => None,
+                };
+                ca.into_iter()
+                    .chain([(cert, Kind::Trusted), (key, Kind::Secret)])
+                    .collect()
             }
             Transport::Ssh { identity, .. } => identity.iter().map(|i| (i, Kind::Secret)).collect(),
         };

@@ -191,9 +191,7 @@ fn start_refusal(
     // still hold one. One query, and none for a job without a workspace.
     if en.settings.workspace.is_some() {
         let others = yolo::active_enablements(tx, now)?;
-        if let Some(why) = yolo::workspace_holds_store(tx, &en.settings)
-            .or_else(|| yolo::workspace_conflict(&p.conversation_id, &en.settings, &others))
-        {
+        if let Some(why) = yolo::workspace_problem(tx, &p.conversation_id, &en.settings, &others) {
             return Ok(Err(format!(
                 "its workspace is not usable: {why}; it was not run"
             )));

@@ -109,7 +109,7 @@ pub fn workspace_conflict(cid: &str, settings: &Settings, others: &[Enablement])
 /// command would read every conversation, and with `--workspace-rw` could
 /// rewrite the queue, the approvals and the audit chain. `None` when it does
 /// not, or when the store is in memory.
-pub fn workspace_holds_store(conn: &Connection, settings: &Settings) -> Option<String> {
+fn workspace_holds_store(conn: &Connection, settings: &Settings) -> Option<String> {
     let ws = settings.workspace.as_deref()?;
     let db = conn.path().filter(|p| !p.is_empty())?;
     let db = std::fs::canonicalize(db).unwrap_or_else(|_| db.into());
@@ -125,6 +125,20 @@ pub fn workspace_holds_store(conn: &Connection, settings: &Settings) -> Option<S
             }
         )
     })
+}
+
+/// Why the workspace of `settings` may not be mounted for conversation
+/// `cid` while `active` are enabled: it holds the database's directory
+/// ([`workspace_holds_store`]) or nests with another conversation's
+/// read-write workspace ([`workspace_conflict`]). Checked at enable, at
+/// claim, and before keeping a container warm; `None` without a workspace.
+pub fn workspace_problem(
+    conn: &Connection,
+    cid: &str,
+    settings: &Settings,
+    active: &[Enablement],
+) -> Option<String> {
+    workspace_holds_store(conn, settings).or_else(|| workspace_conflict(cid, settings, active))
 }
 
 /// Turns YOLO on for a conversation, replacing earlier settings. Like
@@ -152,11 +166,7 @@ pub fn enable(
         return Err(YoloError::ConversationExpired(cid.to_owned()));
     }
     let expires = (now + for_ms).min(conv_expires);
-    let conflict = match workspace_holds_store(&tx, settings) {
-        Some(why) => Some(why),
-        None => workspace_conflict(cid, settings, &active_enablements(&tx, now)?),
-    };
-    if let Some(why) = conflict {
+    if let Some(why) = workspace_problem(&tx, cid, settings, &active_enablements(&tx, now)?) {
         let path = settings.workspace.clone().unwrap_or_default();
         return Err(YoloError::Workspace { path, problem: why });
     }
