@@ -25,8 +25,8 @@ pub(crate) async fn refresh(ctx: &Ctx, running: &mut HashMap<String, (String, Ca
             let known = jobs::awaiting_run(c)?;
             let settings = active
                 .iter()
-                .filter(|en| match yolo::workspace_conflict(&en.conversation_id, &en.settings, &active) {
-                    // No warm container for it: see `workspace_conflict`.
+                .filter(|en| match yolo::workspace_problem(c, &en.conversation_id, &en.settings, &active) {
+                    // No warm container for it: see `workspace_problem`.
                     Some(why) => {
                         tracing::error!(conversation = %en.conversation_id, "keeping no sandbox warm: its workspace {why}");
                         false

@@ -77,7 +77,7 @@ fn enablement(
 /// mounts it (which follows them), so the sandbox would get any host
 /// directory as `/workspace`. The check runs both ways, so neither order of
 /// enabling makes such a pair.
-pub fn workspace_conflict(cid: &str, settings: &Settings, others: &[Enablement]) -> Option<String> {
+fn workspace_conflict(cid: &str, settings: &Settings, others: &[Enablement]) -> Option<String> {
     let ws = settings.workspace.as_deref()?;
     others
         .iter()
